@@ -1,0 +1,9 @@
+//! Authentication: password hashing, JWTs, per-run callback tokens, and the typed extractors
+//! that state each handler's access rule in its signature.
+
+pub mod extract;
+pub mod jwt;
+pub mod password;
+pub mod run_token;
+
+pub use extract::{CurrentUser, MaybeUser, RunToken, StaffUser};

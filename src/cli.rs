@@ -1,0 +1,174 @@
+//! Command line: `serve` (default), `migrate`, `user add`, `seed`, `import-fixtures`.
+//! Every failure prints one `error: ...` line and exits non-zero.
+
+use crate::{catalogue, config::Config, db, telemetry};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::{io::Read, path::PathBuf, process::ExitCode};
+
+/// Application Quality API: runs code-quality pipelines from events and a REST API.
+#[derive(Debug, Parser)]
+#[command(name = "application-quality-api", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands (scripts rely on these names).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve HTTP on 0.0.0.0:$PORT (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage local users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Load the built-in demo catalogue (idempotent).
+    Seed,
+    /// Load Django `loaddata` JSON fixture files of the reference backend.
+    ImportFixtures {
+        /// Fixture files, loaded in order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// `user` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user. The password comes from stdin (`--password-stdin`) or from
+    /// `APPLICATION_QUALITY_PASSWORD`, never from the command line.
+    Add {
+        username: String,
+        /// Give the user staff rights.
+        #[arg(long)]
+        staff: bool,
+        /// Read the password from standard input (first line).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+/// Parses arguments, runs the command, and maps errors to one line and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command.unwrap_or(Command::Serve), config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            let addr = format!("{}:{}", config.bind_address, config.port);
+            let listener = tokio::net::TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            crate::run(config, listener).await
+        }
+        Command::Migrate => {
+            let conn = open(&config).await?;
+            db::migrate(&conn).await.context("migrating")?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::User {
+            command:
+                UserCommand::Add {
+                    username,
+                    staff,
+                    password_stdin,
+                },
+        } => {
+            let password = read_password(password_stdin)?;
+            let conn = open_migrated(&config).await?;
+            let user = catalogue::users::add_user(&conn, &username, &password, staff).await?;
+            println!(
+                "created user {:?} (id {}, staff: {})",
+                user.username, user.id, user.is_staff
+            );
+            Ok(())
+        }
+        Command::Seed => {
+            let conn = open_migrated(&config).await?;
+            let summary = catalogue::seed::seed(&conn).await?;
+            println!("{summary}");
+            Ok(())
+        }
+        Command::ImportFixtures { files } => {
+            let conn = open_migrated(&config).await?;
+            for file in files {
+                let summary = catalogue::fixtures::import_file(&conn, &file).await?;
+                println!("{}: {summary}", file.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn open(config: &Config) -> anyhow::Result<sea_orm::DatabaseConnection> {
+    db::connect(config).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open DATABASE_URL ({}): {e}",
+            crate::redact_url(&config.database_url)
+        )
+    })
+}
+
+async fn open_migrated(config: &Config) -> anyhow::Result<sea_orm::DatabaseConnection> {
+    let conn = open(config).await?;
+    if config.auto_migrate() {
+        db::migrate(&conn).await.context("migrating")?;
+    } else if db::pending_migrations(&conn).await? > 0 {
+        anyhow::bail!(
+            "the database has pending migrations: run `application-quality-api migrate` first"
+        );
+    }
+    Ok(conn)
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    let password = if from_stdin {
+        let mut buf = String::new();
+        std::io::stdin()
+            .take(4096)
+            .read_to_string(&mut buf)
+            .context("reading the password from stdin")?;
+        buf.lines().next().unwrap_or("").to_string()
+    } else {
+        std::env::var("APPLICATION_QUALITY_PASSWORD").map_err(|_| {
+            anyhow::anyhow!(
+                "no password given: use --password-stdin or set APPLICATION_QUALITY_PASSWORD"
+            )
+        })?
+    };
+    if password.chars().count() < 8 {
+        anyhow::bail!("the password must have at least 8 characters");
+    }
+    Ok(password)
+}

@@ -1,0 +1,445 @@
+//! Service configuration: read once from the environment (through `envy`), validated at start-up.
+//!
+//! Every field maps to an upper-case environment variable of the same name (`public_url` is
+//! `PUBLIC_URL`). Names shared with the reference backend keep their meaning there. The README's
+//! configuration table lists them all with their defaults; keep the two in step.
+
+use serde::Deserialize;
+use std::time::Duration;
+
+/// How the service decides whether to talk to Kubernetes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KubernetesMode {
+    /// Use the in-cluster service account or `KUBECONFIG` when present; otherwise record runs only.
+    Auto,
+    /// A cluster is required: start-up fails when none is reachable.
+    On,
+    /// Never talk to Kubernetes: runs are recorded with a status saying so.
+    Off,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line, for log collectors.
+    Json,
+    /// Human-readable lines, for a terminal.
+    Pretty,
+}
+
+/// The whole configuration of the service.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    /// TCP port to listen on (Knative injects `PORT`).
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Address to bind; `0.0.0.0` in a container.
+    #[serde(default = "default_bind_address")]
+    pub bind_address: String,
+    /// `sqlite://...` (embedded default) or `postgres://...`.
+    #[serde(default = "default_database_url")]
+    pub database_url: String,
+    /// Run migrations at start-up. Default: on for SQLite, off for PostgreSQL (use `migrate`).
+    #[serde(default)]
+    pub database_auto_migrate: Option<bool>,
+    /// Connection pool size (PostgreSQL; SQLite uses one writer connection).
+    #[serde(default = "default_db_max_connections")]
+    pub database_max_connections: u32,
+    /// HS256 signing key for JWTs (at least 32 bytes). When unset, a random key is generated
+    /// once and kept in the database, so tokens survive restarts and work across replicas.
+    #[serde(default)]
+    pub jwt_secret: Option<String>,
+    /// `iss` claim put in and required of our tokens.
+    #[serde(default = "default_jwt_issuer")]
+    pub jwt_issuer: String,
+    /// Access token lifetime in seconds.
+    #[serde(default = "default_access_lifetime")]
+    pub jwt_access_lifetime_secs: u64,
+    /// Refresh token lifetime in seconds.
+    #[serde(default = "default_refresh_lifetime")]
+    pub jwt_refresh_lifetime_secs: u64,
+    /// The public origin of the service (`scheme://host[:port]`): allowed host, CORS origin,
+    /// and callback base when `BACKEND_SERVICE_HOST` is unset.
+    #[serde(default = "default_public_url")]
+    pub public_url: String,
+    /// Extra allowed `Host` values, comma-separated; `.example.org` matches subdomains, `*` any host.
+    #[serde(default)]
+    pub additional_allowed_hosts: String,
+    /// Extra CORS origins, comma-separated (the `PUBLIC_URL` origin is always allowed).
+    #[serde(default)]
+    pub cors_allowed_origins: String,
+    /// In-cluster host name of this service: an allowed host and the callback host pipeline pods use.
+    #[serde(default)]
+    pub backend_service_host: Option<String>,
+    /// Port for `BACKEND_SERVICE_HOST` callbacks.
+    #[serde(default = "default_backend_port")]
+    pub backend_service_port: u16,
+    /// `source` of reply CloudEvents.
+    #[serde(default = "default_notif_source")]
+    pub notif_response_source: String,
+    /// Prefix of reply CloudEvent types (`.ok`, `.accepted`, `.duplicate`, `.ignored` appended).
+    #[serde(default = "default_notif_prefix")]
+    pub notif_response_type_prefix: String,
+    /// Largest accepted request body in bytes; larger bodies get 413.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Whole-request timeout in seconds.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+    /// `json` (default) or `pretty`.
+    #[serde(default = "default_log_format")]
+    pub log_format: LogFormat,
+    /// YAML file served (as JSON) by `/api/settings/`; `{}` when absent.
+    #[serde(default = "default_settings_file")]
+    pub settings_file: String,
+    /// `auto`, `on` or `off`.
+    #[serde(default = "default_kubernetes")]
+    pub kubernetes: KubernetesMode,
+    /// Namespace where run objects are created.
+    #[serde(default = "default_runs_namespace")]
+    pub aqbb_namespace: String,
+    /// Storage class of each run's ReadWriteMany working volume.
+    #[serde(default = "default_storageclass")]
+    pub aqbb_storageclass: String,
+    /// Size of each run's working volume.
+    #[serde(default = "default_volumesize")]
+    pub aqbb_volumesize: String,
+    /// Calrissian container image.
+    #[serde(default = "default_calrissian_image")]
+    pub aqbb_calrissianimage: String,
+    /// Image of the final container that posts results back (needs `sh` and `curl`).
+    #[serde(default = "default_reporter_image")]
+    pub aqbb_reporterimage: String,
+    /// `--max-cores` given to Calrissian.
+    #[serde(default = "default_maxcores")]
+    pub aqbb_maxcores: String,
+    /// `--max-ram` given to Calrissian.
+    #[serde(default = "default_maxram")]
+    pub aqbb_maxram: String,
+    /// Name of an existing image pull Secret (in the runs namespace) for run pods.
+    #[serde(default)]
+    pub aqbb_secret: Option<String>,
+    /// Seconds a finished, succeeded run's objects are kept.
+    #[serde(default = "default_succeeded_retention")]
+    pub aqbb_succeeded_retention_secs: i32,
+    /// Seconds a failed run's objects are kept for debugging.
+    #[serde(default = "default_failed_retention")]
+    pub aqbb_failed_retention_secs: i32,
+    /// Upper bound on a Kubernetes API call made on the request path.
+    #[serde(default = "default_kube_timeout_ms")]
+    pub kube_timeout_ms: u64,
+}
+
+fn default_port() -> u16 {
+    8080
+}
+fn default_bind_address() -> String {
+    "0.0.0.0".into()
+}
+fn default_database_url() -> String {
+    "sqlite://application-quality.db?mode=rwc".into()
+}
+fn default_db_max_connections() -> u32 {
+    10
+}
+fn default_jwt_issuer() -> String {
+    "application-quality-api".into()
+}
+fn default_access_lifetime() -> u64 {
+    15 * 60
+}
+fn default_refresh_lifetime() -> u64 {
+    24 * 3600
+}
+fn default_public_url() -> String {
+    "http://localhost:8080".into()
+}
+fn default_backend_port() -> u16 {
+    80
+}
+fn default_notif_source() -> String {
+    "/eoepca/application-quality".into()
+}
+fn default_notif_prefix() -> String {
+    "org.eoepca.application-quality.response".into()
+}
+fn default_max_body() -> usize {
+    1024 * 1024
+}
+fn default_request_timeout() -> u64 {
+    30
+}
+fn default_log_format() -> LogFormat {
+    LogFormat::Json
+}
+fn default_settings_file() -> String {
+    "settings.yaml".into()
+}
+fn default_kubernetes() -> KubernetesMode {
+    KubernetesMode::Auto
+}
+fn default_runs_namespace() -> String {
+    "application-quality-runs".into()
+}
+fn default_storageclass() -> String {
+    "standard".into()
+}
+fn default_volumesize() -> String {
+    "5Gi".into()
+}
+fn default_calrissian_image() -> String {
+    "terradue/calrissian:0.14.0".into()
+}
+fn default_reporter_image() -> String {
+    "curlimages/curl:8.11.1".into()
+}
+fn default_maxcores() -> String {
+    "2".into()
+}
+fn default_maxram() -> String {
+    "2Gi".into()
+}
+fn default_succeeded_retention() -> i32 {
+    600
+}
+fn default_failed_retention() -> i32 {
+    3 * 24 * 3600
+}
+fn default_kube_timeout_ms() -> u64 {
+    5000
+}
+
+/// A configuration problem, reported as one line at start-up.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Reads and validates the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_iter(std::env::vars())
+    }
+
+    /// Reads and validates the configuration from the given variables (tests use this).
+    pub fn from_iter<I: IntoIterator<Item = (String, String)>>(
+        vars: I,
+    ) -> Result<Self, ConfigError> {
+        // envy fails on empty strings for typed fields; an empty variable means "unset" here.
+        let vars = vars.into_iter().filter(|(_, v)| !v.is_empty());
+        let mut config: Config = envy::from_iter(vars).map_err(|e| match e {
+            envy::Error::MissingValue(name) => {
+                ConfigError(format!("{} is required", name.to_uppercase()))
+            }
+            envy::Error::Custom(msg) => ConfigError(format!("invalid configuration: {msg}")),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&mut self) -> Result<(), ConfigError> {
+        self.public_url = normalize_origin(&self.public_url).ok_or_else(|| {
+            ConfigError(format!(
+                "PUBLIC_URL must look like scheme://host[:port], got {:?}",
+                self.public_url
+            ))
+        })?;
+        for origin in split_list(&self.cors_allowed_origins) {
+            if normalize_origin(origin).is_none() {
+                return Err(ConfigError(format!(
+                    "CORS_ALLOWED_ORIGINS entries must look like scheme://host[:port], got {origin:?}"
+                )));
+            }
+        }
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError(
+                "DATABASE_URL must start with sqlite:, postgres:// or postgresql://".into(),
+            ));
+        }
+        if let Some(secret) = &self.jwt_secret
+            && secret.len() < 32
+        {
+            return Err(ConfigError(
+                "JWT_SECRET must be at least 32 bytes long (e.g. `openssl rand -hex 32`)".into(),
+            ));
+        }
+        if self.jwt_access_lifetime_secs == 0 || self.jwt_refresh_lifetime_secs == 0 {
+            return Err(ConfigError(
+                "JWT_ACCESS_LIFETIME_SECS and JWT_REFRESH_LIFETIME_SECS must be positive".into(),
+            ));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError("MAX_BODY_BYTES must be at least 1024".into()));
+        }
+        if self.request_timeout_secs == 0 {
+            return Err(ConfigError("REQUEST_TIMEOUT_SECS must be positive".into()));
+        }
+        if self.database_max_connections == 0 {
+            return Err(ConfigError(
+                "DATABASE_MAX_CONNECTIONS must be positive".into(),
+            ));
+        }
+        if self.aqbb_succeeded_retention_secs < 0 || self.aqbb_failed_retention_secs < 0 {
+            return Err(ConfigError(
+                "AQBB_*_RETENTION_SECS must not be negative".into(),
+            ));
+        }
+        if !is_dns_label(&self.aqbb_namespace) {
+            return Err(ConfigError(format!(
+                "AQBB_NAMESPACE must be a DNS label (lower-case letters, digits, '-'), got {:?}",
+                self.aqbb_namespace
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether the configured store is SQLite.
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+
+    /// Whether migrations run at start-up.
+    pub fn auto_migrate(&self) -> bool {
+        self.database_auto_migrate.unwrap_or(self.is_sqlite())
+    }
+
+    /// Base URL pipeline pods use to call back (`server_url` in the CWL parameters).
+    pub fn callback_base_url(&self) -> String {
+        match &self.backend_service_host {
+            Some(host) => format!("http://{host}:{}", self.backend_service_port),
+            None => self.public_url.clone(),
+        }
+    }
+
+    /// Hosts accepted in the `Host` header (lower case, ports stripped).
+    pub fn allowed_hosts(&self) -> Vec<String> {
+        let mut hosts = Vec::new();
+        if let Ok(url) = url::Url::parse(&self.public_url)
+            && let Some(host) = url.host_str()
+        {
+            hosts.push(host.to_ascii_lowercase());
+        }
+        if let Some(host) = &self.backend_service_host {
+            hosts.push(host.to_ascii_lowercase());
+        }
+        hosts.extend(split_list(&self.additional_allowed_hosts).map(|h| h.to_ascii_lowercase()));
+        hosts
+    }
+
+    /// Origins allowed by CORS: `PUBLIC_URL` plus `CORS_ALLOWED_ORIGINS`.
+    pub fn cors_origins(&self) -> Vec<String> {
+        let mut origins = vec![self.public_url.clone()];
+        origins.extend(split_list(&self.cors_allowed_origins).filter_map(normalize_origin));
+        origins
+    }
+
+    /// Request timeout as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+}
+
+/// Splits a comma-separated list, trimming blanks.
+pub fn split_list(s: &str) -> impl Iterator<Item = &str> {
+    s.split(',').map(str::trim).filter(|x| !x.is_empty())
+}
+
+/// `scheme://host[:port]` with an optional trailing slash, returned without it; anything with a
+/// path, query, credentials or a non-http scheme is refused.
+fn normalize_origin(s: &str) -> Option<String> {
+    let url = url::Url::parse(s).ok()?;
+    let plain = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && !s.trim_end_matches('/').ends_with('?');
+    plain.then(|| url.origin().ascii_serialization())
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_iter(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.port, 8080);
+        assert!(c.is_sqlite() && c.auto_migrate());
+        assert_eq!(c.public_url, "http://localhost:8080");
+        assert_eq!(c.kubernetes, KubernetesMode::Auto);
+    }
+
+    #[test]
+    fn public_url_must_be_an_origin() {
+        for bad in [
+            "example.org",
+            "http://x.org/api",
+            "ftp://x.org",
+            "http://",
+            "http://x.org?a=1",
+        ] {
+            let err = cfg(&[("PUBLIC_URL", bad)]).unwrap_err().to_string();
+            assert!(
+                err.starts_with("PUBLIC_URL must look like scheme://host[:port]"),
+                "{bad}: {err}"
+            );
+        }
+        let c = cfg(&[("PUBLIC_URL", "https://AQ.example.org:8443/")]).unwrap();
+        assert_eq!(c.public_url, "https://aq.example.org:8443");
+    }
+
+    #[test]
+    fn typed_errors_name_the_variable() {
+        let err = cfg(&[("PORT", "eighty")]).unwrap_err().to_string();
+        assert!(err.contains("port"), "{err}");
+        let err = cfg(&[("JWT_SECRET", "short")]).unwrap_err().to_string();
+        assert!(err.contains("JWT_SECRET"), "{err}");
+        let err = cfg(&[("DATABASE_URL", "mysql://x")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn allowed_hosts_and_callback() {
+        let c = cfg(&[
+            ("PUBLIC_URL", "https://aq.example.org"),
+            ("BACKEND_SERVICE_HOST", "aq-api.ns.svc.cluster.local"),
+            ("ADDITIONAL_ALLOWED_HOSTS", " .example.net , ci.local"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.allowed_hosts(),
+            [
+                "aq.example.org",
+                "aq-api.ns.svc.cluster.local",
+                ".example.net",
+                "ci.local"
+            ]
+        );
+        assert_eq!(
+            c.callback_base_url(),
+            "http://aq-api.ns.svc.cluster.local:80"
+        );
+    }
+}

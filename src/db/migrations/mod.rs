@@ -1,0 +1,15 @@
+//! Backend-neutral schema migrations (the same code runs on SQLite and PostgreSQL).
+
+use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_init;
+
+/// All migrations, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_init::Migration)]
+    }
+}

@@ -1,0 +1,114 @@
+//! Database access: connection set-up for SQLite and PostgreSQL, migrations, and error helpers.
+
+pub mod entities;
+pub mod migrations;
+
+use crate::config::Config;
+use rand::RngCore;
+use sea_orm::{
+    ActiveValue::Set, ConnectOptions, Database, DatabaseConnection, DbErr, EntityTrait, RuntimeErr,
+    SqlErr,
+};
+use sea_orm_migration::MigratorTrait;
+use std::time::Duration;
+
+pub use migrations::Migrator;
+
+/// Opens the configured store. SQLite gets WAL, a busy timeout and foreign keys; both backends
+/// get bounded acquire/connect timeouts so an outage turns into a quick 503, not a hung request.
+pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
+    let mut opts = ConnectOptions::new(config.database_url.clone());
+    opts.sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5));
+    if config.is_sqlite() {
+        // One connection: SQLite serialises writers anyway, and a single connection avoids
+        // SQLITE_BUSY between our own pool members.
+        opts.max_connections(1).min_connections(1);
+        opts.map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true)
+        });
+    } else {
+        opts.max_connections(config.database_max_connections)
+            .min_connections(0)
+            .idle_timeout(Duration::from_secs(300));
+    }
+    Database::connect(opts).await
+}
+
+/// Applies pending migrations.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    Migrator::up(db, None).await
+}
+
+/// Whether the schema is missing migrations (used to fail clearly when PostgreSQL was not migrated).
+pub async fn pending_migrations(db: &DatabaseConnection) -> Result<usize, DbErr> {
+    Ok(Migrator::get_pending_migrations(db).await?.len())
+}
+
+/// Key of the generated JWT secret in `aq_setting`.
+const JWT_KEY_SETTING: &str = "jwt_secret";
+
+/// Returns the JWT signing key: `JWT_SECRET` when set, otherwise a random key generated once and
+/// kept in the database (insert-if-absent, so concurrent first starts agree on one key).
+pub async fn jwt_key(config: &Config, db: &DatabaseConnection) -> Result<Vec<u8>, DbErr> {
+    if let Some(secret) = &config.jwt_secret {
+        return Ok(secret.as_bytes().to_vec());
+    }
+    use entities::kv_setting as kv;
+    if let Some(row) = kv::Entity::find_by_id(JWT_KEY_SETTING.to_string())
+        .one(db)
+        .await?
+    {
+        return Ok(row.value.into_bytes());
+    }
+    let mut raw = [0u8; 32];
+    rand::rng().fill_bytes(&mut raw);
+    let generated = hex::encode(raw);
+    kv::Entity::insert(kv::ActiveModel {
+        key: Set(JWT_KEY_SETTING.into()),
+        value: Set(generated),
+    })
+    .on_conflict_do_nothing_on([kv::Column::Key])
+    .exec(db)
+    .await?;
+    let row = kv::Entity::find_by_id(JWT_KEY_SETTING.to_string())
+        .one(db)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("generated JWT key vanished".into()))?;
+    Ok(row.value.into_bytes())
+}
+
+/// A unique constraint was violated (duplicate key).
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// The database could not be reached or is overloaded: worth a retry (503), not a 500.
+pub fn is_unavailable(err: &DbErr) -> bool {
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            sqlx_unavailable(e)
+        }
+        _ => false,
+    }
+}
+
+fn sqlx_unavailable(e: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error as E;
+    match e {
+        E::Io(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed | E::Tls(_) => true,
+        E::Database(db) => {
+            // SQLITE_BUSY / SQLITE_LOCKED, PostgreSQL admin shutdown / cannot connect now.
+            matches!(
+                db.code().as_deref(),
+                Some("5" | "6" | "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01")
+            )
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,1 @@
+//! CloudEvents ingress (placeholder until written).

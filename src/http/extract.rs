@@ -1,0 +1,110 @@
+//! Request body extractors with the service's error shapes: JSON bodies must say
+//! `Content-Type: application/json` (415 otherwise) and parse (400 with the parser's position).
+
+use crate::error::AppError;
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, Request, rejection::BytesRejection},
+    http::header,
+};
+use serde::de::DeserializeOwned;
+
+/// Deepest JSON nesting accepted in request bodies (serde_json itself stops at 128).
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// A JSON request body.
+#[derive(Debug, Clone)]
+pub struct JsonBody<T>(pub T);
+
+/// Whether a content type is JSON (`application/json`, `application/*+json`).
+pub fn is_json_content_type(value: &str) -> bool {
+    let mime = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// Maps a body read failure to our errors (413 for the size limit).
+pub fn body_rejection(e: BytesRejection) -> AppError {
+    if e.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::PayloadTooLarge(0)
+    } else {
+        AppError::BadRequest(format!("Could not read the request body: {e}"))
+    }
+}
+
+/// Parses JSON bytes, refusing documents nested deeper than [`MAX_JSON_DEPTH`].
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    if nesting_depth(bytes) > MAX_JSON_DEPTH {
+        return Err(AppError::BadRequest(format!(
+            "JSON parse error - nesting deeper than {MAX_JSON_DEPTH} levels"
+        )));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| AppError::BadRequest(format!("JSON parse error - {e}")))
+}
+
+/// Maximum bracket nesting of a JSON text, ignoring brackets inside strings.
+fn nesting_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !is_json_content_type(content_type) {
+            return Err(AppError::UnsupportedMediaType(format!(
+                "Unsupported media type \"{content_type}\" in request; send application/json."
+            )));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_ignores_strings() {
+        assert_eq!(nesting_depth(br#"{"a":[1,{"b":"[[[["}]}"#), 3);
+        let deep = "[".repeat(100) + &"]".repeat(100);
+        assert!(parse_json::<serde_json::Value>(deep.as_bytes()).is_err());
+        assert!(is_json_content_type("application/json; charset=utf-8"));
+        assert!(is_json_content_type("application/cloudevents+json"));
+        assert!(!is_json_content_type("text/plain"));
+    }
+}

@@ -1,0 +1,169 @@
+//! Cross-cutting layers: `Host` allow-list, CORS, request log, and turning every non-JSON error
+//! response (404 fallback, 405, 408, 413 from the body limit) into the `{"detail"}` shape.
+
+use crate::{config::Config, error::AppError, state::AppState};
+use axum::{
+    body::Body,
+    extract::{MatchedPath, Request, State},
+    http::{HeaderValue, Method, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use std::time::Instant;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+/// Loopback names are always accepted so local tools and port-forwards work.
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+
+/// Whether `host` (no port, lower case) is allowed by the list (Django's rules: exact match,
+/// `.example.org` for the domain and its subdomains, `*` for any).
+pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    LOOPBACK_HOSTS.contains(&host)
+        || allowed.iter().any(|pattern| {
+            pattern == "*"
+                || pattern == host
+                || pattern
+                    .strip_prefix('.')
+                    .is_some_and(|domain| host == domain || host.ends_with(pattern.as_str()))
+        })
+}
+
+/// Strips the port from a `Host` header value (IPv6 literals keep their brackets).
+fn host_without_port(value: &str) -> String {
+    let v = value.trim().to_ascii_lowercase();
+    if v.starts_with('[') {
+        return v.split_once(']').map(|(h, _)| format!("{h}]")).unwrap_or(v);
+    }
+    v.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or(v)
+}
+
+/// Rejects requests whose `Host` is not allowed (400, JSON).
+pub async fn check_host(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(host_without_port)
+        .or_else(|| req.uri().host().map(str::to_ascii_lowercase));
+    match host {
+        Some(h) if host_allowed(&h, &state.allowed_hosts) => next.run(req).await,
+        Some(h) => AppError::BadRequest(format!(
+            "Invalid HTTP_HOST header: {h:?}. You may need to add it to ADDITIONAL_ALLOWED_HOSTS."
+        ))
+        .into_response(),
+        None => AppError::BadRequest("Missing Host header.".into()).into_response(),
+    }
+}
+
+/// CORS for the `PUBLIC_URL` origin and `CORS_ALLOWED_ORIGINS`, never `*`.
+pub fn cors(config: &Config) -> CorsLayer {
+    let origins: Vec<HeaderValue> = config
+        .cors_origins()
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .max_age(std::time::Duration::from_secs(86400))
+}
+
+/// Fallback for unknown routes.
+pub async fn not_found() -> AppError {
+    AppError::NotFound("Not found.".into())
+}
+
+/// Gives error responses that carry no JSON body the standard `{"detail"}` body.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    if is_json {
+        return response;
+    }
+    let err = match status {
+        StatusCode::METHOD_NOT_ALLOWED => AppError::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge(0),
+        StatusCode::NOT_FOUND => AppError::NotFound("Not found.".into()),
+        StatusCode::REQUEST_TIMEOUT => {
+            let mut r = (
+                status,
+                axum::Json(serde_json::json!({"detail": "Request timed out."})),
+            )
+                .into_response();
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
+        }
+        s => {
+            let reason = s.canonical_reason().unwrap_or("Error").to_string();
+            return (s, axum::Json(serde_json::json!({"detail": reason}))).into_response();
+        }
+    };
+    let (mut parts, _) = response.into_parts();
+    let fresh = err.into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let (_, body) = fresh.into_parts();
+    Response::from_parts(parts, Body::new(body))
+}
+
+/// One log line per request (method, route, status, latency); health probes are not logged.
+pub async fn log_requests(req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    if path.starts_with("/health/") {
+        return next.run(req).await;
+    }
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(req).await;
+    tracing::info!(
+        method = %method,
+        path = %path,
+        route = route.as_deref().unwrap_or(""),
+        status = response.status().as_u16(),
+        latency_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_rules() {
+        let allowed = vec!["aq.example.org".to_string(), ".example.net".to_string()];
+        assert!(host_allowed("aq.example.org", &allowed));
+        assert!(host_allowed("example.net", &allowed));
+        assert!(host_allowed("ci.example.net", &allowed));
+        assert!(!host_allowed("evil.org", &allowed));
+        assert!(!host_allowed("badexample.net", &allowed));
+        assert!(host_allowed("localhost", &allowed));
+        assert_eq!(host_without_port("AQ.example.org:8443"), "aq.example.org");
+        assert_eq!(host_without_port("[::1]:8080"), "[::1]");
+    }
+}

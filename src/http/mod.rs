@@ -1,0 +1,35 @@
+//! The HTTP surface: one module per resource, each with its own `router()`, assembled here with
+//! the cross-cutting layers (host check, CORS, body limit, timeout, request log, JSON errors).
+
+pub mod extract;
+pub mod health;
+pub mod middleware;
+
+use crate::state::AppState;
+use axum::{Router, extract::DefaultBodyLimit, http::StatusCode};
+use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
+
+/// Builds the application router (routes without trailing slashes; see [`crate::run`]).
+pub fn router(state: AppState) -> Router {
+    let config = state.config.clone();
+    let api = Router::new();
+    Router::new()
+        .merge(api)
+        .fallback(middleware::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::check_host,
+        ))
+        .layer(middleware::cors(&config))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout(),
+        ))
+        .layer(axum::middleware::from_fn(middleware::json_errors))
+        .layer(axum::middleware::from_fn(middleware::log_requests))
+        // Health probes stay outside the host check and the request log.
+        .merge(health::router())
+        .with_state(state)
+}

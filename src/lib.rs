@@ -1,0 +1,151 @@
+//! application-quality-api: a scale-to-zero Knative function that replaces the backend API of
+//! the EOEPCA Application Quality building block. See the README for the architecture.
+//!
+//! [`run`] starts the server on a given listener (tests use port 0); [`build_state`] opens the
+//! database and picks the launcher; [`serve`] runs the router until a shutdown signal.
+
+pub mod auth;
+pub mod catalogue;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod k8s;
+pub mod pipelines;
+pub mod runs;
+pub mod state;
+pub mod telemetry;
+
+use anyhow::Context;
+use axum::{ServiceExt, extract::Request};
+use config::{Config, KubernetesMode};
+use runs::launcher::{Launcher, RecordingLauncher};
+use state::AppState;
+use std::{future::Future, sync::Arc};
+use tokio::net::TcpListener;
+use tower::Layer;
+use tower_http::normalize_path::NormalizePathLayer;
+
+/// Opens the database (migrating it when configured to), loads the JWT key and chooses the
+/// launcher from `KUBERNETES`.
+pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
+    let launcher = select_launcher(&config).await?;
+    build_state_with(config, launcher).await
+}
+
+/// Like [`build_state`] with an explicit launcher (tests inject one).
+pub async fn build_state_with(
+    config: Config,
+    launcher: Arc<dyn Launcher>,
+) -> anyhow::Result<AppState> {
+    let db = db::connect(&config).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open DATABASE_URL ({}): {e}",
+            redact_url(&config.database_url)
+        )
+    })?;
+    if config.auto_migrate() {
+        db::migrate(&db).await.context("migrating the database")?;
+    } else {
+        let pending = db::pending_migrations(&db)
+            .await
+            .context("checking the database schema")?;
+        if pending > 0 {
+            anyhow::bail!(
+                "the database has {pending} pending migration(s): run `application-quality-api migrate` (or set DATABASE_AUTO_MIGRATE=true)"
+            );
+        }
+    }
+    let key = db::jwt_key(&config, &db)
+        .await
+        .context("loading the JWT key")?;
+    let jwt = auth::jwt::JwtKeys::new(
+        &key,
+        &config.jwt_issuer,
+        config.jwt_access_lifetime_secs,
+        config.jwt_refresh_lifetime_secs,
+    );
+    Ok(AppState {
+        db,
+        allowed_hosts: Arc::new(config.allowed_hosts()),
+        config: Arc::new(config),
+        jwt: Arc::new(jwt),
+        launcher,
+    })
+}
+
+async fn select_launcher(config: &Config) -> anyhow::Result<Arc<dyn Launcher>> {
+    if config.kubernetes == KubernetesMode::Off {
+        return Ok(Arc::new(RecordingLauncher::new(
+            "Not executed: KUBERNETES=off, runs are recorded only.",
+        )));
+    }
+    match k8s::launcher_from_config(config).await? {
+        Some(launcher) => Ok(launcher),
+        None => Ok(Arc::new(RecordingLauncher::new(
+            "Not executed: no Kubernetes cluster is configured (no in-cluster service account, no KUBECONFIG).",
+        ))),
+    }
+}
+
+/// Hides the password of a database URL in messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Serves the application on `listener` until `shutdown` completes; in-flight requests finish.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // Trailing slashes are trimmed before routing, so `/api/pipelines/` and `/api/pipelines`
+    // reach the same handler without a redirect (the reference 301s, which breaks POSTs).
+    let app = NormalizePathLayer::trim_trailing_slash().layer(http::router(state));
+    axum::serve(
+        listener,
+        ServiceExt::<Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(app),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Builds the state and serves until SIGTERM or SIGINT.
+pub async fn run(config: Config, listener: TcpListener) -> anyhow::Result<()> {
+    let state = build_state(config).await?;
+    tracing::info!(addr = %listener.local_addr()?, launcher = state.launcher.name(), "listening");
+    serve(state, listener, shutdown_signal()).await?;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+/// Completes on SIGTERM (what Kubernetes sends) or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received, finishing in-flight requests");
+}

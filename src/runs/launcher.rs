@@ -1,0 +1,112 @@
+//! The seam between run bookkeeping and execution. The Kubernetes launcher (`crate::k8s`)
+//! implements it for real clusters; [`RecordingLauncher`] stands in when no cluster is
+//! configured (embedded demo, `KUBERNETES=off`), recording runs without executing them.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+/// Everything needed to start one run.
+#[derive(Debug, Clone)]
+pub struct LaunchRequest {
+    pub run_id: i64,
+    pub pipeline_id: i64,
+    /// Rendered CWL document (YAML text).
+    pub cwl: String,
+    /// Flattened parameters (`"<subworkflow>.<tool>.<input>"`, `pipeline_id`, `run_id`, `server_url`).
+    pub params: BTreeMap<String, serde_json::Value>,
+    /// Plain per-run callback token; only its hash is stored.
+    pub callback_token: String,
+    /// Base URL the pods call back to.
+    pub callback_url: String,
+    /// W3C trace context to annotate the objects with, if any.
+    pub traceparent: Option<String>,
+}
+
+/// What a launch achieved.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LaunchOutcome {
+    /// Objects exist in the cluster (created now, or already there).
+    Launched { namespace: String, job_name: String },
+    /// Nothing executes this run; it is recorded with this explanation.
+    NotExecuted { message: String },
+}
+
+/// Execution-side view of a run, read from its Job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobObservation {
+    /// `running`, `succeeded` or `failed` (see [`crate::runs::RunStatus`]).
+    pub status: super::RunStatus,
+    pub message: Option<String>,
+    pub completion_time: Option<DateTime<Utc>>,
+}
+
+/// Why a launcher call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// The cluster could not be reached or refused us for now: retry later (503).
+    #[error("Kubernetes API unavailable: {0}")]
+    Unavailable(String),
+    /// The cluster rejected the objects (validation, quota, forbidden): the run fails.
+    #[error("Kubernetes rejected the run: {0}")]
+    Rejected(String),
+}
+
+/// Starts, observes and cancels runs.
+#[async_trait]
+pub trait Launcher: Send + Sync + 'static {
+    /// Creates the run's objects. Must be idempotent: launching twice is harmless.
+    async fn launch(&self, req: &LaunchRequest) -> Result<LaunchOutcome, LaunchError>;
+    /// Reads the run's Job once; `None` when it does not exist (or nothing executes runs).
+    async fn observe(&self, run_id: i64) -> Result<Option<JobObservation>, LaunchError>;
+    /// Deletes the run's Job and its pods; Ok when already gone.
+    async fn cancel(&self, run_id: i64) -> Result<(), LaunchError>;
+    /// Short name for logs and `/api/settings/`.
+    fn name(&self) -> &'static str;
+}
+
+/// Records runs without executing them: used when no Kubernetes cluster is configured.
+/// Runs it receives end up `pending` with a message saying why.
+pub struct RecordingLauncher {
+    reason: String,
+    launched: std::sync::Mutex<Vec<i64>>,
+}
+
+impl RecordingLauncher {
+    /// A recorder that explains runs are not executed for `reason`.
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            launched: Default::default(),
+        }
+    }
+
+    /// Ids of the runs handed to this launcher, in order (tests read it).
+    pub fn launched(&self) -> Vec<i64> {
+        self.launched.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl Launcher for RecordingLauncher {
+    async fn launch(&self, req: &LaunchRequest) -> Result<LaunchOutcome, LaunchError> {
+        if let Ok(mut l) = self.launched.lock() {
+            l.push(req.run_id);
+        }
+        Ok(LaunchOutcome::NotExecuted {
+            message: self.reason.clone(),
+        })
+    }
+
+    async fn observe(&self, _run_id: i64) -> Result<Option<JobObservation>, LaunchError> {
+        Ok(None)
+    }
+
+    async fn cancel(&self, _run_id: i64) -> Result<(), LaunchError> {
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "recording"
+    }
+}

@@ -1,0 +1,321 @@
+//! Run bookkeeping: the one code path that creates runs (REST and CloudEvents both call
+//! [`insert_run`] + [`launch`], or [`create_run`]), and the transitions that follow a run's Job.
+//!
+//! Lifecycle (see the README for the diagram):
+//! `starting` -> `running` -> `succeeded` | `failed` | `killed`; `starting` -> `pending` when no
+//! cluster executes runs; `starting` -> `failed` when the launch is rejected or the API server is
+//! unreachable (an event redelivery resumes such a launch).
+
+pub mod launcher;
+
+use crate::{
+    auth::run_token,
+    db::entities::{pipeline, pipeline_run, user},
+    error::{AppError, AppResult},
+    pipelines::{PipelineGraph, params, render},
+    state::AppState,
+};
+use chrono::Utc;
+use launcher::{JobObservation, LaunchError, LaunchOutcome, LaunchRequest};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, IntoActiveModel};
+use serde_json::Value;
+use std::time::Duration;
+
+/// Status of a run, stored as its lower-case name (the reference's values plus `pending`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Created; objects being created in the cluster.
+    Starting,
+    /// Recorded but not executed (no cluster configured).
+    Pending,
+    /// The Job exists.
+    Running,
+    Succeeded,
+    Failed,
+    /// Cancelled by a user.
+    Killed,
+}
+
+impl RunStatus {
+    /// The stored/serialised name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Starting => "starting",
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Killed => "killed",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "starting" => RunStatus::Starting,
+            "pending" => RunStatus::Pending,
+            "running" => RunStatus::Running,
+            "succeeded" => RunStatus::Succeeded,
+            "failed" => RunStatus::Failed,
+            "killed" => RunStatus::Killed,
+            _ => return None,
+        })
+    }
+
+    /// No further transition is expected.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Killed | RunStatus::Pending
+        )
+    }
+}
+
+/// Who asks for which run.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub user: user::Model,
+    pub pipeline_id: i64,
+    /// The `parameters` object: `{subworkflow: {tool: {input: value}}}`.
+    pub parameters: Value,
+    pub triggered_by: Option<String>,
+}
+
+/// Whether `user` may see (and so run) `pipeline`: staff, owner, or public.
+pub fn pipeline_visible(user: &user::Model, pipeline: &pipeline::Model) -> bool {
+    user.is_staff || pipeline.owner_id.is_none() || pipeline.owner_id == Some(user.id)
+}
+
+/// Error for a pipeline that does not exist or is not visible (the two are indistinguishable).
+pub fn pipeline_not_found() -> AppError {
+    AppError::NotFound("No Pipeline matches the given query.".into())
+}
+
+/// Validates the request, renders the CWL and stores the run as `starting` (or `failed` when
+/// the template cannot be rendered). Runs inside the caller's transaction when given one.
+pub async fn insert_run<C: ConnectionTrait>(
+    db: &C,
+    callback_base: &str,
+    req: &RunRequest,
+) -> AppResult<pipeline_run::Model> {
+    let pipeline = pipeline::Entity::find_by_id(req.pipeline_id)
+        .one(db)
+        .await?
+        .filter(|p| pipeline_visible(&req.user, p))
+        .ok_or_else(pipeline_not_found)?;
+    let graph = PipelineGraph::load(db, pipeline).await?;
+    params::validate(&graph, &req.parameters)?;
+    let rendered = render::render(&graph);
+    let now = Utc::now();
+    let (status, message, cwl, completion) = match &rendered {
+        Ok(cwl) => (RunStatus::Starting, None, Some(cwl.clone()), None),
+        Err(e) => (RunStatus::Failed, Some(e.to_string()), None, Some(now)),
+    };
+    let run = pipeline_run::ActiveModel {
+        pipeline_id: Set(req.pipeline_id),
+        usage_report: Set(Value::String(String::new())),
+        start_time: Set(now),
+        completion_time: Set(completion),
+        status: Set(status.as_str().into()),
+        status_message: Set(message),
+        inputs: Set(None),
+        parameters: Set(Some(req.parameters.clone())),
+        output: Set(None),
+        executed_cwl: Set(cwl),
+        started_by_id: Set(Some(req.user.id)),
+        triggered_by: Set(req.triggered_by.clone()),
+        callback_token_hash: Set(None),
+        k8s_namespace: Set(None),
+        k8s_job_name: Set(None),
+        launched_at: Set(None),
+        updated_at: Set(now),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    let inputs = params::flatten(&req.parameters, req.pipeline_id, run.id, callback_base);
+    let mut active = run.into_active_model();
+    active.inputs = Set(Some(serde_json::to_value(inputs).unwrap_or_default()));
+    Ok(active.update(db).await?)
+}
+
+/// Whether [`launch`] would (re)start this run: stored, rendered, and never launched.
+pub fn needs_launch(run: &pipeline_run::Model) -> bool {
+    run.launched_at.is_none()
+        && run.executed_cwl.is_some()
+        && matches!(
+            RunStatus::parse(&run.status),
+            Some(RunStatus::Starting | RunStatus::Failed)
+        )
+}
+
+/// Hands a stored run to the launcher and records the outcome. Idempotent: a run that was
+/// launched already is returned as it is. An unreachable cluster marks the run failed with
+/// the reason and returns 503, so an event redelivery can resume the launch.
+pub async fn launch(
+    state: &AppState,
+    run: pipeline_run::Model,
+    traceparent: Option<String>,
+) -> AppResult<pipeline_run::Model> {
+    if !needs_launch(&run) {
+        return Ok(run);
+    }
+    let token = run_token::generate();
+    let mut active = run.clone().into_active_model();
+    active.callback_token_hash = Set(Some(run_token::hash(&token)));
+    active.updated_at = Set(Utc::now());
+    let run = active.update(&state.db).await?;
+    let params = run
+        .inputs
+        .as_ref()
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    let req = LaunchRequest {
+        run_id: run.id,
+        pipeline_id: run.pipeline_id,
+        cwl: run.executed_cwl.clone().unwrap_or_default(),
+        params,
+        callback_token: token,
+        callback_url: state.config.callback_base_url(),
+        traceparent,
+    };
+    let started = std::time::Instant::now();
+    let outcome = state.launcher.launch(&req).await;
+    tracing::info!(
+        run_id = run.id,
+        launcher = state.launcher.name(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        ok = outcome.is_ok(),
+        "launch"
+    );
+    let now = Utc::now();
+    let mut active = run.into_active_model();
+    active.updated_at = Set(now);
+    let result = match outcome {
+        Ok(LaunchOutcome::Launched {
+            namespace,
+            job_name,
+        }) => {
+            active.status = Set(RunStatus::Running.as_str().into());
+            active.status_message = Set(None);
+            active.k8s_namespace = Set(Some(namespace));
+            active.k8s_job_name = Set(Some(job_name));
+            active.launched_at = Set(Some(now));
+            active.completion_time = Set(None);
+            Ok(())
+        }
+        Ok(LaunchOutcome::NotExecuted { message }) => {
+            active.status = Set(RunStatus::Pending.as_str().into());
+            active.status_message = Set(Some(message));
+            active.launched_at = Set(Some(now));
+            Ok(())
+        }
+        Err(LaunchError::Rejected(message)) => {
+            active.status = Set(RunStatus::Failed.as_str().into());
+            active.status_message = Set(Some(format!("Kubernetes rejected the run: {message}")));
+            active.launched_at = Set(Some(now));
+            active.completion_time = Set(Some(now));
+            Ok(())
+        }
+        Err(LaunchError::Unavailable(message)) => {
+            active.status = Set(RunStatus::Failed.as_str().into());
+            active.status_message = Set(Some(format!(
+                "Launch failed, Kubernetes API unavailable: {message}. A redelivered event resumes the launch."
+            )));
+            active.completion_time = Set(Some(now));
+            Err(AppError::Unavailable {
+                detail: format!("The Kubernetes API is unavailable ({message}); retry later."),
+                retry_after: 10,
+            })
+        }
+    };
+    let run = active.update(&state.db).await?;
+    result.map(|()| run)
+}
+
+/// Validates, stores and launches a run: what `POST .../runs/` does.
+pub async fn create_run(
+    state: &AppState,
+    req: &RunRequest,
+    traceparent: Option<String>,
+) -> AppResult<pipeline_run::Model> {
+    let run = insert_run(&state.db, &state.config.callback_base_url(), req).await?;
+    launch(state, run, traceparent).await
+}
+
+/// Applies what the cluster says about a run's Job. Terminal runs are left alone, so stale or
+/// replayed observations cannot move a run backwards.
+pub async fn apply_observation<C: ConnectionTrait>(
+    db: &C,
+    run: pipeline_run::Model,
+    obs: &JobObservation,
+) -> AppResult<pipeline_run::Model> {
+    let current = RunStatus::parse(&run.status);
+    if current.is_some_and(RunStatus::is_terminal) || current == Some(obs.status) {
+        return Ok(run);
+    }
+    let mut active = run.into_active_model();
+    active.status = Set(obs.status.as_str().into());
+    active.status_message = Set(obs.message.clone());
+    if obs.status.is_terminal() {
+        active.completion_time = Set(Some(obs.completion_time.unwrap_or_else(Utc::now)));
+    }
+    active.updated_at = Set(Utc::now());
+    Ok(active.update(db).await?)
+}
+
+/// Reconcile on read: a launched, non-terminal run checks its Job once, within a bounded time.
+/// Failures are logged and the stored run is returned unchanged.
+pub async fn reconcile(state: &AppState, run: pipeline_run::Model) -> pipeline_run::Model {
+    let active =
+        RunStatus::parse(&run.status) == Some(RunStatus::Running) && run.k8s_job_name.is_some();
+    if !active {
+        return run;
+    }
+    let budget = Duration::from_millis(state.config.kube_timeout_ms.min(2000));
+    match tokio::time::timeout(budget, state.launcher.observe(run.id)).await {
+        Ok(Ok(Some(obs))) => match apply_observation(&state.db, run.clone(), &obs).await {
+            Ok(updated) => updated,
+            Err(e) => {
+                tracing::warn!(run_id = run.id, error = %e, "could not store observed status");
+                run
+            }
+        },
+        Ok(Ok(None)) => run,
+        Ok(Err(e)) => {
+            tracing::warn!(run_id = run.id, error = %e, "reconcile on read failed");
+            run
+        }
+        Err(_) => {
+            tracing::warn!(run_id = run.id, "reconcile on read timed out");
+            run
+        }
+    }
+}
+
+/// Cancels a run: deletes its Job (and pods) and marks it `killed`. Terminal runs are returned
+/// unchanged.
+pub async fn cancel(state: &AppState, run: pipeline_run::Model) -> AppResult<pipeline_run::Model> {
+    if RunStatus::parse(&run.status).is_some_and(RunStatus::is_terminal) {
+        return Ok(run);
+    }
+    if run.k8s_job_name.is_some() {
+        state.launcher.cancel(run.id).await.map_err(|e| match e {
+            LaunchError::Unavailable(m) => AppError::Unavailable {
+                detail: format!("The Kubernetes API is unavailable ({m}); retry later."),
+                retry_after: 10,
+            },
+            LaunchError::Rejected(m) => {
+                AppError::Conflict(format!("Kubernetes refused to delete the run's Job: {m}"))
+            }
+        })?;
+    }
+    let now = Utc::now();
+    let mut active = run.into_active_model();
+    active.status = Set(RunStatus::Killed.as_str().into());
+    active.status_message = Set(Some("Cancelled by a user.".into()));
+    active.completion_time = Set(Some(now));
+    active.updated_at = Set(now);
+    Ok(active.update(&state.db).await?)
+}

@@ -1,0 +1,20 @@
+//! Shared application state: cheap to clone (everything inside is reference-counted).
+
+use crate::{auth::jwt::JwtKeys, config::Config, runs::launcher::Launcher};
+use sea_orm::DatabaseConnection;
+use std::sync::Arc;
+
+/// What every handler may use.
+#[derive(Clone)]
+pub struct AppState {
+    /// Connection pool.
+    pub db: DatabaseConnection,
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// JWT signing/verification keys.
+    pub jwt: Arc<JwtKeys>,
+    /// Where runs are executed (Kubernetes, or a recorder when no cluster is configured).
+    pub launcher: Arc<dyn Launcher>,
+    /// Lower-cased allowed `Host` values.
+    pub allowed_hosts: Arc<Vec<String>>,
+}
