@@ -1,4 +1,6 @@
-//! Kubernetes execution of runs (placeholder until written).
+//! Kubernetes execution of runs (to be written).
+
+pub mod job_events;
 
 use crate::{config::Config, runs::launcher::Launcher};
 use std::sync::Arc;

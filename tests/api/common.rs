@@ -1,0 +1,199 @@
+//! Starts the application for a test and offers small helpers around it.
+
+#![allow(dead_code)]
+
+use application_quality_api::{
+    build_state_with, catalogue,
+    config::Config,
+    db::entities::user,
+    runs::launcher::{Launcher, RecordingLauncher},
+    serve,
+    state::AppState,
+};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// Default PostgreSQL for tests (trust auth on this kind of machine).
+pub const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Which store the suite runs against (`TEST_BACKEND=sqlite|postgres`).
+pub fn backend() -> String {
+    std::env::var("TEST_BACKEND").unwrap_or_else(|_| "sqlite".into())
+}
+
+/// A fresh, empty database URL for one test: a SQLite file in a temp dir, or a new PostgreSQL
+/// database created on the test server.
+pub async fn fresh_database_url(dir: &tempfile::TempDir) -> String {
+    if backend() == "postgres" {
+        fresh_postgres_database().await
+    } else {
+        format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display())
+    }
+}
+
+/// Creates a new PostgreSQL database and returns its URL.
+pub async fn fresh_postgres_database() -> String {
+    use sea_orm::{ConnectionTrait, Database};
+    let admin_url = std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_PG.into());
+    let admin = Database::connect(&admin_url)
+        .await
+        .expect("PostgreSQL for tests (TEST_DATABASE_URL)");
+    let name = format!("aq_test_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    let mut url = url::Url::parse(&admin_url).unwrap();
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// Options for [`TestApp::spawn_with`].
+#[derive(Default)]
+pub struct Options {
+    pub env: Vec<(String, String)>,
+    pub launcher: Option<Arc<dyn Launcher>>,
+    pub database_url: Option<String>,
+}
+
+/// A running server.
+pub struct TestApp {
+    pub addr: std::net::SocketAddr,
+    pub base: String,
+    pub state: AppState,
+    pub client: reqwest::Client,
+    pub recorder: Option<Arc<RecordingLauncher>>,
+    pub database_url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// Starts the app on a fresh database with a recording launcher.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Options::default()).await
+    }
+
+    /// Starts the app with extra environment, launcher or database.
+    pub async fn spawn_with(opts: Options) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = match opts.database_url {
+            Some(u) => u,
+            None => fresh_database_url(&dir).await,
+        };
+        let mut vars: Vec<(String, String)> = vec![
+            ("DATABASE_URL".into(), database_url.clone()),
+            ("DATABASE_AUTO_MIGRATE".into(), "true".into()),
+            ("KUBERNETES".into(), "off".into()),
+            (
+                "SETTINGS_FILE".into(),
+                dir.path().join("settings.yaml").display().to_string(),
+            ),
+        ];
+        vars.extend(opts.env);
+        let config = Config::from_iter(vars).expect("test config");
+        let (launcher, recorder): (Arc<dyn Launcher>, _) = match opts.launcher {
+            Some(l) => (l, None),
+            None => {
+                let r = Arc::new(RecordingLauncher::new("Not executed: test recorder."));
+                (r.clone() as Arc<dyn Launcher>, Some(r))
+            }
+        };
+        let state = build_state_with(config, launcher).await.expect("app state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let serve_state = state.clone();
+        tokio::spawn(async move {
+            serve(serve_state, listener, async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self {
+            addr,
+            base: format!("http://{addr}"),
+            state,
+            client: reqwest::Client::new(),
+            recorder,
+            database_url,
+            shutdown: Some(tx),
+            _dir: dir,
+        }
+    }
+
+    /// Absolute URL of a path on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Creates a user directly in the database.
+    pub async fn user(&self, username: &str, password: &str, staff: bool) -> user::Model {
+        catalogue::users::add_user(&self.state.db, username, password, staff)
+            .await
+            .unwrap()
+    }
+
+    /// Obtains an access token through the API.
+    pub async fn token(&self, username: &str, password: &str) -> String {
+        let r = self
+            .client
+            .post(self.url("/api/token/"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "token for {username}");
+        let body: Value = r.json().await.unwrap();
+        body["access"].as_str().unwrap().to_string()
+    }
+
+    /// A user plus an access token for it.
+    pub async fn user_with_token(&self, username: &str, staff: bool) -> (user::Model, String) {
+        let pw = format!("{username}-password-1");
+        let u = self.user(username, &pw, staff).await;
+        let t = self.token(username, &pw).await;
+        (u, t)
+    }
+
+    /// Loads the demo catalogue.
+    pub async fn seed(&self) {
+        catalogue::seed::seed(&self.state.db).await.unwrap();
+    }
+
+    /// Sends a request and returns (status, JSON body or Null).
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// GET with an optional bearer token.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        self.send(req).await
+    }
+
+    /// POST JSON with an optional bearer token.
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut req = self.client.post(self.url(path)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        self.send(req).await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
