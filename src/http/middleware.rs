@@ -37,8 +37,28 @@ fn host_without_port(value: &str) -> String {
     v.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or(v)
 }
 
+/// CloudEvents ingress is exempt from the host check: brokers deliver with whatever `Host`
+/// their subscriber URI has, senders replaying broker scripts keep the broker's `Host`, and a
+/// browser cannot send `ce-*` headers or CloudEvents content types cross-origin without a CORS
+/// preflight, which we do not grant to unknown origins.
+pub fn is_event_ingress(method: &Method, path: &str) -> bool {
+    if method != Method::POST {
+        return false;
+    }
+    let path = path.trim_end_matches('/');
+    if path.is_empty() || path == "/api/events" {
+        return true;
+    }
+    // Broker-ingress shaped paths `/<namespace>/<broker>` (the seed scripts post there).
+    let mut segments = path.trim_start_matches('/').split('/');
+    matches!((segments.next(), segments.next(), segments.next()), (Some(ns), Some(b), None) if ns != "api" && !ns.is_empty() && !b.is_empty())
+}
+
 /// Rejects requests whose `Host` is not allowed (400, JSON).
 pub async fn check_host(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if is_event_ingress(req.method(), req.uri().path()) {
+        return next.run(req).await;
+    }
     let host = req
         .headers()
         .get(header::HOST)
@@ -165,5 +185,15 @@ mod tests {
         assert!(host_allowed("localhost", &allowed));
         assert_eq!(host_without_port("AQ.example.org:8443"), "aq.example.org");
         assert_eq!(host_without_port("[::1]:8080"), "[::1]");
+    }
+
+    #[test]
+    fn event_ingress_paths() {
+        assert!(is_event_ingress(&Method::POST, "/"));
+        assert!(is_event_ingress(&Method::POST, "/api/events"));
+        assert!(is_event_ingress(&Method::POST, "/default/primary"));
+        assert!(!is_event_ingress(&Method::GET, "/api/events"));
+        assert!(!is_event_ingress(&Method::POST, "/api/pipelines"));
+        assert!(!is_event_ingress(&Method::POST, "/api/pipelines/1/runs"));
     }
 }
