@@ -1,9 +1,206 @@
-//! (to be written)
+//! Job reports: `/api/pipelines/{p}/runs/{r}/jobreports/` (list with `?name=&instance=`, and the
+//! pipeline's callback) and `.../jobreports/{id}/` (read).
+//!
+//! Reading is for the run's starter or staff (404 otherwise). Creating is for the pipeline
+//! itself only: the request must carry the run's callback token (`Authorization: Bearer
+//! aqrun_...`, issued at launch, stored as a hash). The body, any JSON, is stored verbatim.
+//! `(run, name, instance)` is unique, enforced by the database.
 
-use crate::state::AppState;
-use axum::Router;
+use crate::{
+    auth::{CurrentUser, RunToken, run_token},
+    db::{
+        self,
+        entities::{job_report, pipeline_run},
+    },
+    error::{AppError, AppResult},
+    http::{
+        extract::JsonBody,
+        runs::{find_visible_run, run_not_found},
+        serialize::{self, PipelineScope},
+    },
+    state::AppState,
+};
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State, rejection::QueryRejection},
+    http::StatusCode,
+    routing::get,
+};
+use chrono::Utc;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Longest report name (a slug, the column's size).
+pub const MAX_NAME_LEN: usize = 50;
+/// Longest report instance (the column's size).
+pub const MAX_INSTANCE_LEN: usize = 200;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route(
+            "/api/pipelines/{pipeline}/runs/{run}/jobreports",
+            get(list).post(create),
+        )
+        .route(
+            "/api/pipelines/{pipeline}/runs/{run}/jobreports/{id}",
+            get(read),
+        )
+}
+
+/// `?name=&instance=`.
+#[derive(Debug, Deserialize)]
+struct ReportQuery {
+    name: Option<String>,
+    instance: Option<String>,
+}
+
+fn query_of(q: Result<Query<ReportQuery>, QueryRejection>) -> AppResult<ReportQuery> {
+    q.map(|Query(q)| q)
+        .map_err(|e| AppError::BadRequest(format!("Invalid query string: {}", e.body_text())))
+}
+
+/// `GET .../jobreports/?name=&instance=`.
+async fn list(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((pipeline, run)): Path<(String, String)>,
+    query: Result<Query<ReportQuery>, QueryRejection>,
+) -> AppResult<Json<Value>> {
+    let q = query_of(query)?;
+    let run = find_visible_run(&state.db, &user, &pipeline, &run).await?;
+    let mut find = job_report::Entity::find()
+        .filter(job_report::Column::RunId.eq(run.id))
+        .order_by_asc(job_report::Column::Id);
+    if let Some(name) = q.name {
+        find = find.filter(job_report::Column::Name.eq(name));
+    }
+    if let Some(instance) = q.instance {
+        find = find.filter(job_report::Column::Instance.eq(instance));
+    }
+    let reports = find.all(&state.db).await?;
+    Ok(Json(reports.iter().map(serialize::job_report).collect()))
+}
+
+/// `GET .../jobreports/{id}/`.
+async fn read(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((pipeline, run, id)): Path<(String, String, String)>,
+) -> AppResult<Json<Value>> {
+    let run = find_visible_run(&state.db, &user, &pipeline, &run).await?;
+    let id = serialize::parse_id(&id)?;
+    let report = job_report::Entity::find_by_id(id)
+        .one(&state.db)
+        .await?
+        .filter(|j| j.run_id == run.id)
+        .ok_or_else(|| AppError::NotFound("No JobReport matches the given query.".into()))?;
+    Ok(Json(serialize::job_report(&report)))
+}
+
+/// Checks `name` (required slug) and `instance` (optional, bounded).
+fn check_query(q: ReportQuery) -> AppResult<(String, String)> {
+    let name = q.name.unwrap_or_default();
+    if name.is_empty() {
+        return Err(AppError::field(
+            "name",
+            "Tool 'name' is required as a query parameter.",
+        ));
+    }
+    let slug = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !slug || name.len() > MAX_NAME_LEN {
+        return Err(AppError::field(
+            "name",
+            format!(
+                "Enter a valid slug of at most {MAX_NAME_LEN} letters, numbers, underscores or hyphens."
+            ),
+        ));
+    }
+    let instance = q.instance.unwrap_or_default();
+    if instance.chars().count() > MAX_INSTANCE_LEN {
+        return Err(AppError::field(
+            "instance",
+            format!("Ensure this field has no more than {MAX_INSTANCE_LEN} characters."),
+        ));
+    }
+    Ok((name, instance))
+}
+
+/// `POST .../jobreports/?name=&instance=` with the run's callback token: stores the body.
+async fn create(
+    State(state): State<AppState>,
+    RunToken(token): RunToken,
+    Path((pipeline, run)): Path<(String, String)>,
+    query: Result<Query<ReportQuery>, QueryRejection>,
+    JsonBody(output): JsonBody<Value>,
+) -> AppResult<(StatusCode, Json<Value>)> {
+    let scope = PipelineScope::parse(&pipeline)?;
+    let run_id = serialize::parse_id(&run)?;
+    let run = pipeline_run::Entity::find_by_id(run_id)
+        .one(&state.db)
+        .await?
+        .filter(|r| scope.contains(r.pipeline_id))
+        .ok_or_else(run_not_found)?;
+    let authorised = run
+        .callback_token_hash
+        .as_deref()
+        .is_some_and(|h| run_token::matches(&token, h));
+    if !authorised {
+        return Err(AppError::Forbidden(
+            "This callback token does not belong to this run.".into(),
+        ));
+    }
+    let (name, instance) = check_query(query_of(query)?)?;
+    let report = job_report::ActiveModel {
+        run_id: Set(run.id),
+        name: Set(name.clone()),
+        instance: Set(instance.clone()),
+        created_at: Set(Some(Utc::now())),
+        output: Set(output),
+        ..Default::default()
+    }
+    .insert(&state.db)
+    .await
+    .map_err(|e| {
+        if db::is_unique_violation(&e) {
+            AppError::BadRequest(format!(
+                "A job report for '{name}/{instance}' already exists for this run."
+            ))
+        } else {
+            e.into()
+        }
+    })?;
+    Ok((StatusCode::CREATED, Json(serialize::job_report(&report))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(name: Option<&str>, instance: Option<&str>) -> ReportQuery {
+        ReportQuery {
+            name: name.map(String::from),
+            instance: instance.map(String::from),
+        }
+    }
+
+    #[test]
+    fn query_rules() {
+        assert_eq!(
+            check_query(q(None, None)).unwrap_err().body(),
+            serde_json::json!({"name": ["Tool 'name' is required as a query parameter."]})
+        );
+        assert!(check_query(q(Some("a b"), None)).is_err());
+        assert!(check_query(q(Some(&"a".repeat(51)), None)).is_err());
+        assert!(check_query(q(Some("ruff"), Some(&"i".repeat(201)))).is_err());
+        assert_eq!(
+            check_query(q(Some("papermill"), Some("nb/a b.ipynb"))).unwrap(),
+            ("papermill".into(), "nb/a b.ipynb".into())
+        );
+    }
 }

@@ -10,6 +10,7 @@ pub mod middleware;
 pub mod pipelines;
 pub mod results;
 pub mod runs;
+pub mod serialize;
 pub mod settings;
 pub mod tags;
 pub mod tokens;

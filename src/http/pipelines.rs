@@ -1,9 +1,692 @@
-//! (to be written)
+//! Pipelines CRUD: `/api/pipelines/` and `/api/pipelines/{id}/`.
+//!
+//! Access: any authenticated user lists and reads their own pipelines plus the public ones
+//! (`owner` null), staff everything; anyone authenticated creates (owning the result); the owner
+//! or staff update and delete. `owner` is writable by staff only: a non-staff caller may send it
+//! unchanged (the frontend PUTs the whole object back), any other value is 403. The CWL
+//! `template` is likewise staff-only, because it is Jinja rendered by the server; pipelines
+//! created without one get [`DEFAULT_TEMPLATE`].
+//!
+//! `(name, owner, version)` is unique, with NULL owners and versions compared as equal values (the
+//! reference let NULL versions collide freely). The database's unique index backs the check.
 
-use crate::state::AppState;
-use axum::Router;
+use crate::{
+    auth::CurrentUser,
+    db::{
+        self,
+        entities::{pipeline, pipeline_tool, subworkflow, user},
+    },
+    error::{AppError, AppResult, FieldErrors},
+    http::{extract::JsonBody, serialize},
+    runs::{pipeline_not_found, pipeline_visible},
+    state::AppState,
+};
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    routing::get,
+};
+use chrono::Utc;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
+    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait,
+};
+use serde_json::{Map, Value};
+use std::collections::{HashMap, HashSet};
+
+/// The CWL template given to pipelines created without one.
+pub const DEFAULT_TEMPLATE: &str = include_str!("../pipelines/default_template.cwl.jinja");
+
+/// Longest name and version (the columns' sizes).
+pub const MAX_NAME_LEN: usize = 50;
+/// Longest description.
+pub const MAX_DESCRIPTION_LEN: usize = 10_000;
+/// Most subworkflows in one pipeline.
+pub const MAX_TOOLS: usize = 100;
+/// Longest template (bytes).
+pub const MAX_TEMPLATE_LEN: usize = 256 * 1024;
+
+const DUPLICATE_ON_CREATE: &str = "A pipeline with this name, version, and owner already exists.";
+const DUPLICATE_ON_UPDATE: &str = "The fields name, owner, version must make a unique set.";
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/api/pipelines", get(list).post(create))
+        .route(
+            "/api/pipelines/{id}",
+            get(read).put(replace).patch(update).delete(remove),
+        )
+}
+
+/// What a create or update request asks to change (absent fields are `None`).
+#[derive(Debug, Default)]
+struct Changes {
+    name: Option<String>,
+    description: Option<Option<String>>,
+    version: Option<Option<String>>,
+    tools: Option<Vec<String>>,
+    default_inputs: Option<Option<Value>>,
+    owner: Option<Option<i64>>,
+    template: Option<String>,
+}
+
+fn too_long(max: usize) -> String {
+    format!("Ensure this field has no more than {max} characters.")
+}
+
+/// A string field: `Ok(None)` for null when `nullable`.
+fn string_field(
+    value: &Value,
+    max: usize,
+    nullable: bool,
+    blank: bool,
+) -> Result<Option<String>, String> {
+    match value {
+        Value::Null if nullable => Ok(None),
+        Value::Null => Err("This field may not be null.".into()),
+        Value::String(s) => {
+            let s = s.trim();
+            if s.is_empty() && !blank {
+                Err("This field may not be blank.".into())
+            } else if s.chars().count() > max {
+                Err(too_long(max))
+            } else {
+                Ok(Some(s.to_string()))
+            }
+        }
+        _ => Err("Not a valid string.".into()),
+    }
+}
+
+/// `default_inputs` must be `{subworkflow: {tool: {input: {...}}}}` (or null).
+fn check_default_inputs(value: &Value) -> Result<Option<Value>, String> {
+    const SHAPE: &str =
+        "Expected an object {subworkflow: {tool: {input: {\"default\": value}}}} or null.";
+    if value.is_null() {
+        return Ok(None);
+    }
+    let ok = value.as_object().is_some_and(|sws| {
+        sws.values().all(|tools| {
+            tools.as_object().is_some_and(|tools| {
+                tools.values().all(|inputs| {
+                    inputs
+                        .as_object()
+                        .is_some_and(|inputs| inputs.values().all(Value::is_object))
+                })
+            })
+        })
+    });
+    if ok {
+        Ok(Some(value.clone()))
+    } else {
+        Err(SHAPE.into())
+    }
+}
+
+/// Parses the request body into [`Changes`], collecting every field error. Unknown and
+/// read-only fields (`id`, `owner_name`, `created_at`, ...) are ignored, as the frontend sends them.
+fn parse_changes(body: &Value, require_name: bool) -> AppResult<Changes> {
+    let Some(body) = body.as_object() else {
+        return Err(AppError::field(
+            "non_field_errors",
+            "Invalid data. Expected a dictionary.",
+        ));
+    };
+    let mut errors = FieldErrors::new();
+    let mut err = |field: &str, msg: String| errors.insert(field.to_string(), vec![msg]);
+    let mut c = Changes::default();
+    match body.get("name") {
+        None if require_name => {
+            err("name", "This field is required.".into());
+        }
+        None => {}
+        Some(v) => match string_field(v, MAX_NAME_LEN, false, false) {
+            Ok(name) => c.name = name,
+            Err(m) => {
+                err("name", m);
+            }
+        },
+    }
+    if let Some(v) = body.get("description") {
+        match string_field(v, MAX_DESCRIPTION_LEN, true, true) {
+            Ok(d) => c.description = Some(d),
+            Err(m) => {
+                err("description", m);
+            }
+        }
+    }
+    if let Some(v) = body.get("version") {
+        match string_field(v, MAX_NAME_LEN, true, true) {
+            Ok(d) => c.version = Some(d),
+            Err(m) => {
+                err("version", m);
+            }
+        }
+    }
+    if let Some(v) = body.get("tools") {
+        match parse_tools(v) {
+            Ok(t) => c.tools = Some(t),
+            Err(m) => {
+                err("tools", m);
+            }
+        }
+    }
+    if let Some(v) = body.get("default_inputs") {
+        match check_default_inputs(v) {
+            Ok(d) => c.default_inputs = Some(d),
+            Err(m) => {
+                err("default_inputs", m);
+            }
+        }
+    }
+    if let Some(v) = body.get("owner") {
+        match v {
+            Value::Null => c.owner = Some(None),
+            Value::Number(n) if n.as_i64().is_some() => c.owner = Some(n.as_i64()),
+            _ => {
+                err(
+                    "owner",
+                    "Incorrect type. Expected pk value, received something else.".into(),
+                );
+            }
+        }
+    }
+    if let Some(v) = body.get("template") {
+        match v {
+            Value::String(t) if t.len() > MAX_TEMPLATE_LEN => {
+                err("template", too_long(MAX_TEMPLATE_LEN));
+            }
+            Value::String(t) => match minijinja::Environment::new().template_from_str(t) {
+                Ok(_) => c.template = Some(t.clone()),
+                Err(e) => {
+                    err("template", format!("Invalid Jinja template: {e}"));
+                }
+            },
+            _ => {
+                err("template", "Not a valid string.".into());
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(c)
+    } else {
+        Err(AppError::Validation(errors))
+    }
+}
+
+fn parse_tools(v: &Value) -> Result<Vec<String>, String> {
+    let Some(items) = v.as_array() else {
+        return Err("Expected a list of items.".into());
+    };
+    if items.len() > MAX_TOOLS {
+        return Err(format!(
+            "Ensure this field has no more than {MAX_TOOLS} elements."
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let Some(slug) = item.as_str() else {
+            return Err("Incorrect type. Expected pk value (a tool slug).".into());
+        };
+        if !seen.insert(slug) {
+            return Err(format!("Tool \"{slug}\" is listed twice."));
+        }
+        out.push(slug.to_string());
+    }
+    Ok(out)
+}
+
+/// Checks that every tool slug and the owner exist (one query each).
+async fn check_references<C: ConnectionTrait>(db: &C, c: &Changes) -> AppResult<()> {
+    let mut errors = FieldErrors::new();
+    if let Some(tools) = &c.tools
+        && !tools.is_empty()
+    {
+        let found: HashSet<String> = subworkflow::Entity::find()
+            .filter(subworkflow::Column::Slug.is_in(tools.clone()))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|s| s.slug)
+            .collect();
+        if let Some(missing) = tools.iter().find(|t| !found.contains(*t)) {
+            errors.insert(
+                "tools".into(),
+                vec![format!(
+                    "Invalid pk \"{}\" - object does not exist.",
+                    missing.chars().take(60).collect::<String>()
+                )],
+            );
+        }
+    }
+    if let Some(Some(owner)) = c.owner
+        && user::Entity::find_by_id(owner).one(db).await?.is_none()
+    {
+        errors.insert(
+            "owner".into(),
+            vec![format!("Invalid pk \"{owner}\" - object does not exist.")],
+        );
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Validation(errors))
+    }
+}
+
+/// Whether another pipeline has this `(name, owner, version)`; NULLs compare equal here, which
+/// the unique index cannot do.
+async fn duplicate_exists<C: ConnectionTrait>(
+    db: &C,
+    name: &str,
+    owner: Option<i64>,
+    version: Option<&str>,
+    exclude: Option<i64>,
+) -> AppResult<bool> {
+    let mut cond = Condition::all().add(pipeline::Column::Name.eq(name));
+    cond = cond.add(match owner {
+        Some(o) => pipeline::Column::OwnerId.eq(o),
+        None => pipeline::Column::OwnerId.is_null(),
+    });
+    cond = cond.add(match version {
+        Some(v) => pipeline::Column::Version.eq(v),
+        None => pipeline::Column::Version.is_null(),
+    });
+    if let Some(id) = exclude {
+        cond = cond.add(pipeline::Column::Id.ne(id));
+    }
+    Ok(pipeline::Entity::find().filter(cond).count(db).await? > 0)
+}
+
+/// Replaces a pipeline's subworkflows, keeping the given order in `position`.
+async fn set_tools<C: ConnectionTrait>(
+    db: &C,
+    pipeline_id: i64,
+    tools: &[String],
+) -> AppResult<()> {
+    pipeline_tool::Entity::delete_many()
+        .filter(pipeline_tool::Column::PipelineId.eq(pipeline_id))
+        .exec(db)
+        .await?;
+    if tools.is_empty() {
+        return Ok(());
+    }
+    let rows = tools
+        .iter()
+        .enumerate()
+        .map(|(i, slug)| pipeline_tool::ActiveModel {
+            pipeline_id: Set(pipeline_id),
+            subworkflow_id: Set(slug.clone()),
+            position: Set(i as i32),
+            ..Default::default()
+        });
+    pipeline_tool::Entity::insert_many(rows).exec(db).await?;
+    Ok(())
+}
+
+/// Serialises pipelines with their tools and owner names (two extra queries).
+async fn serialize_all<C: ConnectionTrait>(
+    db: &C,
+    pipelines: &[pipeline::Model],
+) -> AppResult<Value> {
+    let ids: Vec<i64> = pipelines.iter().map(|p| p.id).collect();
+    let mut tools: HashMap<i64, Vec<String>> = HashMap::new();
+    if !ids.is_empty() {
+        for link in pipeline_tool::Entity::find()
+            .filter(pipeline_tool::Column::PipelineId.is_in(ids))
+            .order_by_asc(pipeline_tool::Column::Position)
+            .order_by_asc(pipeline_tool::Column::Id)
+            .all(db)
+            .await?
+        {
+            tools
+                .entry(link.pipeline_id)
+                .or_default()
+                .push(link.subworkflow_id);
+        }
+    }
+    let owners = serialize::usernames(db, pipelines.iter().filter_map(|p| p.owner_id)).await?;
+    Ok(pipelines
+        .iter()
+        .map(|p| {
+            serialize::pipeline(
+                p,
+                tools.get(&p.id).map_or(&[][..], Vec::as_slice),
+                p.owner_id.and_then(|o| owners.get(&o)).map(String::as_str),
+            )
+        })
+        .collect())
+}
+
+async fn serialize_one<C: ConnectionTrait>(db: &C, p: &pipeline::Model) -> AppResult<Value> {
+    let mut list = serialize_all(db, std::slice::from_ref(p)).await?;
+    Ok(list
+        .as_array_mut()
+        .and_then(|a| a.pop())
+        .unwrap_or(Value::Null))
+}
+
+/// The pipeline `raw_id` if the caller may see it (404 otherwise, also for non-numeric ids).
+pub async fn find_visible<C: ConnectionTrait>(
+    db: &C,
+    user: &user::Model,
+    raw_id: &str,
+) -> AppResult<pipeline::Model> {
+    let id = serialize::parse_id(raw_id)?;
+    pipeline::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .filter(|p| pipeline_visible(user, p))
+        .ok_or_else(pipeline_not_found)
+}
+
+/// `GET /api/pipelines/`: own + public, staff all.
+async fn list(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+) -> AppResult<Json<Value>> {
+    let mut q = pipeline::Entity::find().order_by_asc(pipeline::Column::Id);
+    if !user.is_staff {
+        q = q.filter(
+            Condition::any()
+                .add(pipeline::Column::OwnerId.eq(user.id))
+                .add(pipeline::Column::OwnerId.is_null()),
+        );
+    }
+    let pipelines = q.all(&state.db).await?;
+    Ok(Json(serialize_all(&state.db, &pipelines).await?))
+}
+
+/// `GET /api/pipelines/{id}/`.
+async fn read(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> AppResult<Json<Value>> {
+    let p = find_visible(&state.db, &user, &id).await?;
+    Ok(Json(serialize_one(&state.db, &p).await?))
+}
+
+fn staff_only(what: &str) -> AppError {
+    AppError::Forbidden(format!("Only staff may set the {what} of a pipeline."))
+}
+
+/// `POST /api/pipelines/`: the caller owns the new pipeline unless staff says otherwise.
+async fn create(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    JsonBody(body): JsonBody<Value>,
+) -> AppResult<(StatusCode, Json<Value>)> {
+    let c = parse_changes(&body, true)?;
+    let owner = match c.owner {
+        None => Some(user.id),
+        Some(o) if user.is_staff || o == Some(user.id) => o,
+        Some(_) => return Err(staff_only("owner")),
+    };
+    if c.template.is_some() && !user.is_staff {
+        return Err(staff_only("template"));
+    }
+    check_references(&state.db, &c).await?;
+    let name = c.name.clone().unwrap_or_default();
+    let version = c.version.clone().flatten();
+    let duplicate = || AppError::BadRequest(DUPLICATE_ON_CREATE.into());
+    if duplicate_exists(&state.db, &name, owner, version.as_deref(), None).await? {
+        return Err(duplicate());
+    }
+    let now = Utc::now();
+    let txn = state.db.begin().await?;
+    let p = pipeline::ActiveModel {
+        name: Set(name),
+        description: Set(c.description.flatten()),
+        template: Set(c.template.unwrap_or_else(|| DEFAULT_TEMPLATE.to_string())),
+        version: Set(version),
+        owner_id: Set(owner),
+        created_at: Set(Some(now)),
+        edited_at: Set(Some(now)),
+        default_inputs: Set(Some(
+            c.default_inputs
+                .flatten()
+                .unwrap_or_else(|| Value::Object(Map::new())),
+        )),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await
+    .map_err(|e| {
+        if db::is_unique_violation(&e) {
+            duplicate()
+        } else {
+            e.into()
+        }
+    })?;
+    set_tools(&txn, p.id, c.tools.as_deref().unwrap_or_default()).await?;
+    txn.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serialize_one(&state.db, &p).await?),
+    ))
+}
+
+/// `PUT /api/pipelines/{id}/` (`name` required).
+async fn replace(
+    state: State<AppState>,
+    user: CurrentUser,
+    id: Path<String>,
+    body: JsonBody<Value>,
+) -> AppResult<Json<Value>> {
+    apply_update(state, user, id, body, true).await
+}
+
+/// `PATCH /api/pipelines/{id}/`.
+async fn update(
+    state: State<AppState>,
+    user: CurrentUser,
+    id: Path<String>,
+    body: JsonBody<Value>,
+) -> AppResult<Json<Value>> {
+    apply_update(state, user, id, body, false).await
+}
+
+async fn apply_update(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+    full: bool,
+) -> AppResult<Json<Value>> {
+    let p = find_visible(&state.db, &user, &id).await?;
+    if !user.owns_or_staff(p.owner_id) {
+        return Err(AppError::forbidden());
+    }
+    let c = parse_changes(&body, full)?;
+    if let Some(owner) = c.owner
+        && owner != p.owner_id
+        && !user.is_staff
+    {
+        return Err(staff_only("owner"));
+    }
+    if let Some(t) = &c.template
+        && *t != p.template
+        && !user.is_staff
+    {
+        return Err(staff_only("template"));
+    }
+    check_references(&state.db, &c).await?;
+    let name = c.name.clone().unwrap_or_else(|| p.name.clone());
+    let owner = c.owner.unwrap_or(p.owner_id);
+    let version = c.version.clone().unwrap_or_else(|| p.version.clone());
+    let duplicate = || AppError::field("non_field_errors", DUPLICATE_ON_UPDATE);
+    if duplicate_exists(&state.db, &name, owner, version.as_deref(), Some(p.id)).await? {
+        return Err(duplicate());
+    }
+    let txn = state.db.begin().await?;
+    let mut active = p.into_active_model();
+    active.name = Set(name);
+    active.owner_id = Set(owner);
+    active.version = Set(version);
+    if let Some(d) = c.description {
+        active.description = Set(d);
+    }
+    if let Some(d) = c.default_inputs {
+        active.default_inputs = Set(Some(d.unwrap_or_else(|| Value::Object(Map::new()))));
+    }
+    if let Some(t) = c.template {
+        active.template = Set(t);
+    }
+    active.edited_at = Set(Some(Utc::now()));
+    let p = active.update(&txn).await.map_err(|e| {
+        if db::is_unique_violation(&e) {
+            duplicate()
+        } else {
+            e.into()
+        }
+    })?;
+    if let Some(tools) = &c.tools {
+        set_tools(&txn, p.id, tools).await?;
+    }
+    txn.commit().await?;
+    Ok(Json(serialize_one(&state.db, &p).await?))
+}
+
+/// `DELETE /api/pipelines/{id}/`: 204; its runs and reports go with it.
+async fn remove(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> AppResult<StatusCode> {
+    let p = find_visible(&state.db, &user, &id).await?;
+    if !user.owns_or_staff(p.owner_id) {
+        return Err(AppError::forbidden());
+    }
+    pipeline::Entity::delete_by_id(p.id).exec(&state.db).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        db::entities::{command_line_tool, subworkflow},
+        pipelines::{PipelineGraph, render},
+    };
+    use serde_json::json;
+
+    fn clone_graph() -> PipelineGraph {
+        let sw = subworkflow::Model {
+            slug: "clone_subworkflow".into(),
+            name: "Clone".into(),
+            description: None,
+            pipeline_step: "clone_step:\r\n  in:\r\n    clone.repo_url: clone_subworkflow.clone.repo_url\r\n  run: '#clone_subworkflow'\r\n  out:\r\n  - repo_directory".into(),
+            definition: "- class: Workflow\r\n  id: clone_subworkflow\r\n  inputs:\r\n    clone.repo_url: string\r\n  outputs: []\r\n  steps: []\r\n{% for tool in tools %}{{ tool.definition }}\r\n{% endfor %}".into(),
+            user_params: json!({"clone": {
+                "repo_url": {"type": "string", "label": "Repo \"URL\": x", "doc": "multi\nline", "default": ""},
+                "depth": {"type": "int?"},
+            }}),
+            version: "0.1".into(),
+            status: "Stable".into(),
+            available: true,
+        };
+        let tool = command_line_tool::Model {
+            slug: "clone".into(),
+            name: "clone".into(),
+            definition: "- class: CommandLineTool\n  id: clone_tool\n  inputs: {}\n  outputs: {}\n  baseCommand: 'true'".into(),
+            version: None,
+        };
+        let p = pipeline::Model {
+            id: 1,
+            name: "p".into(),
+            description: None,
+            template: DEFAULT_TEMPLATE.into(),
+            version: None,
+            owner_id: None,
+            created_at: None,
+            edited_at: None,
+            default_inputs: Some(
+                json!({"clone_subworkflow": {"clone": {"repo_url": {"default": "https://x"}}}}),
+            ),
+        };
+        PipelineGraph {
+            pipeline: p,
+            subworkflows: vec![(sw, vec![tool])],
+        }
+    }
+
+    #[test]
+    fn default_template_renders_valid_cwl_yaml() {
+        let text = render::render(&clone_graph()).unwrap();
+        let doc: Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(doc["cwlVersion"], "v1.2");
+        let graph = doc["$graph"].as_array().unwrap();
+        assert_eq!(graph.len(), 3, "{text}");
+        let main = &graph[0];
+        assert_eq!(main["id"], "main");
+        let url = &main["inputs"]["clone_subworkflow.clone.repo_url"];
+        assert_eq!(url["type"], "string");
+        assert_eq!(url["default"], "https://x", "pipeline default applied");
+        assert_eq!(url["label"], "Repo \"URL\": x");
+        assert_eq!(url["doc"], "multi\nline");
+        assert_eq!(
+            main["inputs"]["clone_subworkflow.clone.depth"]["type"],
+            "int?"
+        );
+        for k in ["pipeline_id", "run_id", "server_url"] {
+            assert_eq!(main["inputs"][k], "string");
+        }
+        assert_eq!(
+            main["steps"]["clone_step"]["run"], "#clone_subworkflow",
+            "{text}"
+        );
+        assert_eq!(graph[1]["id"], "clone_subworkflow");
+        assert_eq!(graph[2]["id"], "clone_tool");
+    }
+
+    #[test]
+    fn default_template_without_subworkflows() {
+        let mut g = clone_graph();
+        g.subworkflows.clear();
+        let doc: Value = serde_yaml::from_str(&render::render(&g).unwrap()).unwrap();
+        assert_eq!(doc["$graph"][0]["steps"], json!([]));
+    }
+
+    #[test]
+    fn changes_are_validated_per_field() {
+        let err = parse_changes(
+            &json!({"name": "x".repeat(51), "tools": "nope", "default_inputs": "str", "owner": "me"}),
+            true,
+        )
+        .unwrap_err();
+        let body = err.body();
+        assert_eq!(
+            body["name"][0],
+            "Ensure this field has no more than 50 characters."
+        );
+        assert!(body["tools"].is_array());
+        assert!(body["default_inputs"].is_array());
+        assert!(body["owner"].is_array());
+        assert_eq!(
+            parse_changes(&json!({}), true).unwrap_err().body(),
+            json!({"name": ["This field is required."]})
+        );
+        let c = parse_changes(
+            &json!({"name": " p ", "owner_name": "ignored", "id": 9, "version": null}),
+            true,
+        )
+        .unwrap();
+        assert_eq!(c.name.as_deref(), Some("p"));
+        assert_eq!(c.version, Some(None));
+        assert!(
+            parse_changes(
+                &json!({"default_inputs": {"sw": {"tool": {"in": 1}}}}),
+                false
+            )
+            .is_err()
+        );
+        assert!(
+            parse_changes(&json!({"template": "{% for %}"}), false).is_err(),
+            "template syntax is checked"
+        );
+    }
 }

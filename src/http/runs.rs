@@ -1,9 +1,171 @@
-//! (to be written)
+//! Runs: `/api/pipelines/{id|_|-}/runs/` (list, start) and `/api/pipelines/{id|_|-}/runs/{run}/`
+//! (read), plus `.../runs/{run}/cancel/`.
+//!
+//! Access: a user sees, reads and cancels the runs they started; staff all of them. Starting a
+//! run needs a pipeline the caller can see (404 otherwise; the reference let anyone run others'
+//! private pipelines). A run's status, output and usage are written only by the execution side:
+//! PUT, PATCH and DELETE are 405. Reading a running run reconciles it with its Job first.
 
-use crate::state::AppState;
-use axum::Router;
+use crate::{
+    auth::CurrentUser,
+    db::entities::{pipeline_run, user},
+    error::{AppError, AppResult},
+    http::{
+        extract::JsonBody,
+        serialize::{self, PipelineScope},
+    },
+    runs::{self, RunRequest},
+    state::AppState,
+};
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode},
+    routing::{get, post},
+};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use serde_json::{Value, json};
+
+/// Longest `traceparent` header passed on to the launcher (the W3C format is 55 characters).
+const MAX_TRACEPARENT_LEN: usize = 128;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/api/pipelines/{pipeline}/runs", get(list).post(create))
+        .route("/api/pipelines/{pipeline}/runs/{run}", get(read))
+        .route("/api/pipelines/{pipeline}/runs/{run}/cancel", post(cancel))
+}
+
+/// Error for a run that does not exist, is not in the pipeline, or is not the caller's.
+pub fn run_not_found() -> AppError {
+    AppError::NotFound("No PipelineRun matches the given query.".into())
+}
+
+/// The run `raw_run` of pipeline scope `raw_pipeline` if `user` may see it (404 otherwise).
+pub async fn find_visible_run<C: ConnectionTrait>(
+    db: &C,
+    user: &user::Model,
+    raw_pipeline: &str,
+    raw_run: &str,
+) -> AppResult<pipeline_run::Model> {
+    let scope = PipelineScope::parse(raw_pipeline)?;
+    let id = serialize::parse_id(raw_run)?;
+    pipeline_run::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .filter(|r| scope.contains(r.pipeline_id))
+        .filter(|r| user.is_staff || r.started_by_id == Some(user.id))
+        .ok_or_else(run_not_found)
+}
+
+/// `GET /api/pipelines/{id|_|-}/runs/`: the caller's runs (staff: all), oldest first.
+async fn list(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(pipeline): Path<String>,
+) -> AppResult<Json<Value>> {
+    let scope = PipelineScope::parse(&pipeline)?;
+    let mut q = pipeline_run::Entity::find().order_by_asc(pipeline_run::Column::Id);
+    if let PipelineScope::One(id) = scope {
+        q = q.filter(pipeline_run::Column::PipelineId.eq(id));
+    }
+    if !user.is_staff {
+        q = q.filter(pipeline_run::Column::StartedById.eq(user.id));
+    }
+    let runs = q.all(&state.db).await?;
+    Ok(Json(serialize::runs(&state.db, &runs).await?))
+}
+
+/// The `parameters` of a start request: the body must be an object; a missing or null
+/// `parameters` means "no parameters" (every input keeps its default).
+fn parameters_of(body: Value) -> AppResult<Value> {
+    match body {
+        Value::Object(mut m) => match m.remove("parameters") {
+            None | Some(Value::Null) => Ok(json!({})),
+            Some(p) => Ok(p),
+        },
+        _ => Err(AppError::field(
+            "non_field_errors",
+            "Invalid data. Expected an object {\"parameters\": {subworkflow: {tool: {input: value}}}}.",
+        )),
+    }
+}
+
+/// `POST /api/pipelines/{id}/runs/` `{"parameters": {...}}`: validates, stores and launches a
+/// run; 201 with the run.
+async fn create(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(pipeline): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<Value>,
+) -> AppResult<(StatusCode, Json<Value>)> {
+    let pipeline_id = match PipelineScope::parse(&pipeline)? {
+        PipelineScope::One(id) => id,
+        PipelineScope::All => {
+            return Err(AppError::BadRequest(
+                "A run needs one pipeline: use its id, not '_' or '-' (which only list runs)."
+                    .into(),
+            ));
+        }
+    };
+    let parameters = parameters_of(body)?;
+    let traceparent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= MAX_TRACEPARENT_LEN)
+        .map(str::to_string);
+    let req = RunRequest {
+        user,
+        pipeline_id,
+        parameters,
+        triggered_by: None,
+    };
+    let run = runs::create_run(&state, &req, traceparent).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serialize::one_run(&state.db, &run).await?),
+    ))
+}
+
+/// `GET /api/pipelines/{id|_|-}/runs/{run}/`.
+async fn read(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((pipeline, run)): Path<(String, String)>,
+) -> AppResult<Json<Value>> {
+    let run = find_visible_run(&state.db, &user, &pipeline, &run).await?;
+    let run = runs::reconcile(&state, run).await;
+    Ok(Json(serialize::one_run(&state.db, &run).await?))
+}
+
+/// `POST /api/pipelines/{id|_|-}/runs/{run}/cancel/`: stops the run (its starter or staff).
+async fn cancel(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((pipeline, run)): Path<(String, String)>,
+) -> AppResult<Json<Value>> {
+    let run = find_visible_run(&state.db, &user, &pipeline, &run).await?;
+    let run = runs::cancel(&state, run).await?;
+    Ok(Json(serialize::one_run(&state.db, &run).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_default_to_empty() {
+        assert_eq!(parameters_of(json!({})).unwrap(), json!({}));
+        assert_eq!(
+            parameters_of(json!({"parameters": null})).unwrap(),
+            json!({})
+        );
+        assert_eq!(
+            parameters_of(json!({"parameters": {"a": {}}})).unwrap(),
+            json!({"a": {}})
+        );
+        assert_eq!(parameters_of(json!([1])).unwrap_err().status(), 400);
+    }
 }

@@ -1,9 +1,46 @@
-//! (to be written)
+//! `GET /api/tags/` and `GET /api/tags/{id}/`: the labels of tools. Anyone may read them.
 
-use crate::state::AppState;
-use axum::Router;
+use crate::{
+    auth::MaybeUser,
+    db::entities::tag,
+    error::{AppError, AppResult},
+    http::serialize,
+    state::AppState,
+};
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    routing::get,
+};
+use sea_orm::{EntityTrait, QueryOrder};
+use serde_json::Value;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/api/tags", get(list))
+        .route("/api/tags/{id}", get(read))
+}
+
+/// `GET /api/tags/`.
+async fn list(State(state): State<AppState>, MaybeUser(_): MaybeUser) -> AppResult<Json<Value>> {
+    let tags = tag::Entity::find()
+        .order_by_asc(tag::Column::Id)
+        .all(&state.db)
+        .await?;
+    Ok(Json(tags.iter().map(serialize::tag).collect()))
+}
+
+/// `GET /api/tags/{id}/`.
+async fn read(
+    State(state): State<AppState>,
+    MaybeUser(_): MaybeUser,
+    Path(id): Path<String>,
+) -> AppResult<Json<Value>> {
+    let id = serialize::parse_id(&id)?;
+    let t = tag::Entity::find_by_id(id)
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| AppError::NotFound("No Tag matches the given query.".into()))?;
+    Ok(Json(serialize::tag(&t)))
 }

@@ -1,9 +1,16 @@
-//! (to be written)
+//! `GET /api/users/me/`: who the caller is, and whether they are staff (the frontend shows
+//! admin features from `is_staff` / `is_admin`).
 
-use crate::state::AppState;
-use axum::Router;
+use crate::{auth::CurrentUser, http::serialize, state::AppState};
+use axum::{Json, Router, routing::get};
+use serde_json::Value;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
-    Router::new()
+    Router::new().route("/api/users/me", get(me))
+}
+
+/// `GET /api/users/me/`.
+async fn me(CurrentUser(user): CurrentUser) -> Json<Value> {
+    Json(serialize::user(&user))
 }
