@@ -1,0 +1,38 @@
+- class: CommandLineTool
+  id: save_tool
+  label: Send a job report to the Application Quality API
+  doc: |-
+    POSTs the JSON `report` to the run's job-report endpoint. The per-run callback token comes
+    from the AQ_CALLBACK_TOKEN environment variable of the step pod; it is never a CWL input, so
+    it appears neither in the parameters nor in the stored CWL. `name` and `instance` are
+    URL-encoded, and the URL is passed to curl as one argument (no shell quoting involved).
+  requirements:
+    DockerRequirement:
+      dockerPull: curlimages/curl:8.11.1
+    InlineJavascriptRequirement: {}
+  inputs:
+    report: File
+    name: string
+    instance:
+      type: string
+      default: ""
+    server_url: string
+    pipeline_id: string
+    run_id: string
+  outputs: []
+  baseCommand: sh
+  arguments:
+  - -c
+  - |-
+    set -e
+    if [ -z "$AQ_CALLBACK_TOKEN" ]; then
+      echo "AQ_CALLBACK_TOKEN is not set: cannot authenticate the job report" >&2
+      exit 1
+    fi
+    curl --silent --show-error --fail-with-body --retry 5 --retry-connrefused \
+      -X POST -H "Content-Type: application/json" \
+      -H "Authorization: Bearer $AQ_CALLBACK_TOKEN" \
+      --data-binary "@$2" "$1"
+  - save
+  - $(inputs.server_url + '/api/pipelines/' + encodeURIComponent(inputs.pipeline_id) + '/runs/' + encodeURIComponent(inputs.run_id) + '/jobreports/?name=' + encodeURIComponent(inputs.name) + '&instance=' + encodeURIComponent(inputs.instance))
+  - $(inputs.report.path)
