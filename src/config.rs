@@ -130,6 +130,19 @@ pub struct Config {
     /// Upper bound on a Kubernetes API call made on the request path.
     #[serde(default = "default_kube_timeout_ms")]
     pub kube_timeout_ms: u64,
+    /// ServiceAccount (in the runs namespace, from `knative/rbac.yaml`) the Calrissian pod runs as.
+    #[serde(default = "default_run_service_account")]
+    pub aqbb_serviceaccount: String,
+    /// CPU request and limit of the Calrissian container itself (its step pods get
+    /// `AQBB_MAXCORES`).
+    #[serde(default = "default_calrissian_cpu")]
+    pub aqbb_calrissian_cpu: String,
+    /// Memory request and limit of the Calrissian container itself (step pods: `AQBB_MAXRAM`).
+    #[serde(default = "default_calrissian_memory")]
+    pub aqbb_calrissian_memory: String,
+    /// Wall-time limit of a run's Job in seconds (`activeDeadlineSeconds`); 0 = none.
+    #[serde(default = "default_active_deadline")]
+    pub aqbb_active_deadline_secs: i64,
 }
 
 fn default_port() -> u16 {
@@ -210,6 +223,18 @@ fn default_failed_retention() -> i32 {
 fn default_kube_timeout_ms() -> u64 {
     5000
 }
+fn default_run_service_account() -> String {
+    "application-quality-calrissian".into()
+}
+fn default_calrissian_cpu() -> String {
+    "250m".into()
+}
+fn default_calrissian_memory() -> String {
+    "256Mi".into()
+}
+fn default_active_deadline() -> i64 {
+    24 * 3600
+}
 
 /// A configuration problem, reported as one line at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -287,6 +312,14 @@ impl Config {
             return Err(ConfigError(
                 "AQBB_*_RETENTION_SECS must not be negative".into(),
             ));
+        }
+        if self.aqbb_active_deadline_secs < 0 {
+            return Err(ConfigError(
+                "AQBB_ACTIVE_DEADLINE_SECS must not be negative".into(),
+            ));
+        }
+        if self.kube_timeout_ms == 0 {
+            return Err(ConfigError("KUBE_TIMEOUT_MS must be positive".into()));
         }
         if !is_dns_label(&self.aqbb_namespace) {
             return Err(ConfigError(format!(

@@ -1,9 +1,128 @@
-//! (to be written)
+//! The results callback: `POST /api/pipelines/{id|_|-}/runs/{run}/results/`, called by the
+//! `report` container of the run's own pod once Calrissian has succeeded, with the run's
+//! callback token (`Authorization: Bearer aqrun_...`). Body:
+//! `{"output": <output.json or null>, "usage_report": <report.json or null>}`, bounded by
+//! `MAX_BODY_BYTES`.
+//!
+//! It stores results only: the run's status follows its Job (events, reconcile on read), which
+//! stays the single source of truth. Idempotent: the first delivery is stored, later ones
+//! (curl retries, a replayed pod) are acknowledged and ignored.
 
-use crate::state::AppState;
-use axum::Router;
+use crate::{
+    auth::{RunToken, run_token},
+    db::entities::pipeline_run,
+    error::{AppError, AppResult},
+    http::extract::JsonBody,
+    state::AppState,
+};
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    routing::post,
+};
+use chrono::Utc;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, IntoActiveModel};
+use serde::Deserialize;
+use serde_json::{Value, json};
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
-    Router::new()
+    Router::new().route(
+        "/api/pipelines/{pipeline}/runs/{run}/results",
+        post(store_results),
+    )
+}
+
+/// What the report container sends.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Results {
+    #[serde(default)]
+    output: Option<Value>,
+    #[serde(default)]
+    usage_report: Option<Value>,
+}
+
+fn not_found() -> AppError {
+    AppError::NotFound("No PipelineRun matches the given query.".into())
+}
+
+/// Parses `{id|_|-}` and the run id (anything else is 404, as for the other run routes).
+fn ids(pipeline: &str, run: &str) -> AppResult<(Option<i64>, i64)> {
+    let positive = |s: &str| s.parse::<i64>().ok().filter(|i| *i > 0);
+    let pipeline = match pipeline {
+        "_" | "-" => None,
+        p => Some(positive(p).ok_or_else(not_found)?),
+    };
+    Ok((pipeline, positive(run).ok_or_else(not_found)?))
+}
+
+/// Whether results were stored already (`usage_report` is `""` until then, as the reference).
+fn has_results(run: &pipeline_run::Model) -> bool {
+    run.output.is_some() || run.usage_report != Value::String(String::new())
+}
+
+/// `POST .../results/`: stores the run's CWL output and Calrissian usage report.
+async fn store_results(
+    State(state): State<AppState>,
+    RunToken(token): RunToken,
+    Path((pipeline, run)): Path<(String, String)>,
+    JsonBody(body): JsonBody<Results>,
+) -> AppResult<Json<Value>> {
+    let (pipeline_id, run_id) = ids(&pipeline, &run)?;
+    let run = pipeline_run::Entity::find_by_id(run_id)
+        .one(&state.db)
+        .await?
+        .filter(|r| pipeline_id.is_none_or(|p| p == r.pipeline_id))
+        .ok_or_else(not_found)?;
+    let authorised = run
+        .callback_token_hash
+        .as_deref()
+        .is_some_and(|h| run_token::matches(&token, h));
+    if !authorised {
+        return Err(AppError::Forbidden(
+            "This callback token does not belong to this run.".into(),
+        ));
+    }
+    if has_results(&run) {
+        return Ok(Json(json!({"id": run.id, "stored": false,
+            "detail": "Results were already stored for this run."})));
+    }
+    let (output, usage) = (
+        body.output.filter(|v| !v.is_null()),
+        body.usage_report.filter(|v| !v.is_null()),
+    );
+    if output.is_none() && usage.is_none() {
+        return Ok(Json(json!({"id": run.id, "stored": false,
+            "detail": "Nothing to store: output and usage_report are both null."})));
+    }
+    let mut active = run.into_active_model();
+    active.output = Set(output);
+    if let Some(usage) = usage {
+        active.usage_report = Set(usage);
+    }
+    active.updated_at = Set(Utc::now());
+    let run = active.update(&state.db).await?;
+    tracing::info!(run_id = run.id, "run results stored");
+    Ok(Json(json!({"id": run.id, "stored": true})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_ids() {
+        assert_eq!(ids("3", "9").unwrap(), (Some(3), 9));
+        assert_eq!(ids("_", "9").unwrap(), (None, 9));
+        assert!(ids("x", "9").is_err());
+        assert!(ids("3", "0").is_err());
+    }
+
+    #[test]
+    fn body_shape() {
+        let r: Results = serde_json::from_str(r#"{"output": {"a": 1}}"#).unwrap();
+        assert!(r.output.is_some() && r.usage_report.is_none());
+        assert!(serde_json::from_str::<Results>(r#"{"outputs": 1}"#).is_err());
+    }
 }

@@ -1,0 +1,593 @@
+//! Pure builders of every Kubernetes object of a run, from a [`LaunchRequest`] and the
+//! [`RunSettings`] taken from the configuration. No I/O here: everything is unit-tested.
+//!
+//! Per run `N` (all named [`object_name`]`(N)` = `aq-run-N`, in the one runs namespace):
+//! - the **Job**, created first; every other object names it as its owner, so deleting the Job
+//!   (cancel, or `ttlSecondsAfterFinished`) lets the garbage collector delete everything else;
+//! - a **ConfigMap** with `workflow.cwl` (the rendered CWL) and `params.yml` (the flattened
+//!   parameters as YAML);
+//! - a **Secret** with the callback `token` and `pod_env_vars.json`, the environment Calrissian
+//!   gives every step pod (`AQ_CALLBACK_URL`, `AQ_CALLBACK_TOKEN`, ...) so job reports can
+//!   authenticate;
+//! - a ReadWriteMany **PersistentVolumeClaim**, Calrissian's working directory.
+//!
+//! The Job's pod runs Calrissian as an *init* container, then the `report` container posts
+//! `output.json` and `report.json` to the results callback. When Calrissian fails, the report
+//! container never starts and the Job fails (`restartPolicy: Never`, `backoffLimit: 0`).
+
+use crate::{config::Config, runs::launcher::LaunchRequest};
+use k8s_openapi::{
+    ByteString,
+    api::{
+        batch::v1::{Job, JobSpec},
+        core::v1::{
+            ConfigMap, ConfigMapVolumeSource, Container, EnvVar, EnvVarSource, KeyToPath,
+            LocalObjectReference, ObjectFieldSelector, PersistentVolumeClaim,
+            PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext,
+            PodSpec, PodTemplateSpec, ResourceRequirements, Secret, SecretKeySelector,
+            SecretVolumeSource, Volume, VolumeMount, VolumeResourceRequirements,
+        },
+    },
+    apimachinery::pkg::{
+        api::resource::Quantity,
+        apis::meta::v1::{ObjectMeta, OwnerReference},
+    },
+};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// Label every object of ours carries (the ApiServerSource selects Jobs by it).
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`].
+pub const MANAGED_BY: &str = "application-quality-api";
+/// Label with the run id.
+pub const RUN_ID_LABEL: &str = "application-quality.eoepca.org/run-id";
+/// Label with the pipeline id.
+pub const PIPELINE_ID_LABEL: &str = "application-quality.eoepca.org/pipeline-id";
+/// Annotation carrying the W3C `traceparent` of the request that started the run.
+pub const TRACEPARENT_ANNOTATION: &str = "application-quality.eoepca.org/traceparent";
+
+/// Name of the Calrissian (init) container.
+pub const CALRISSIAN_CONTAINER: &str = "calrissian";
+/// Name of the container that posts the results back.
+pub const REPORT_CONTAINER: &str = "report";
+/// Where the working volume is mounted (Calrissian's `--outdir`, `output.json`, `report.json`).
+pub const WORKDIR: &str = "/calrissian";
+/// ConfigMap keys.
+pub const CWL_KEY: &str = "workflow.cwl";
+pub const PARAMS_KEY: &str = "params.yml";
+/// Secret keys.
+pub const TOKEN_KEY: &str = "token";
+pub const POD_ENV_KEY: &str = "pod_env_vars.json";
+
+/// Name shared by all objects of run `run_id` (each of a different kind).
+pub fn object_name(run_id: i64) -> String {
+    format!("aq-run-{run_id}")
+}
+
+/// Parses a run id back from an object name made by [`object_name`].
+pub fn run_id_of_name(name: &str) -> Option<i64> {
+    name.strip_prefix("aq-run-")?.parse().ok()
+}
+
+/// The deployment settings that shape a run's objects (the `AQBB_*` variables).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSettings {
+    pub namespace: String,
+    pub storage_class: String,
+    pub volume_size: String,
+    pub calrissian_image: String,
+    pub reporter_image: String,
+    pub max_cores: String,
+    pub max_ram: String,
+    pub calrissian_cpu: String,
+    pub calrissian_memory: String,
+    pub image_pull_secret: Option<String>,
+    pub service_account: String,
+    pub succeeded_retention_secs: i32,
+    pub failed_retention_secs: i32,
+    /// `None` = no wall-time limit.
+    pub active_deadline_secs: Option<i64>,
+}
+
+impl RunSettings {
+    /// The settings of a configuration.
+    pub fn from_config(c: &Config) -> Self {
+        Self {
+            namespace: c.aqbb_namespace.clone(),
+            storage_class: c.aqbb_storageclass.clone(),
+            volume_size: c.aqbb_volumesize.clone(),
+            calrissian_image: c.aqbb_calrissianimage.clone(),
+            reporter_image: c.aqbb_reporterimage.clone(),
+            max_cores: c.aqbb_maxcores.clone(),
+            max_ram: c.aqbb_maxram.clone(),
+            calrissian_cpu: c.aqbb_calrissian_cpu.clone(),
+            calrissian_memory: c.aqbb_calrissian_memory.clone(),
+            image_pull_secret: c.aqbb_secret.clone().filter(|s| !s.trim().is_empty()),
+            service_account: c.aqbb_serviceaccount.clone(),
+            succeeded_retention_secs: c.aqbb_succeeded_retention_secs,
+            failed_retention_secs: c.aqbb_failed_retention_secs,
+            active_deadline_secs: Some(c.aqbb_active_deadline_secs).filter(|s| *s > 0),
+        }
+    }
+}
+
+/// The labels of every object of a run.
+pub fn labels(req: &LaunchRequest) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+        (RUN_ID_LABEL.to_string(), req.run_id.to_string()),
+        (PIPELINE_ID_LABEL.to_string(), req.pipeline_id.to_string()),
+    ])
+}
+
+fn metadata(req: &LaunchRequest, s: &RunSettings, owner: Option<&OwnerReference>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(object_name(req.run_id)),
+        namespace: Some(s.namespace.clone()),
+        labels: Some(labels(req)),
+        annotations: req
+            .traceparent
+            .as_ref()
+            .map(|t| BTreeMap::from([(TRACEPARENT_ANNOTATION.to_string(), t.clone())])),
+        owner_references: owner.map(|o| vec![o.clone()]),
+        ..Default::default()
+    }
+}
+
+/// The owner reference the run's other objects carry. Not `blockOwnerDeletion`: that would
+/// need `update` on `jobs/finalizers` where the OwnerReferencesPermissionEnforcement admission
+/// plugin is on, and nothing needs the Job to wait for its dependents.
+pub fn owner_reference(job_name: &str, job_uid: &str) -> OwnerReference {
+    OwnerReference {
+        api_version: "batch/v1".into(),
+        kind: "Job".into(),
+        name: job_name.into(),
+        uid: job_uid.into(),
+        controller: None,
+        block_owner_deletion: None,
+    }
+}
+
+/// URL the report container posts the results to.
+pub fn results_url(callback_url: &str, pipeline_id: i64, run_id: i64) -> String {
+    format!(
+        "{}/api/pipelines/{pipeline_id}/runs/{run_id}/results/",
+        callback_url.trim_end_matches('/')
+    )
+}
+
+/// `params.yml`: the flattened parameters as a YAML mapping (keys sorted).
+pub fn params_yaml(req: &LaunchRequest) -> String {
+    serde_yaml::to_string(&req.params).unwrap_or_else(|_| "{}\n".into())
+}
+
+/// The ConfigMap with the CWL document and its parameters.
+pub fn config_map(req: &LaunchRequest, s: &RunSettings, owner: &OwnerReference) -> ConfigMap {
+    ConfigMap {
+        metadata: metadata(req, s, Some(owner)),
+        data: Some(BTreeMap::from([
+            (CWL_KEY.to_string(), req.cwl.clone()),
+            (PARAMS_KEY.to_string(), params_yaml(req)),
+        ])),
+        ..Default::default()
+    }
+}
+
+/// The environment Calrissian adds to every step pod (`--pod-env-vars`).
+pub fn pod_env_vars(req: &LaunchRequest) -> serde_json::Value {
+    json!({
+        "AQ_CALLBACK_URL": req.callback_url,
+        "AQ_CALLBACK_TOKEN": req.callback_token,
+        "AQ_PIPELINE_ID": req.pipeline_id.to_string(),
+        "AQ_RUN_ID": req.run_id.to_string(),
+    })
+}
+
+/// The data of the run's Secret (also what a resumed launch writes over an existing one).
+pub fn secret_data(req: &LaunchRequest) -> BTreeMap<String, ByteString> {
+    BTreeMap::from([
+        (
+            TOKEN_KEY.to_string(),
+            ByteString(req.callback_token.as_bytes().to_vec()),
+        ),
+        (
+            POD_ENV_KEY.to_string(),
+            ByteString(pod_env_vars(req).to_string().into_bytes()),
+        ),
+    ])
+}
+
+/// The Secret with the run's callback token.
+pub fn secret(req: &LaunchRequest, s: &RunSettings, owner: &OwnerReference) -> Secret {
+    Secret {
+        metadata: metadata(req, s, Some(owner)),
+        type_: Some("Opaque".into()),
+        data: Some(secret_data(req)),
+        ..Default::default()
+    }
+}
+
+/// The run's ReadWriteMany working volume (Calrissian's step pods mount it too).
+pub fn pvc(req: &LaunchRequest, s: &RunSettings, owner: &OwnerReference) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: metadata(req, s, Some(owner)),
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteMany".into()]),
+            storage_class_name: Some(s.storage_class.clone()),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(s.volume_size.clone()),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Calrissian's command-line arguments (the reference's, without `--debug`).
+pub fn calrissian_args(s: &RunSettings) -> Vec<String> {
+    [
+        "--stdout",
+        "/calrissian/output.json",
+        "--stderr",
+        "/calrissian/stderr.log",
+        "--usage-report",
+        "/calrissian/report.json",
+        "--max-ram",
+        &s.max_ram,
+        "--max-cores",
+        &s.max_cores,
+        "--tmp-outdir-prefix",
+        "/calrissian/",
+        "--outdir",
+        "/calrissian/",
+        "--pod-env-vars",
+        "/pod-env-vars/pod_env_vars.json",
+        "--tool-logs-basepath",
+        "/calrissian",
+        "--enable-ext",
+        "/workflow-input/workflow.cwl",
+        "/workflow-input/params.yml",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect()
+}
+
+/// The report container's script: builds `{"output": ..., "usage_report": ...}` from the files
+/// Calrissian wrote (`null` when a file is missing or empty) and posts it with the run's token.
+/// curl retries connection failures and 408/429/5xx (a scaled-to-zero service waking up); any
+/// other refusal fails the container, and so the Job.
+pub const REPORT_SCRIPT: &str = r#"set -eu
+part() { if [ -s "$1" ]; then cat "$1"; else printf null; fi; }
+{ printf '{"output":'; part /calrissian/output.json; printf ',"usage_report":'; part /calrissian/report.json; printf '}'; } |
+curl -sS --fail-with-body --retry 8 --retry-connrefused --retry-max-time 300 --max-time 60 \
+  -X POST -H "Authorization: Bearer ${AQ_CALLBACK_TOKEN}" -H 'Content-Type: application/json' \
+  --data-binary @- "${AQ_RESULTS_URL}"
+"#;
+
+fn quantity_map(cpu: &str, memory: &str) -> BTreeMap<String, Quantity> {
+    BTreeMap::from([
+        ("cpu".to_string(), Quantity(cpu.to_string())),
+        ("memory".to_string(), Quantity(memory.to_string())),
+    ])
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: Some(read_only).filter(|r| *r),
+        ..Default::default()
+    }
+}
+
+/// The run's Job. Created with the *failed* retention as `ttlSecondsAfterFinished`, so a run
+/// nobody observed keeps its objects for debugging; observing success shortens it.
+pub fn job(req: &LaunchRequest, s: &RunSettings) -> Job {
+    let name = object_name(req.run_id);
+    let workdir = mount("workdir", WORKDIR, false);
+    let calrissian = Container {
+        name: CALRISSIAN_CONTAINER.into(),
+        image: Some(s.calrissian_image.clone()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        command: Some(vec!["calrissian".into()]),
+        args: Some(calrissian_args(s)),
+        env: Some(vec![EnvVar {
+            name: "CALRISSIAN_POD_NAME".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".into(),
+                    api_version: Some("v1".into()),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantity_map(&s.calrissian_cpu, &s.calrissian_memory)),
+            limits: Some(quantity_map(&s.calrissian_cpu, &s.calrissian_memory)),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![
+            mount("workflow-input", "/workflow-input", true),
+            workdir.clone(),
+            mount("pod-env-vars", "/pod-env-vars", true),
+        ]),
+        ..Default::default()
+    };
+    // Calrissian finds the volumes to give its step pods in the mounts of the pod's *first
+    // regular container*, so the report container mounts the working volume at the same path.
+    let report = Container {
+        name: REPORT_CONTAINER.into(),
+        image: Some(s.reporter_image.clone()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        command: Some(vec!["sh".into(), "-c".into(), REPORT_SCRIPT.into()]),
+        env: Some(vec![
+            EnvVar {
+                name: "AQ_RESULTS_URL".into(),
+                value: Some(results_url(&req.callback_url, req.pipeline_id, req.run_id)),
+                ..Default::default()
+            },
+            EnvVar {
+                name: "AQ_CALLBACK_TOKEN".into(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: name.clone(),
+                        key: TOKEN_KEY.into(),
+                        optional: None,
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ]),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantity_map("50m", "32Mi")),
+            limits: Some(quantity_map("200m", "64Mi")),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![workdir]),
+        ..Default::default()
+    };
+    let volumes = vec![
+        Volume {
+            name: "workflow-input".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: name.clone(),
+                items: Some(vec![
+                    KeyToPath {
+                        key: CWL_KEY.into(),
+                        path: CWL_KEY.into(),
+                        mode: Some(0o644),
+                    },
+                    KeyToPath {
+                        key: PARAMS_KEY.into(),
+                        path: PARAMS_KEY.into(),
+                        mode: Some(0o644),
+                    },
+                ]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: "workdir".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: name.clone(),
+                read_only: None,
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: "pod-env-vars".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: POD_ENV_KEY.into(),
+                    path: POD_ENV_KEY.into(),
+                    mode: Some(0o400),
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    ];
+    let meta = metadata(req, s, None);
+    Job {
+        metadata: meta.clone(),
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            ttl_seconds_after_finished: Some(s.failed_retention_secs),
+            active_deadline_seconds: s.active_deadline_secs,
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: meta.labels,
+                    annotations: meta.annotations,
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    service_account_name: Some(s.service_account.clone()),
+                    // As the reference: Calrissian writes to the shared volume as root, whatever
+                    // the storage class's ownership.
+                    security_context: Some(PodSecurityContext {
+                        run_as_user: Some(0),
+                        run_as_group: Some(0),
+                        fs_group: Some(0),
+                        ..Default::default()
+                    }),
+                    // Calrissian deletes its step pods when it receives SIGTERM (cancel).
+                    termination_grace_period_seconds: Some(120),
+                    image_pull_secrets: s
+                        .image_pull_secret
+                        .as_ref()
+                        .map(|n| vec![LocalObjectReference { name: n.clone() }]),
+                    init_containers: Some(vec![calrissian]),
+                    containers: vec![report],
+                    volumes: Some(volumes),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap as Map;
+
+    pub(crate) fn request() -> LaunchRequest {
+        let mut params = Map::new();
+        params.insert(
+            "clone_subworkflow.clone.repo_url".to_string(),
+            json!("https://example.org/r.git"),
+        );
+        params.insert("pipeline_id".to_string(), json!("17"));
+        params.insert("run_id".to_string(), json!("42"));
+        params.insert("server_url".to_string(), json!("http://svc:80"));
+        LaunchRequest {
+            run_id: 42,
+            pipeline_id: 17,
+            cwl: "cwlVersion: v1.2\n$graph: []\n".into(),
+            params,
+            callback_token: "aqrun_secret".into(),
+            callback_url: "http://svc:80".into(),
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+        }
+    }
+
+    fn settings() -> RunSettings {
+        let c = Config::from_iter([
+            ("AQBB_SECRET".to_string(), "regcred".to_string()),
+            ("AQBB_NAMESPACE".to_string(), "runs".to_string()),
+        ])
+        .unwrap();
+        RunSettings::from_config(&c)
+    }
+
+    #[test]
+    fn names_and_labels() {
+        assert_eq!(object_name(42), "aq-run-42");
+        assert_eq!(run_id_of_name("aq-run-42"), Some(42));
+        assert_eq!(run_id_of_name("other-42"), None);
+        let l = labels(&request());
+        assert_eq!(l[MANAGED_BY_LABEL], "application-quality-api");
+        assert_eq!(l[RUN_ID_LABEL], "42");
+    }
+
+    #[test]
+    fn job_spec() {
+        let (req, s) = (request(), settings());
+        let job = job(&req, &s);
+        assert_eq!(job.metadata.name.as_deref(), Some("aq-run-42"));
+        assert_eq!(job.metadata.namespace.as_deref(), Some("runs"));
+        assert_eq!(
+            job.metadata.annotations.as_ref().unwrap()[TRACEPARENT_ANNOTATION],
+            req.traceparent.clone().unwrap()
+        );
+        let spec = job.spec.unwrap();
+        assert_eq!(spec.backoff_limit, Some(0));
+        assert_eq!(spec.ttl_seconds_after_finished, Some(3 * 24 * 3600));
+        assert_eq!(spec.active_deadline_seconds, Some(24 * 3600));
+        let tmpl = spec.template;
+        assert_eq!(tmpl.metadata.unwrap().labels.unwrap()[RUN_ID_LABEL], "42");
+        let pod = tmpl.spec.unwrap();
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(
+            pod.service_account_name.as_deref(),
+            Some("application-quality-calrissian")
+        );
+        assert_eq!(pod.image_pull_secrets.unwrap()[0].name, "regcred");
+        let init = &pod.init_containers.unwrap()[0];
+        assert_eq!(init.image.as_deref(), Some("terradue/calrissian:0.14.0"));
+        let args = init.args.clone().unwrap();
+        assert!(!args.contains(&"--debug".to_string()));
+        let pos = args.iter().position(|a| a == "--max-ram").unwrap();
+        assert_eq!(args[pos + 1], "2Gi");
+        assert_eq!(args.last().unwrap(), "/workflow-input/params.yml");
+        let limits = init.resources.clone().unwrap().limits.unwrap();
+        assert_eq!(limits["memory"].0, "256Mi");
+        // Calrissian reads volumes from the first regular container: it must mount the workdir.
+        let report = &pod.containers[0];
+        assert_eq!(report.name, REPORT_CONTAINER);
+        let m = &report.volume_mounts.as_ref().unwrap()[0];
+        assert_eq!(
+            (m.name.as_str(), m.mount_path.as_str()),
+            ("workdir", WORKDIR)
+        );
+        let env = report.env.as_ref().unwrap();
+        assert_eq!(
+            env[0].value.as_deref(),
+            Some("http://svc:80/api/pipelines/17/runs/42/results/")
+        );
+        let token_ref = env[1].value_from.as_ref().unwrap().secret_key_ref.as_ref();
+        assert_eq!(token_ref.unwrap().name, "aq-run-42");
+        // Every volume source is an object of this run.
+        let vols = pod.volumes.unwrap();
+        assert_eq!(vols[0].config_map.as_ref().unwrap().name, "aq-run-42");
+        assert_eq!(
+            vols[1].persistent_volume_claim.as_ref().unwrap().claim_name,
+            "aq-run-42"
+        );
+        assert_eq!(
+            vols[2].secret.as_ref().unwrap().secret_name.as_deref(),
+            Some("aq-run-42")
+        );
+    }
+
+    #[test]
+    fn dependents_are_owned_by_the_job() {
+        let (req, s) = (request(), settings());
+        let owner = owner_reference("aq-run-42", "uid-1");
+        let cm = config_map(&req, &s, &owner);
+        assert_eq!(
+            cm.metadata.owner_references.as_ref().unwrap()[0].uid,
+            "uid-1"
+        );
+        let data = cm.data.unwrap();
+        assert_eq!(data[CWL_KEY], req.cwl);
+        let params: Map<String, serde_json::Value> =
+            serde_yaml::from_str(&data[PARAMS_KEY]).unwrap();
+        assert_eq!(params, req.params);
+        assert!(
+            data[PARAMS_KEY].contains("pipeline_id: '17'"),
+            "{}",
+            data[PARAMS_KEY]
+        );
+        let secret = secret(&req, &s, &owner);
+        let data = secret.data.unwrap();
+        assert_eq!(data[TOKEN_KEY].0, b"aqrun_secret");
+        let env: serde_json::Value = serde_json::from_slice(&data[POD_ENV_KEY].0).unwrap();
+        assert_eq!(env["AQ_CALLBACK_TOKEN"], "aqrun_secret");
+        let pvc = pvc(&req, &s, &owner);
+        let spec = pvc.spec.unwrap();
+        assert_eq!(spec.access_modes.unwrap(), ["ReadWriteMany"]);
+        assert_eq!(spec.storage_class_name.as_deref(), Some("standard"));
+        assert_eq!(
+            spec.resources.unwrap().requests.unwrap()["storage"].0,
+            "5Gi"
+        );
+    }
+
+    #[test]
+    fn report_script_is_valid_sh() {
+        let out = std::process::Command::new("sh")
+            .args(["-n", "-c", REPORT_SCRIPT])
+            .output();
+        if let Ok(out) = out {
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
