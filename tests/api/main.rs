@@ -1,5 +1,6 @@
 //! Integration tests: one binary, the real server on port 0, a real SQLite file or PostgreSQL
 //! database (`TEST_BACKEND=postgres`, `TEST_DATABASE_URL`), real HTTP.
 
+mod catalogue;
 mod common;
 mod foundation;
