@@ -91,8 +91,8 @@ impl fmt::Display for ImportReport {
 
 /// Imports one fixture file and returns a one-line summary.
 pub async fn import_file(db: &DatabaseConnection, path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(import_str(db, &path.display().to_string(), &text)
         .await?
         .to_string())
