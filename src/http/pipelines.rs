@@ -27,7 +27,7 @@ use axum::{
     http::StatusCode,
     routing::get,
 };
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
     IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait,
@@ -436,7 +436,8 @@ async fn create(
     if duplicate_exists(&state.db, &name, owner, version.as_deref(), None).await? {
         return Err(duplicate());
     }
-    let now = Utc::now();
+    // Microseconds: what PostgreSQL keeps, so the response equals later reads.
+    let now = Utc::now().trunc_subsecs(6);
     let txn = state.db.begin().await?;
     let p = pipeline::ActiveModel {
         name: Set(name),
@@ -536,7 +537,7 @@ async fn apply_update(
     if let Some(t) = c.template {
         active.template = Set(t);
     }
-    active.edited_at = Set(Some(Utc::now()));
+    active.edited_at = Set(Some(Utc::now().trunc_subsecs(6)));
     let p = active.update(&txn).await.map_err(|e| {
         if db::is_unique_violation(&e) {
             duplicate()

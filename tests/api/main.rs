@@ -4,3 +4,9 @@
 mod catalogue;
 mod common;
 mod foundation;
+mod rest_access;
+mod rest_catalogue;
+mod rest_pipelines;
+mod rest_runs;
+mod rest_support;
+mod rest_tokens;
