@@ -4,6 +4,7 @@
 mod catalogue;
 mod common;
 mod foundation;
+mod manifests;
 mod rest_access;
 mod rest_catalogue;
 mod rest_pipelines;
