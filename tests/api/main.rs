@@ -11,3 +11,4 @@ mod rest_pipelines;
 mod rest_runs;
 mod rest_support;
 mod rest_tokens;
+mod k8s_runs;

@@ -1,0 +1,249 @@
+cwlVersion: v1.2
+$graph:
+- class: Workflow
+  id: main
+  requirements:
+    SubworkflowFeatureRequirement: {}
+  inputs:
+    server_url: string
+    pipeline_id: string
+    run_id: string
+    clone_subworkflow.clone.repo_branch:
+      type: string
+      label: "Branch"
+      doc: "Branch or tag to check out; empty for the remote\u0027s default branch."
+      default: ""
+    clone_subworkflow.clone.repo_url:
+      type: string
+      label: "Repository URL"
+      doc: "HTTPS URL of the git repository to analyse."
+      default: ""
+    python_lint_subworkflow.filter.regex:
+      type: string
+      label: "File pattern"
+      doc: "POSIX regular expression matched against paths such as ./src/app.py."
+      default: ".*\\.py"
+    python_lint_subworkflow.ruff.select:
+      type: string
+      label: "Rules"
+      doc: "Comma-separated Ruff rule codes or prefixes (e.g. E,F,B); empty for Ruff\u0027s defaults."
+      default: ""
+  outputs: []
+  steps:
+    clone_step:
+      run: '#clone_subworkflow'
+      in:
+        clone.repo_url: clone_subworkflow.clone.repo_url
+        clone.repo_branch: clone_subworkflow.clone.repo_branch
+      out: [repo_directory]
+    python_lint_step:
+      run: '#python_lint_subworkflow'
+      in:
+        source_directory: clone_step/repo_directory
+        server_url: server_url
+        pipeline_id: pipeline_id
+        run_id: run_id
+        filter.regex: python_lint_subworkflow.filter.regex
+        ruff.select: python_lint_subworkflow.ruff.select
+      out: [report]
+- class: Workflow
+  id: clone_subworkflow
+  label: Clone a repository
+  inputs:
+    clone.repo_url: string
+    clone.repo_branch:
+      type: string
+      default: ""
+  outputs:
+    repo_directory:
+      type: Directory
+      outputSource: clone/repo_directory
+  steps:
+    clone:
+      run: '#clone_tool'
+      in:
+        repo_url: clone.repo_url
+        repo_branch: clone.repo_branch
+      out: [repo_directory]
+- class: CommandLineTool
+  id: clone_tool
+  label: Clone a git repository
+  doc: |-
+    Shallow-clones `repo_url` (optionally at `repo_branch`) into the directory `repo`.
+    The URL and branch reach git as separate arguments, never through a shell string.
+  requirements:
+    DockerRequirement:
+      dockerPull: alpine/git:v2.47.2
+  inputs:
+    repo_url: string
+    repo_branch:
+      type: string
+      default: ""
+  outputs:
+    repo_directory:
+      type: Directory
+      outputBinding:
+        glob: repo
+  baseCommand: sh
+  arguments:
+  - -c
+  - |-
+    set -eu
+    if [ -n "$2" ]; then
+      git clone --depth 1 --branch "$2" -- "$1" repo
+    else
+      git clone --depth 1 -- "$1" repo
+    fi
+  - clone
+  - $(inputs.repo_url)
+  - $(inputs.repo_branch)
+- class: Workflow
+  id: python_lint_subworkflow
+  label: Python lint
+  inputs:
+    source_directory: Directory
+    server_url: string
+    pipeline_id: string
+    run_id: string
+    filter.regex: string
+    ruff.select: string
+  outputs:
+    report:
+      type: File
+      outputSource: lint/report
+  steps:
+    select:
+      run: '#filter_tool'
+      in:
+        source_directory: source_directory
+        regex: filter.regex
+      out: [file_list]
+    lint:
+      run: '#ruff_tool'
+      in:
+        source_directory: source_directory
+        file_list: select/file_list
+        select: ruff.select
+      out: [report]
+    save:
+      run: '#save_tool'
+      in:
+        report: lint/report
+        name:
+          default: ruff
+        server_url: server_url
+        pipeline_id: pipeline_id
+        run_id: run_id
+      out: []
+- class: CommandLineTool
+  id: filter_tool
+  label: Select files by regular expression
+  doc: |-
+    Lists the files of `source_directory` whose path (relative, starting with `./`) matches
+    the POSIX regular expression `regex`, one per line, sorted.
+  requirements:
+    DockerRequirement:
+      dockerPull: alpine:3.21
+    InlineJavascriptRequirement: {}
+  inputs:
+    source_directory: Directory
+    regex: string
+  outputs:
+    file_list:
+      type: string[]
+      outputBinding:
+        glob: files.txt
+        loadContents: true
+        outputEval: $(self[0].contents.split('\n').filter(function (line) { return line.length > 0; }))
+  baseCommand: sh
+  arguments:
+  - -c
+  - |-
+    set -eu
+    out="$PWD/files.txt"
+    cd "$1"
+    find . -type f -regex "$2" | sort > "$out"
+  - filter
+  - $(inputs.source_directory.path)
+  - $(inputs.regex)
+- class: CommandLineTool
+  id: ruff_tool
+  label: Lint Python files with Ruff
+  doc: |-
+    Runs `ruff check` on the selected files and writes Ruff's JSON diagnostics. `select` is a
+    comma-separated list of rule codes or prefixes (empty: Ruff's default rules). Findings do
+    not fail the step.
+  requirements:
+    DockerRequirement:
+      dockerPull: ghcr.io/astral-sh/ruff:0.8.6-alpine
+  inputs:
+    source_directory: Directory
+    file_list:
+      type: string[]
+      inputBinding:
+        position: 1
+    select: string
+  outputs:
+    report:
+      type: File
+      outputBinding:
+        glob: ruff.json
+  baseCommand: sh
+  arguments:
+  - -c
+  - |-
+    set -eu
+    out="$PWD/ruff.json"
+    root="$1"
+    rules="$2"
+    shift 2
+    cd "$root"
+    if [ "$#" -eq 0 ]; then
+      echo "[]" > "$out"
+      exit 0
+    fi
+    if [ -n "$rules" ]; then
+      set -- --select "$rules" "$@"
+    fi
+    ruff check --exit-zero --no-cache --output-format json "$@" > "$out"
+  - ruff
+  - $(inputs.source_directory.path)
+  - $(inputs.select)
+- class: CommandLineTool
+  id: save_tool
+  label: Send a job report to the Application Quality API
+  doc: |-
+    POSTs the JSON `report` to the run's job-report endpoint. The per-run callback token comes
+    from the AQ_CALLBACK_TOKEN environment variable of the step pod; it is never a CWL input, so
+    it appears neither in the parameters nor in the stored CWL. `name` and `instance` are
+    URL-encoded, and the URL is passed to curl as one argument (no shell quoting involved).
+  requirements:
+    DockerRequirement:
+      dockerPull: curlimages/curl:8.11.1
+    InlineJavascriptRequirement: {}
+  inputs:
+    report: File
+    name: string
+    instance:
+      type: string
+      default: ""
+    server_url: string
+    pipeline_id: string
+    run_id: string
+  outputs: []
+  baseCommand: sh
+  arguments:
+  - -c
+  - |-
+    set -e
+    if [ -z "$AQ_CALLBACK_TOKEN" ]; then
+      echo "AQ_CALLBACK_TOKEN is not set: cannot authenticate the job report" >&2
+      exit 1
+    fi
+    curl --silent --show-error --fail-with-body --retry 5 --retry-connrefused \
+      -X POST -H "Content-Type: application/json" \
+      -H "Authorization: Bearer $AQ_CALLBACK_TOKEN" \
+      --data-binary "@$2" "$1"
+  - save
+  - $(inputs.server_url + '/api/pipelines/' + encodeURIComponent(inputs.pipeline_id) + '/runs/' + encodeURIComponent(inputs.run_id) + '/jobreports/?name=' + encodeURIComponent(inputs.name) + '&instance=' + encodeURIComponent(inputs.instance))
+  - $(inputs.report.path)
