@@ -1,9 +1,91 @@
-//! (to be written)
+//! CloudEvents ingress routes: `POST /` (where `kn func invoke` sends), `POST /api/events/` (the
+//! Knative Trigger's subscriber path), `POST /<namespace>/<broker>` (broker-ingress shaped, so
+//! the broker test scripts work when pointed at the service), and the staff list of received
+//! events, `GET /api/events/?type=<prefix>&limit=<n>` (newest first).
 
-use crate::state::AppState;
-use axum::Router;
+use crate::{
+    auth::StaffUser,
+    db::entities::received_event,
+    error::{AppError, AppResult},
+    events::{decode::IncomingEvent, dispatch, received_event_json},
+    http::middleware,
+    state::AppState,
+};
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    response::{IntoResponse, Response},
+    routing::post,
+};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Default and largest page of `GET /api/events/`.
+const DEFAULT_LIMIT: u64 = 100;
+const MAX_LIMIT: u64 = 1000;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/", post(receive))
+        .route("/api/events", post(receive).get(list))
+        // Other methods on two-segment paths stay plain 404s.
+        .route(
+            "/{namespace}/{broker}",
+            post(receive_broker_path).fallback(middleware::not_found),
+        )
+}
+
+/// Decodes, dispatches and replies with a binary-mode CloudEvent (errors: plain JSON).
+async fn receive(State(state): State<AppState>, event: IncomingEvent) -> Response {
+    match dispatch::handle(&state, event).await {
+        Ok(reply) => reply.into_response_with(&state.config),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn receive_broker_path(
+    State(state): State<AppState>,
+    Path((namespace, _broker)): Path<(String, String)>,
+    event: IncomingEvent,
+) -> Response {
+    if namespace == "api" {
+        return AppError::NotFound("Not found.".into()).into_response();
+    }
+    receive(State(state), event).await
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    #[serde(rename = "type")]
+    ty: Option<String>,
+    source: Option<String>,
+    outcome: Option<String>,
+    limit: Option<u64>,
+}
+
+/// `GET /api/events/`: staff only.
+async fn list(
+    State(state): State<AppState>,
+    StaffUser(_): StaffUser,
+    Query(q): Query<ListQuery>,
+) -> AppResult<Json<Value>> {
+    let mut select = received_event::Entity::find()
+        .order_by_desc(received_event::Column::ReceivedAt)
+        .order_by_desc(received_event::Column::Id)
+        .limit(q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT));
+    if let Some(prefix) = q.ty.filter(|p| !p.is_empty()) {
+        select = select.filter(received_event::Column::EventType.starts_with(prefix));
+    }
+    if let Some(source) = q.source {
+        select = select.filter(received_event::Column::Source.eq(source));
+    }
+    if let Some(outcome) = q.outcome {
+        select = select.filter(received_event::Column::Outcome.eq(outcome));
+    }
+    let rows = select.all(&state.db).await?;
+    Ok(Json(Value::Array(
+        rows.iter().map(received_event_json).collect(),
+    )))
 }

@@ -3,7 +3,9 @@
 
 mod catalogue;
 mod common;
+mod events;
 mod foundation;
+mod k8s_runs;
 mod manifests;
 mod rest_access;
 mod rest_catalogue;
@@ -11,4 +13,4 @@ mod rest_pipelines;
 mod rest_runs;
 mod rest_support;
 mod rest_tokens;
-mod k8s_runs;
+mod schema;
