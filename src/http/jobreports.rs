@@ -14,7 +14,7 @@ use crate::{
     },
     error::{AppError, AppResult},
     http::{
-        extract::JsonBody,
+        extract::{body_rejection, is_json_content_type, parse_json},
         runs::{find_visible_run, run_not_found},
         serialize::{self, PipelineScope},
     },
@@ -22,8 +22,12 @@ use crate::{
 };
 use axum::{
     Json, Router,
-    extract::{Path, Query, State, rejection::QueryRejection},
-    http::StatusCode,
+    body::Bytes,
+    extract::{
+        Path, Query, State,
+        rejection::{BytesRejection, QueryRejection},
+    },
+    http::{HeaderMap, StatusCode, header},
     routing::get,
 };
 use chrono::Utc;
@@ -131,14 +135,37 @@ fn check_query(q: ReportQuery) -> AppResult<(String, String)> {
     Ok((name, instance))
 }
 
+/// The report document. Pipeline steps post it with `curl -d @file`, which says
+/// `application/x-www-form-urlencoded` unless told otherwise, so that type and a missing one are
+/// read as JSON too; other types are 415.
+fn callback_body(headers: &HeaderMap, body: &Bytes) -> AppResult<Value> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    if is_json_content_type(content_type)
+        || mime.is_empty()
+        || mime.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    {
+        parse_json(body)
+    } else {
+        Err(AppError::UnsupportedMediaType(format!(
+            "Unsupported media type \"{content_type}\" in request; send application/json."
+        )))
+    }
+}
+
 /// `POST .../jobreports/?name=&instance=` with the run's callback token: stores the body.
 async fn create(
     State(state): State<AppState>,
     RunToken(token): RunToken,
     Path((pipeline, run)): Path<(String, String)>,
     query: Result<Query<ReportQuery>, QueryRejection>,
-    JsonBody(output): JsonBody<Value>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> AppResult<(StatusCode, Json<Value>)> {
+    let output = callback_body(&headers, &body.map_err(body_rejection)?)?;
     let scope = PipelineScope::parse(&pipeline)?;
     let run_id = serialize::parse_id(&run)?;
     let run = pipeline_run::Entity::find_by_id(run_id)
@@ -187,6 +214,25 @@ mod tests {
             name: name.map(String::from),
             instance: instance.map(String::from),
         }
+    }
+
+    #[test]
+    fn callback_bodies() {
+        let with = |ct: Option<&'static str>| {
+            let mut h = HeaderMap::new();
+            if let Some(ct) = ct {
+                h.insert(header::CONTENT_TYPE, ct.parse().unwrap());
+            }
+            callback_body(&h, &Bytes::from_static(br#"{"a":1}"#))
+        };
+        for ct in [
+            Some("application/json"),
+            Some("application/x-www-form-urlencoded"),
+            None,
+        ] {
+            assert_eq!(with(ct).unwrap(), serde_json::json!({"a": 1}), "{ct:?}");
+        }
+        assert_eq!(with(Some("text/html")).unwrap_err().status(), 415);
     }
 
     #[test]

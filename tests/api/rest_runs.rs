@@ -231,6 +231,18 @@ async fn job_reports_need_the_runs_callback_token() {
     );
     let (status, _) = post(Some(token.clone()), "?name=ruff").await;
     assert_eq!(status, 201, "another instance");
+    // As `curl -L -d @report.json` sends it: form content type, JSON body.
+    let (status, body) = app
+        .send(
+            app.client
+                .post(format!("{}?name=bandit", app.url(&reports)))
+                .bearer_auth(&token)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(r#"{"results": []}"#),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["output"], json!({"results": []}));
     // The right token on the wrong pipeline path.
     let (status, _) = app
         .send(
@@ -256,7 +268,7 @@ async fn job_reports_need_the_runs_callback_token() {
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["id"], created["id"]);
     let (_, all) = app.get(&reports, Some(&staff)).await;
-    assert_eq!(all.as_array().unwrap().len(), 2);
+    assert_eq!(all.as_array().unwrap().len(), 3);
     let one = format!("{reports}{}/", created["id"]);
     assert_eq!(app.get(&one, Some(&owner)).await.1, created);
     assert_eq!(app.get(&one, Some(&other)).await.0, 404);
@@ -264,7 +276,7 @@ async fn job_reports_need_the_runs_callback_token() {
     let (_, run_now) = app
         .get(&format!("/api/pipelines/{p}/runs/{run_id}/"), Some(&owner))
         .await;
-    assert_eq!(run_now["job_reports_count"], 2);
+    assert_eq!(run_now["job_reports_count"], 3);
     let (_, listed) = app.get(&runs_path, Some(&owner)).await;
     let counts: Vec<i64> = listed
         .as_array()
@@ -272,7 +284,7 @@ async fn job_reports_need_the_runs_callback_token() {
         .iter()
         .map(|r| r["job_reports_count"].as_i64().unwrap())
         .collect();
-    assert_eq!(counts, vec![2, 0]);
+    assert_eq!(counts, vec![3, 0]);
 }
 
 #[tokio::test]
