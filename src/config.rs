@@ -248,6 +248,8 @@ impl Config {
     }
 
     /// Reads and validates the configuration from the given variables (tests use this).
+    // Not `FromIterator`: building a config can fail, and the name mirrors `envy::from_iter`.
+    #[allow(clippy::should_implement_trait)]
     pub fn from_iter<I: IntoIterator<Item = (String, String)>>(
         vars: I,
     ) -> Result<Self, ConfigError> {
