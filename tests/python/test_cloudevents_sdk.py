@@ -13,18 +13,16 @@ must exist (the Rust test creates it).
 
 import os
 import uuid
-import warnings
 
 import pytest
 import requests
 
-warnings.filterwarnings("ignore", category=DeprecationWarning)
-warnings.filterwarnings("ignore", message=".*deprecated.*")
-
 try:  # cloudevents 1.x
-    from cloudevents.http import CloudEvent, to_binary, to_structured
+    from cloudevents.conversion import to_binary, to_structured
+    from cloudevents.http import CloudEvent
 except ImportError:  # cloudevents 2.x keeps the 1.x API under cloudevents.v1
-    from cloudevents.v1.http import CloudEvent, to_binary, to_structured
+    from cloudevents.v1.conversion import to_binary, to_structured
+    from cloudevents.v1.http import CloudEvent
 
 URL = os.environ.get("AQ_URL", "http://127.0.0.1:8080").rstrip("/")
 USER = os.environ.get("AQ_USER", "event")
