@@ -7,6 +7,7 @@ mod events;
 mod foundation;
 mod k8s_runs;
 mod manifests;
+mod process;
 mod rest_access;
 mod rest_catalogue;
 mod rest_pipelines;
