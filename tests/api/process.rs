@@ -392,3 +392,43 @@ fn seed_and_import_fixtures_from_the_command_line() {
         "{stderr:?}"
     );
 }
+
+#[test]
+fn logs_are_json_lines_without_health_probes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut p, addr, started, logs) = serve(&sqlite_url(dir.path()));
+    wait_ready(&mut p, addr, started);
+    for _ in 0..3 {
+        assert_eq!(get_status(addr, "/health/liveness"), Some(200));
+    }
+    assert_eq!(get_status(addr, "/api/"), Some(200));
+    assert_eq!(get_status(addr, "/api/nope/"), Some(404));
+    let kill = Command::new("kill")
+        .args(["-TERM", &p.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert_eq!(wait_exit(p, Duration::from_secs(10)).code(), Some(0));
+    // The stderr reader ends when the process is gone.
+    let lines: Vec<String> = logs.iter().collect();
+    let records: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for r in &records {
+        assert!(r["timestamp"].is_string() && r["level"].is_string(), "{r}");
+    }
+    let paths: Vec<&str> = records
+        .iter()
+        .filter(|r| r["message"] == "request")
+        .filter_map(|r| r["path"].as_str())
+        .collect();
+    assert!(
+        paths.contains(&"/api/") && paths.contains(&"/api/nope/"),
+        "{paths:?}"
+    );
+    assert!(
+        !paths.iter().any(|p| p.starts_with("/health")),
+        "probes must stay out of the request log: {paths:?}"
+    );
+}
