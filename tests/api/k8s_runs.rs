@@ -951,3 +951,77 @@ async fn a_template_error_fails_the_run_with_its_message() {
     );
     assert!(app.recorder.as_ref().unwrap().launched().is_empty());
 }
+
+/// A `pipeline.execute` event in binary mode, as the demo's curl sends it.
+async fn post_execute(app: &TestApp, id: &str, pipeline_id: i64) -> (u16, Value) {
+    let req = app
+        .client
+        .post(app.url("/api/events/"))
+        .header("content-type", "application/json")
+        .header("ce-specversion", "1.0")
+        .header("ce-id", id)
+        .header("ce-source", "curl")
+        .header(
+            "ce-type",
+            "org.eoepca.application-quality.events.pipeline.execute",
+        )
+        .header("ce-user", "runner")
+        .header("ce-subject", format!("pipelines/{pipeline_id}"))
+        .body(parameters().to_string());
+    app.send(req).await
+}
+
+#[tokio::test]
+async fn a_pipeline_execute_event_creates_the_objects_once_and_a_deleted_job_fails_the_run() {
+    if !cluster_configured() {
+        return;
+    }
+    let c = Cluster::start().await;
+    let launcher = Arc::new(c.service_launcher().await);
+    let (app, _token, pipeline_id) = app_with(&c, launcher).await;
+    let (status, body) = post_execute(&app, "exec-1", pipeline_id).await;
+    assert!((200..300).contains(&status), "{status} {body}");
+    // The duplicate delivery starts nothing more.
+    let (status, body) = post_execute(&app, "exec-1", pipeline_id).await;
+    assert!((200..300).contains(&status), "{status} {body}");
+    let runs = pipeline_run::Entity::find()
+        .all(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, "running");
+    let name = objects::object_name(runs[0].id);
+    let selector = format!("{}={}", objects::MANAGED_BY_LABEL, objects::MANAGED_BY);
+    let jobs = c
+        .api::<Job>()
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .unwrap();
+    assert_eq!(jobs.items.len(), 1);
+    assert!(c.api::<ConfigMap>().get_opt(&name).await.unwrap().is_some());
+    assert!(c.api::<Secret>().get_opt(&name).await.unwrap().is_some());
+    assert!(
+        c.api::<PersistentVolumeClaim>()
+            .get_opt(&name)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Someone deletes the Job before it finishes: the delete event fails the run.
+    let job = jobs.items[0].clone();
+    c.api::<Job>()
+        .delete(&name, &DeleteParams::background())
+        .await
+        .unwrap();
+    let (status, body) = post_job_event(&app, &job, "delete").await;
+    assert_eq!(status, 200, "{body}");
+    let run = stored_run(&app, runs[0].id).await;
+    assert_eq!(run.status, "failed");
+    assert!(
+        run.status_message
+            .unwrap()
+            .contains("deleted before it finished")
+    );
+    c.finish().await;
+}
