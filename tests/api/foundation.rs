@@ -57,3 +57,115 @@ async fn body_limit_gives_json_413() {
     assert_eq!(status, 413);
     assert!(body["detail"].as_str().unwrap().contains("too large"));
 }
+
+#[tokio::test]
+async fn generated_jwt_key_survives_restarts_and_differs_per_database() {
+    let first = TestApp::spawn().await;
+    let (_, token) = first.user_with_token("keeper", false).await;
+    let (status, _) = first.get("/api/users/me/", Some(&token)).await;
+    assert_eq!(status, 200);
+    // A restart (or another replica) on the same database accepts the token.
+    let second = TestApp::spawn_with(Options {
+        database_url: Some(first.database_url.clone()),
+        ..Default::default()
+    })
+    .await;
+    let (status, me) = second.get("/api/users/me/", Some(&token)).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["username"], "keeper");
+    // Another installation generated its own key: the token is worthless there.
+    let other = TestApp::spawn().await;
+    other.user("keeper", "keeper-password-1", false).await;
+    let (status, _) = other.get("/api/users/me/", Some(&token)).await;
+    assert!(
+        status == 401 || status == 403,
+        "foreign token accepted: {status}"
+    );
+}
+
+#[tokio::test]
+async fn configured_jwt_secret_is_used_and_not_stored() {
+    use application_quality_api::db::entities::kv_setting;
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    let app = TestApp::spawn_with(Options {
+        env: vec![("JWT_SECRET".into(), "k".repeat(40))],
+        ..Default::default()
+    })
+    .await;
+    let (_, token) = app.user_with_token("sam", false).await;
+    let (status, _) = app.get("/api/users/me/", Some(&token)).await;
+    assert_eq!(status, 200);
+    let stored = kv_setting::Entity::find()
+        .count(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "no generated key when JWT_SECRET is set");
+    // A second app with the same secret but a fresh database does not know the user, so the
+    // signature is accepted and the lookup fails: proof the key is the configured one.
+    let twin = TestApp::spawn_with(Options {
+        env: vec![("JWT_SECRET".into(), "k".repeat(40))],
+        ..Default::default()
+    })
+    .await;
+    let (status, body) = twin.get("/api/users/me/", Some(&token)).await;
+    assert!(status == 401 || status == 403, "{status} {body}");
+    assert!(
+        !body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not valid"),
+        "same secret, so the signature must verify: {body}"
+    );
+}
+
+#[tokio::test]
+async fn body_limit_applies_to_the_events_route_too() {
+    let app = TestApp::spawn_with(Options {
+        env: vec![("MAX_BODY_BYTES".into(), "2048".into())],
+        ..Default::default()
+    })
+    .await;
+    let r = app
+        .client
+        .post(app.url("/api/events/"))
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "big-1")
+        .header("ce-source", "/tests")
+        .header("ce-type", "org.eoepca.application-quality.probes.health")
+        .header("content-type", "application/json")
+        .body(format!("{{\"pad\": \"{}\"}}", "x".repeat(4096)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+}
+
+#[test]
+fn readme_documents_every_configuration_variable() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = std::fs::read_to_string(root.join("src/config.rs")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let body = config
+        .split("pub struct Config {")
+        .nth(1)
+        .and_then(|rest| rest.split("\n}\n").next())
+        .expect("struct Config in src/config.rs");
+    let fields: Vec<String> = body
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub "))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(name, _)| name.to_uppercase())
+        .collect();
+    assert!(fields.len() >= 30, "parsed {fields:?}");
+    for name in fields.iter().map(String::as_str).chain([
+        "APPLICATION_QUALITY_PASSWORD",
+        "RUST_LOG",
+        "TEST_BACKEND",
+        "TEST_DATABASE_URL",
+    ]) {
+        assert!(
+            readme.contains(&format!("| `{name}` |")) || readme.contains(&format!("`{name}`, ")),
+            "README.md's configuration table lacks {name}"
+        );
+    }
+}
