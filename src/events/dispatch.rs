@@ -75,7 +75,7 @@ pub async fn handle(state: &AppState, ev: IncomingEvent) -> AppResult<Reply> {
     }
     // Deliveries of the same event wait for each other in this process, so a duplicate sees
     // the first one's committed and launched result instead of racing it.
-    let lock = event_lock(&ev.source, &ev.id);
+    let lock = event_lock(state, &ev.source, &ev.id);
     let _guard = lock.lock().await;
     if let Some(stored) = find_stored(state, &ev).await? {
         return replay(state, &ev, stored).await;
@@ -552,15 +552,19 @@ async fn replay(
 
 type KeyLock = Arc<tokio::sync::Mutex<()>>;
 
-static EVENT_LOCKS: LazyLock<Mutex<HashMap<(String, String), KeyLock>>> =
-    LazyLock::new(Default::default);
+/// Locks by (server instance, source, id). The instance is the address of the state's shared
+/// configuration, so two servers in one process (tests playing replicas) do not share locks.
+type LockKey = (usize, String, String);
+
+static EVENT_LOCKS: LazyLock<Mutex<HashMap<LockKey, KeyLock>>> = LazyLock::new(Default::default);
 
 /// The in-process lock of one event key. Entries nobody else holds are dropped on the way, so
 /// the map stays as small as the number of events in flight.
-fn event_lock(source: &str, id: &str) -> KeyLock {
+fn event_lock(state: &AppState, source: &str, id: &str) -> KeyLock {
+    let instance = Arc::as_ptr(&state.config) as usize;
     let mut map = EVENT_LOCKS.lock().unwrap_or_else(|p| p.into_inner());
     map.retain(|_, l| Arc::strong_count(l) > 1);
-    map.entry((source.to_owned(), id.to_owned()))
+    map.entry((instance, source.to_owned(), id.to_owned()))
         .or_default()
         .clone()
 }

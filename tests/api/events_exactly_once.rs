@@ -186,3 +186,64 @@ async fn same_id_from_another_source_is_another_event() {
     assert_eq!(r2.body["status"], "accepted");
     assert_ne!(r1.body["run_id"], r2.body["run_id"]);
 }
+
+/// Two servers on one database (two replicas): the unique key, not the in-process lock,
+/// decides. Every delivery either names the one run (200) or asks for a retry while the other
+/// replica is still launching it (503 + Retry-After); there is one run and one launch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_on_one_database_make_one_run() {
+    let t = spawn().await;
+    let other = crate::common::TestApp::spawn_with(crate::common::Options {
+        database_url: Some(t.app.database_url.clone()),
+        launcher: Some(t.launcher.clone()),
+        ..Default::default()
+    })
+    .await;
+    let replicas = std::sync::Arc::new([t.app, other]);
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let replicas = replicas.clone();
+        let pid = t.pipeline_id;
+        tasks.push(tokio::spawn(async move {
+            let app = &replicas[i % 2];
+            deliver(execute(
+                app,
+                "/api/events/",
+                "replicated",
+                "event",
+                pid,
+                &execute_payload(),
+            ))
+            .await
+        }));
+    }
+    let mut run_ids = BTreeSet::new();
+    for task in tasks {
+        let r = task.await.unwrap();
+        match r.status {
+            200 => {
+                run_ids.insert(r.body["run_id"].as_i64().unwrap());
+            }
+            503 => assert!(!r.header("retry-after").is_empty(), "{:?}", r.body),
+            other => panic!("unexpected {other}: {:?}", r.body),
+        }
+    }
+    assert_eq!(run_ids.len(), 1);
+    let run_id = *run_ids.iter().next().unwrap();
+    // a later redelivery to either replica names the same run
+    for app in replicas.iter() {
+        let r = deliver(execute(
+            app,
+            "/api/events/",
+            "replicated",
+            "event",
+            t.pipeline_id,
+            &execute_payload(),
+        ))
+        .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        assert_eq!(r.body["run_id"], run_id);
+    }
+    assert_eq!(run_count(&replicas[0]).await, 1);
+    assert_eq!(t.launcher.of(run_id), 1);
+}
