@@ -143,6 +143,25 @@ pub struct Config {
     /// Wall-time limit of a run's Job in seconds (`activeDeadlineSeconds`); 0 = none.
     #[serde(default = "default_active_deadline")]
     pub aqbb_active_deadline_secs: i64,
+    /// Failed `POST /api/token/` attempts allowed per username in one window; further attempts
+    /// get 429 with `Retry-After` until the window ends. 0 turns this limit off. Counted per
+    /// instance (see `auth::login_limit`).
+    #[serde(default = "default_login_failures_per_user")]
+    pub login_max_failures_per_user: u32,
+    /// Failed `POST /api/token/` attempts allowed per client address (IPv6: per /64) in one
+    /// window, whatever the usernames. 0 turns this limit off.
+    #[serde(default = "default_login_failures_per_address")]
+    pub login_max_failures_per_address: u32,
+    /// Length of the login failure window in seconds, starting at a key's first failure.
+    #[serde(default = "default_login_failure_window")]
+    pub login_failure_window_secs: u64,
+    /// Whether the client address is taken from the first `X-Forwarded-For` hop (instead of the
+    /// TCP peer) for per-address limits. Enable it only behind a proxy that sets this header
+    /// itself, as Knative's ingress and queue-proxy do, and whose outermost hop overwrites rather
+    /// than appends to what clients send; otherwise a client could name any address it likes.
+    /// Off by default.
+    #[serde(default)]
+    pub trusted_proxy_headers: bool,
 }
 
 fn default_port() -> u16 {
@@ -235,6 +254,15 @@ fn default_calrissian_memory() -> String {
 fn default_active_deadline() -> i64 {
     24 * 3600
 }
+fn default_login_failures_per_user() -> u32 {
+    5
+}
+fn default_login_failures_per_address() -> u32 {
+    20
+}
+fn default_login_failure_window() -> u64 {
+    5 * 60
+}
 
 /// A configuration problem, reported as one line at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -320,6 +348,11 @@ impl Config {
                 "AQBB_ACTIVE_DEADLINE_SECS must not be negative".into(),
             ));
         }
+        if self.login_failure_window_secs == 0 {
+            return Err(ConfigError(
+                "LOGIN_FAILURE_WINDOW_SECS must be positive".into(),
+            ));
+        }
         if self.kube_timeout_ms == 0 {
             return Err(ConfigError("KUBE_TIMEOUT_MS must be positive".into()));
         }
@@ -372,6 +405,11 @@ impl Config {
         origins
     }
 
+    /// Login failure window as a duration.
+    pub fn login_failure_window(&self) -> Duration {
+        Duration::from_secs(self.login_failure_window_secs)
+    }
+
     /// Request timeout as a duration.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
@@ -422,6 +460,31 @@ mod tests {
         assert!(c.is_sqlite() && c.auto_migrate());
         assert_eq!(c.public_url, "http://localhost:8080");
         assert_eq!(c.kubernetes, KubernetesMode::Auto);
+    }
+
+    #[test]
+    fn login_limits() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(
+            (
+                c.login_max_failures_per_user,
+                c.login_max_failures_per_address,
+                c.login_failure_window_secs,
+                c.trusted_proxy_headers,
+            ),
+            (5, 20, 300, false)
+        );
+        let c = cfg(&[
+            ("TRUSTED_PROXY_HEADERS", "true"),
+            ("LOGIN_MAX_FAILURES_PER_USER", "0"),
+        ])
+        .unwrap();
+        assert!(c.trusted_proxy_headers);
+        assert_eq!(c.login_max_failures_per_user, 0);
+        let err = cfg(&[("LOGIN_FAILURE_WINDOW_SECS", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("LOGIN_FAILURE_WINDOW_SECS"), "{err}");
     }
 
     #[test]

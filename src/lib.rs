@@ -67,9 +67,15 @@ pub async fn build_state_with(
         config.jwt_access_lifetime_secs,
         config.jwt_refresh_lifetime_secs,
     );
+    let login_limiter = auth::login_limit::LoginLimiter::new(
+        config.login_max_failures_per_user,
+        config.login_max_failures_per_address,
+        config.login_failure_window(),
+    );
     Ok(AppState {
         db,
         allowed_hosts: Arc::new(config.allowed_hosts()),
+        login_limiter: Arc::new(login_limiter),
         config: Arc::new(config),
         jwt: Arc::new(jwt),
         launcher,

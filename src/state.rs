@@ -1,6 +1,10 @@
 //! Shared application state: cheap to clone (everything inside is reference-counted).
 
-use crate::{auth::jwt::JwtKeys, config::Config, runs::launcher::Launcher};
+use crate::{
+    auth::{jwt::JwtKeys, login_limit::LoginLimiter},
+    config::Config,
+    runs::launcher::Launcher,
+};
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
 
@@ -17,4 +21,6 @@ pub struct AppState {
     pub launcher: Arc<dyn Launcher>,
     /// Lower-cased allowed `Host` values.
     pub allowed_hosts: Arc<Vec<String>>,
+    /// Failed-login counters of `POST /api/token/` (per instance).
+    pub login_limiter: Arc<LoginLimiter>,
 }

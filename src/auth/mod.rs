@@ -3,6 +3,7 @@
 
 pub mod extract;
 pub mod jwt;
+pub mod login_limit;
 pub mod password;
 pub mod run_token;
 

@@ -22,8 +22,16 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api", get(index))
 }
 
-/// `GET /api/`.
-async fn index(State(state): State<AppState>, MaybeUser(_): MaybeUser) -> Json<Value> {
+/// `GET /api/`: the collections, as absolute URLs.
+#[utoipa::path(
+    get,
+    path = "/api/",
+    tag = "service",
+    operation_id = "api_root",
+    security((), ("bearer" = [])),
+    responses((status = 200, description = "Collection name -> URL", body = crate::http::openapi::schemas::ApiRoot))
+)]
+async fn index(State(state): State<AppState>, _user: MaybeUser) -> Json<Value> {
     let base = state.config.public_url.trim_end_matches('/');
     let links: Map<String, Value> = COLLECTIONS
         .iter()

@@ -67,7 +67,21 @@ fn query_of(q: Result<Query<ReportQuery>, QueryRejection>) -> AppResult<ReportQu
         .map_err(|e| AppError::BadRequest(format!("Invalid query string: {}", e.body_text())))
 }
 
-/// `GET .../jobreports/?name=&instance=`.
+/// `GET .../jobreports/?name=&instance=`: the run's reports (its starter or staff).
+#[utoipa::path(
+    get,
+    path = "/api/pipelines/{pipeline}/runs/{run}/jobreports/",
+    tag = "jobreports",
+    operation_id = "jobreports_list",
+    security(("bearer" = [])),
+    params(("pipeline" = String, Path, description = "Pipeline id, or `_` / `-` for every pipeline"), ("run" = String, Path, description = "Run id"), ("name" = Option<String>, Query, description = "Tool slug"), ("instance" = Option<String>, Query, description = "Instance (e.g. a file)")),
+    responses(
+        (status = 200, description = "Job reports", body = Vec<crate::http::openapi::schemas::JobReport>),
+        (status = 400, description = "Malformed query string", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 404, description = "No such pipeline or run visible to the caller", body = crate::http::openapi::schemas::ErrorDetail),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -89,7 +103,20 @@ async fn list(
     Ok(Json(reports.iter().map(serialize::job_report).collect()))
 }
 
-/// `GET .../jobreports/{id}/`.
+/// `GET .../jobreports/{id}/`: one report (the run's starter or staff).
+#[utoipa::path(
+    get,
+    path = "/api/pipelines/{pipeline}/runs/{run}/jobreports/{id}/",
+    tag = "jobreports",
+    operation_id = "jobreports_read",
+    security(("bearer" = [])),
+    params(("pipeline" = String, Path, description = "Pipeline id, or `_` / `-` for every pipeline"), ("run" = String, Path, description = "Run id"), ("id" = String, Path, description = "Job report id")),
+    responses(
+        (status = 200, description = "The job report", body = crate::http::openapi::schemas::JobReport),
+        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 404, description = "No such pipeline, run or report visible to the caller", body = crate::http::openapi::schemas::ErrorDetail),
+    )
+)]
 async fn read(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -157,6 +184,34 @@ fn callback_body(headers: &HeaderMap, body: &Bytes) -> AppResult<Value> {
 }
 
 /// `POST .../jobreports/?name=&instance=` with the run's callback token: stores the body.
+#[utoipa::path(
+    post,
+    path = "/api/pipelines/{pipeline}/runs/{run}/jobreports/",
+    tag = "callbacks",
+    operation_id = "jobreports_create",
+    security(("run_token" = [])),
+    params(
+        ("pipeline" = String, Path, description = "Pipeline id, or `_` / `-` for every pipeline"), ("run" = String, Path, description = "Run id"),
+        ("name" = String, Query, description = "Tool slug (required)"),
+        ("instance" = Option<String>, Query, description = "Instance, at most 200 characters"),
+    ),
+    request_body(
+        description = "The report, any JSON (`curl -d` form and missing content types are read as JSON)",
+        content(
+            (serde_json::Value = "application/json"),
+            (serde_json::Value = "application/x-www-form-urlencoded"),
+        )
+    ),
+    responses(
+        (status = 201, description = "Stored", body = crate::http::openapi::schemas::JobReport),
+        (status = 400, description = "Bad JSON, missing or invalid `name`, or a duplicate (name, instance)", body = crate::http::openapi::schemas::FieldErrors),
+        (status = 401, description = "Missing or malformed callback token", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 403, description = "The token does not belong to this run", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 404, description = "No such run in this pipeline", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 413, description = "Body too large", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 415, description = "Unsupported content type", body = crate::http::openapi::schemas::ErrorDetail),
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     RunToken(token): RunToken,

@@ -7,6 +7,7 @@ pub mod health;
 pub mod index;
 pub mod jobreports;
 pub mod middleware;
+pub mod openapi;
 pub mod pipelines;
 pub mod results;
 pub mod runs;
@@ -39,7 +40,8 @@ pub fn router(state: AppState) -> Router {
         .merge(triggers::router())
         .merge(events::router())
         .merge(users::router())
-        .merge(settings::router());
+        .merge(settings::router())
+        .merge(openapi::router());
     Router::new()
         .merge(api)
         .fallback(middleware::not_found)

@@ -384,6 +384,17 @@ pub async fn find_visible<C: ConnectionTrait>(
 }
 
 /// `GET /api/pipelines/`: own + public, staff all.
+#[utoipa::path(
+    get,
+    path = "/api/pipelines/",
+    tag = "pipelines",
+    operation_id = "pipelines_list",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Pipelines", body = Vec<crate::http::openapi::schemas::Pipeline>),
+        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -400,7 +411,20 @@ async fn list(
     Ok(Json(serialize_all(&state.db, &pipelines).await?))
 }
 
-/// `GET /api/pipelines/{id}/`.
+/// `GET /api/pipelines/{id}/`: one pipeline (own, public, or any for staff).
+#[utoipa::path(
+    get,
+    path = "/api/pipelines/{id}/",
+    tag = "pipelines",
+    operation_id = "pipelines_read",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Pipeline id")),
+    responses(
+        (status = 200, description = "The pipeline", body = crate::http::openapi::schemas::Pipeline),
+        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 404, description = "No such pipeline visible to the caller", body = crate::http::openapi::schemas::ErrorDetail),
+    )
+)]
 async fn read(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -415,6 +439,22 @@ fn staff_only(what: &str) -> AppError {
 }
 
 /// `POST /api/pipelines/`: the caller owns the new pipeline unless staff says otherwise.
+#[utoipa::path(
+    post,
+    path = "/api/pipelines/",
+    tag = "pipelines",
+    operation_id = "pipelines_create",
+    security(("bearer" = [])),
+    request_body = crate::http::openapi::schemas::PipelineWrite,
+    responses(
+        (status = 201, description = "Created", body = crate::http::openapi::schemas::Pipeline),
+        (status = 400, description = "Field errors, or a duplicate (name, owner, version) as `{detail}`", body = crate::http::openapi::schemas::FieldErrors),
+        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 403, description = "`owner` or `template` set by a non-staff caller", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 413, description = "Body too large", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 415, description = "Not JSON", body = crate::http::openapi::schemas::ErrorDetail),
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -471,7 +511,25 @@ async fn create(
     ))
 }
 
-/// `PUT /api/pipelines/{id}/` (`name` required).
+/// `PUT /api/pipelines/{id}/` (`name` required): owner or staff.
+#[utoipa::path(
+    put,
+    path = "/api/pipelines/{id}/",
+    tag = "pipelines",
+    operation_id = "pipelines_replace",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Pipeline id")),
+    request_body = crate::http::openapi::schemas::PipelineWrite,
+    responses(
+        (status = 200, description = "Updated", body = crate::http::openapi::schemas::Pipeline),
+        (status = 400, description = "Field errors (also for a duplicate)", body = crate::http::openapi::schemas::FieldErrors),
+        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 403, description = "Not the owner or staff, or `owner`/`template` changed by a non-staff caller", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 404, description = "No such pipeline visible to the caller", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 413, description = "Body too large", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 415, description = "Not JSON", body = crate::http::openapi::schemas::ErrorDetail),
+    )
+)]
 async fn replace(
     state: State<AppState>,
     user: CurrentUser,
@@ -481,7 +539,25 @@ async fn replace(
     apply_update(state, user, id, body, true).await
 }
 
-/// `PATCH /api/pipelines/{id}/`.
+/// `PATCH /api/pipelines/{id}/`: owner or staff; absent fields are kept.
+#[utoipa::path(
+    patch,
+    path = "/api/pipelines/{id}/",
+    tag = "pipelines",
+    operation_id = "pipelines_update",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Pipeline id")),
+    request_body = crate::http::openapi::schemas::PipelineWrite,
+    responses(
+        (status = 200, description = "Updated", body = crate::http::openapi::schemas::Pipeline),
+        (status = 400, description = "Field errors (also for a duplicate)", body = crate::http::openapi::schemas::FieldErrors),
+        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 403, description = "Not the owner or staff, or `owner`/`template` changed by a non-staff caller", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 404, description = "No such pipeline visible to the caller", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 413, description = "Body too large", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 415, description = "Not JSON", body = crate::http::openapi::schemas::ErrorDetail),
+    )
+)]
 async fn update(
     state: State<AppState>,
     user: CurrentUser,
@@ -552,7 +628,21 @@ async fn apply_update(
     Ok(Json(serialize_one(&state.db, &p).await?))
 }
 
-/// `DELETE /api/pipelines/{id}/`: 204; its runs and reports go with it.
+/// `DELETE /api/pipelines/{id}/`: 204; its runs and reports go with it. Owner or staff.
+#[utoipa::path(
+    delete,
+    path = "/api/pipelines/{id}/",
+    tag = "pipelines",
+    operation_id = "pipelines_delete",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Pipeline id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 403, description = "Not the owner or staff", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 404, description = "No such pipeline visible to the caller", body = crate::http::openapi::schemas::ErrorDetail),
+    )
+)]
 async fn remove(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

@@ -60,6 +60,19 @@ pub async fn find_visible_run<C: ConnectionTrait>(
 }
 
 /// `GET /api/pipelines/{id|_|-}/runs/`: the caller's runs (staff: all), oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/pipelines/{pipeline}/runs/",
+    tag = "runs",
+    operation_id = "runs_list",
+    security(("bearer" = [])),
+    params(("pipeline" = String, Path, description = "Pipeline id, or `_` / `-` for every pipeline")),
+    responses(
+        (status = 200, description = "Runs", body = Vec<crate::http::openapi::schemas::Run>),
+        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 404, description = "Malformed pipeline id", body = crate::http::openapi::schemas::ErrorDetail),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -94,6 +107,26 @@ fn parameters_of(body: Value) -> AppResult<Value> {
 
 /// `POST /api/pipelines/{id}/runs/` `{"parameters": {...}}`: validates, stores and launches a
 /// run; 201 with the run.
+#[utoipa::path(
+    post,
+    path = "/api/pipelines/{pipeline}/runs/",
+    tag = "runs",
+    operation_id = "runs_create",
+    security(("bearer" = [])),
+    params(
+        ("pipeline" = String, Path, description = "Pipeline id"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context, passed on to the run"),
+    ),
+    request_body = crate::http::openapi::schemas::RunCreate,
+    responses(
+        (status = 201, description = "Created and launched (or recorded as `pending` when no cluster is configured)", body = crate::http::openapi::schemas::Run),
+        (status = 400, description = "Unknown subworkflow, tool or input, or a wrong type (named in the field errors); `_`/`-` as the pipeline", body = crate::http::openapi::schemas::FieldErrors),
+        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 404, description = "No such pipeline visible to the caller", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 413, description = "Body too large", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 415, description = "Not JSON", body = crate::http::openapi::schemas::ErrorDetail),
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -129,7 +162,21 @@ async fn create(
     ))
 }
 
-/// `GET /api/pipelines/{id|_|-}/runs/{run}/`.
+/// `GET /api/pipelines/{id|_|-}/runs/{run}/`: one run (its starter or staff), reconciled with
+/// its Job first.
+#[utoipa::path(
+    get,
+    path = "/api/pipelines/{pipeline}/runs/{run}/",
+    tag = "runs",
+    operation_id = "runs_read",
+    security(("bearer" = [])),
+    params(("pipeline" = String, Path, description = "Pipeline id, or `_` / `-` for every pipeline"), ("run" = String, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "The run", body = crate::http::openapi::schemas::Run),
+        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 404, description = "No such pipeline or run visible to the caller", body = crate::http::openapi::schemas::ErrorDetail),
+    )
+)]
 async fn read(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -141,6 +188,19 @@ async fn read(
 }
 
 /// `POST /api/pipelines/{id|_|-}/runs/{run}/cancel/`: stops the run (its starter or staff).
+#[utoipa::path(
+    post,
+    path = "/api/pipelines/{pipeline}/runs/{run}/cancel/",
+    tag = "runs",
+    operation_id = "runs_cancel",
+    security(("bearer" = [])),
+    params(("pipeline" = String, Path, description = "Pipeline id, or `_` / `-` for every pipeline"), ("run" = String, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "The run, now `killed` (unchanged when it had finished)", body = crate::http::openapi::schemas::Run),
+        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 404, description = "No such pipeline or run visible to the caller", body = crate::http::openapi::schemas::ErrorDetail),
+    )
+)]
 async fn cancel(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

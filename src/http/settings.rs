@@ -14,8 +14,17 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/settings", get(settings))
 }
 
-/// `GET /api/settings/`. Read on each request: the file is small, and a ConfigMap update then
-/// takes effect without a restart.
+/// `GET /api/settings/`: the frontend's settings (public).
+///
+/// Read on each request: the file is small, and a ConfigMap update then takes effect without a
+/// restart.
+#[utoipa::path(
+    get,
+    path = "/api/settings/",
+    tag = "service",
+    operation_id = "settings",
+    responses((status = 200, description = "The settings file as JSON (`{}` when absent or invalid)", body = serde_json::Value))
+)]
 async fn settings(State(state): State<AppState>) -> Json<Value> {
     Json(load(&state.config.settings_file).await)
 }

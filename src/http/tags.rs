@@ -22,8 +22,16 @@ pub fn router() -> Router<AppState> {
         .route("/api/tags/{id}", get(read))
 }
 
-/// `GET /api/tags/`.
-async fn list(State(state): State<AppState>, MaybeUser(_): MaybeUser) -> AppResult<Json<Value>> {
+/// `GET /api/tags/`: every tag.
+#[utoipa::path(
+    get,
+    path = "/api/tags/",
+    tag = "catalogue",
+    operation_id = "tags_list",
+    security((), ("bearer" = [])),
+    responses((status = 200, description = "Tags", body = Vec<crate::http::openapi::schemas::Tag>))
+)]
+async fn list(State(state): State<AppState>, _user: MaybeUser) -> AppResult<Json<Value>> {
     let tags = tag::Entity::find()
         .order_by_asc(tag::Column::Id)
         .all(&state.db)
@@ -31,10 +39,22 @@ async fn list(State(state): State<AppState>, MaybeUser(_): MaybeUser) -> AppResu
     Ok(Json(tags.iter().map(serialize::tag).collect()))
 }
 
-/// `GET /api/tags/{id}/`.
+/// `GET /api/tags/{id}/`: one tag.
+#[utoipa::path(
+    get,
+    path = "/api/tags/{id}/",
+    tag = "catalogue",
+    operation_id = "tags_read",
+    security((), ("bearer" = [])),
+    params(("id" = i64, Path, description = "Tag id")),
+    responses(
+        (status = 200, description = "The tag", body = crate::http::openapi::schemas::Tag),
+        (status = 404, description = "No such tag", body = crate::http::openapi::schemas::ErrorDetail),
+    )
+)]
 async fn read(
     State(state): State<AppState>,
-    MaybeUser(_): MaybeUser,
+    _user: MaybeUser,
     Path(id): Path<String>,
 ) -> AppResult<Json<Value>> {
     let id = serialize::parse_id(&id)?;

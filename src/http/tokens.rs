@@ -5,6 +5,9 @@
 //! Password checks run on the blocking pool; an unknown user is checked against a dummy hash so
 //! unknown and known usernames take the same time. Imported Django hashes are replaced by
 //! argon2id on the first successful login.
+//!
+//! Failed logins are limited per username and per client address
+//! ([`crate::auth::login_limit`]); the limit is checked before any database or hashing work.
 
 use crate::{
     auth::{
@@ -18,15 +21,16 @@ use crate::{
     state::AppState,
 };
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     body::Bytes,
-    extract::{State, rejection::BytesRejection},
+    extract::{ConnectInfo, State, rejection::BytesRejection},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::post,
 };
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Map, Value, json};
+use std::net::{IpAddr, SocketAddr};
 
 /// Longest accepted password: bounds the hashing work one request can cause.
 pub const MAX_PASSWORD_LEN: usize = 4096;
@@ -131,9 +135,59 @@ fn bad_credentials() -> AppError {
     AppError::Unauthorized("No active account found with the given credentials".into())
 }
 
+/// The client's address for per-address limits: the first `X-Forwarded-For` hop when
+/// `TRUSTED_PROXY_HEADERS` is on and it parses, else the TCP peer (absent when the server was
+/// not started with connection info).
+pub fn client_address(
+    trust_proxy_headers: bool,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Option<IpAddr> {
+    let forwarded = trust_proxy_headers
+        .then(|| headers.get("x-forwarded-for")?.to_str().ok())
+        .flatten()
+        .and_then(|v| {
+            let first = v.split(',').next()?.trim();
+            // Some proxies write `ip:port` or `[v6]:port`.
+            first
+                .parse::<IpAddr>()
+                .ok()
+                .or_else(|| first.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        });
+    forwarded.or(peer.map(|p| p.ip()))
+}
+
+fn too_many_attempts(retry_after: u64) -> AppError {
+    AppError::TooManyRequests {
+        detail: format!("Too many failed login attempts; try again in {retry_after} seconds."),
+        retry_after,
+    }
+}
+
 /// `POST /api/token/` `{username, password}` -> `{refresh, access}`.
+///
+/// Failed attempts are limited per username and per client address (429 with `Retry-After`).
+#[utoipa::path(
+    post,
+    path = "/api/token/",
+    tag = "tokens",
+    operation_id = "token_obtain",
+    request_body(content(
+        (crate::http::openapi::schemas::TokenRequest = "application/json"),
+        (crate::http::openapi::schemas::TokenRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "A new token pair", body = crate::http::openapi::schemas::TokenPair),
+        (status = 400, description = "Missing, blank or too long fields", body = crate::http::openapi::schemas::FieldErrors),
+        (status = 401, description = "Wrong password, unknown or inactive user", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 413, description = "Body too large", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 415, description = "Neither JSON nor a form", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 429, description = "Too many failed attempts for this username or address", body = crate::http::openapi::schemas::ErrorDetail),
+    )
+)]
 async fn obtain(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> AppResult<Json<Value>> {
@@ -147,6 +201,15 @@ async fn obtain(
         ],
     )?;
     let (username, plain) = (&values[0], &values[1]);
+    let addr = client_address(
+        state.config.trusted_proxy_headers,
+        &headers,
+        peer.map(|Extension(ConnectInfo(a))| a),
+    );
+    let attempt = state
+        .login_limiter
+        .begin(username, addr)
+        .map_err(|l| too_many_attempts(l.retry_after))?;
     let found = user::Entity::find()
         .filter(user::Column::Username.eq(username.as_str()))
         .one(&state.db)
@@ -164,8 +227,12 @@ async fn obtain(
     };
     let user = match found {
         Some(u) if u.is_active && verdict != Verified::No => u,
-        _ => return Err(bad_credentials()),
+        _ => {
+            attempt.failed();
+            return Err(bad_credentials());
+        }
     };
+    attempt.succeeded();
     if verdict == Verified::YesRehash {
         upgrade_hash(&state, &user, plain.clone()).await;
     }
@@ -211,6 +278,23 @@ fn token_not_valid(detail: &str) -> Response {
 }
 
 /// `POST /api/token/refresh/` `{refresh}` -> `{access}`. The user must still exist and be active.
+#[utoipa::path(
+    post,
+    path = "/api/token/refresh/",
+    tag = "tokens",
+    operation_id = "token_refresh",
+    request_body(content(
+        (crate::http::openapi::schemas::RefreshRequest = "application/json"),
+        (crate::http::openapi::schemas::RefreshRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "A new access token", body = crate::http::openapi::schemas::AccessToken),
+        (status = 400, description = "Missing or blank field", body = crate::http::openapi::schemas::FieldErrors),
+        (status = 401, description = "Invalid, expired or wrong-type token, or inactive user", body = crate::http::openapi::schemas::TokenNotValid),
+        (status = 413, description = "Body too large", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 415, description = "Neither JSON nor a form", body = crate::http::openapi::schemas::ErrorDetail),
+    )
+)]
 async fn refresh(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -263,6 +347,33 @@ mod tests {
                 "password": ["This field is required."],
             })
         );
+    }
+
+    #[test]
+    fn client_address_trusts_forwarded_for_only_when_told() {
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.7, 10.0.0.1"),
+        );
+        assert_eq!(
+            client_address(false, &h, Some(peer)),
+            Some(peer.ip()),
+            "ignored by default"
+        );
+        assert_eq!(
+            client_address(true, &h, Some(peer)),
+            "203.0.113.7".parse().ok()
+        );
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("[2001:db8::1]:443"),
+        );
+        assert_eq!(client_address(true, &h, None), "2001:db8::1".parse().ok());
+        h.insert("x-forwarded-for", HeaderValue::from_static("unknown"));
+        assert_eq!(client_address(true, &h, Some(peer)), Some(peer.ip()));
+        assert_eq!(client_address(true, &HeaderMap::new(), None), None);
     }
 
     #[test]

@@ -71,7 +71,15 @@ async fn with_links<C: ConnectionTrait>(db: &C, sws: &[subworkflow::Model]) -> A
         .collect())
 }
 
-/// `GET /api/tools/`.
+/// `GET /api/tools/`: available tools (staff: all).
+#[utoipa::path(
+    get,
+    path = "/api/tools/",
+    tag = "catalogue",
+    operation_id = "tools_list",
+    security((), ("bearer" = [])),
+    responses((status = 200, description = "Tools", body = Vec<crate::http::openapi::schemas::Tool>))
+)]
 async fn list(State(state): State<AppState>, user: MaybeUser) -> AppResult<Json<Value>> {
     let sws = visible(&user)
         .order_by_asc(subworkflow::Column::Slug)
@@ -80,7 +88,19 @@ async fn list(State(state): State<AppState>, user: MaybeUser) -> AppResult<Json<
     Ok(Json(with_links(&state.db, &sws).await?))
 }
 
-/// `GET /api/tools/{slug}/`.
+/// `GET /api/tools/{slug}/`: one tool.
+#[utoipa::path(
+    get,
+    path = "/api/tools/{slug}/",
+    tag = "catalogue",
+    operation_id = "tools_read",
+    security((), ("bearer" = [])),
+    params(("slug" = String, Path, description = "Tool (subworkflow) slug")),
+    responses(
+        (status = 200, description = "The tool", body = crate::http::openapi::schemas::Tool),
+        (status = 404, description = "No such tool visible to the caller", body = crate::http::openapi::schemas::ErrorDetail),
+    )
+)]
 async fn read(
     State(state): State<AppState>,
     user: MaybeUser,

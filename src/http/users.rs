@@ -10,7 +10,18 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/api/users/me", get(me))
 }
 
-/// `GET /api/users/me/`.
+/// `GET /api/users/me/`: the caller.
+#[utoipa::path(
+    get,
+    path = "/api/users/me/",
+    tag = "service",
+    operation_id = "users_me",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = crate::http::openapi::schemas::User),
+        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
+    )
+)]
 async fn me(CurrentUser(user): CurrentUser) -> Json<Value> {
     Json(serialize::user(&user))
 }

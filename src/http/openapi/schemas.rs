@@ -1,0 +1,199 @@
+//! OpenAPI schemas of the request and response bodies. The handlers build their JSON with
+//! [`crate::http::serialize`] (and parse requests field by field, to give DRF-style errors), so
+//! these types only describe the documents; the unit tests of [`super`] check that each schema's
+//! properties are exactly the keys the serialisers write.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+/// The error body of every failure except validation errors.
+#[derive(ToSchema)]
+#[schema(example = json!({"detail": "Not found."}))]
+pub struct ErrorDetail {
+    /// Human-readable message.
+    pub detail: String,
+}
+
+/// Validation errors, as Django REST framework sends them: field name (or
+/// `non_field_errors`) -> messages.
+#[derive(ToSchema)]
+#[schema(example = json!({"name": ["This field is required."]}))]
+pub struct FieldErrors(pub BTreeMap<String, Vec<String>>);
+
+/// `POST /api/token/` body (JSON or `application/x-www-form-urlencoded`).
+#[derive(ToSchema)]
+pub struct TokenRequest {
+    /// At most 150 characters.
+    pub username: String,
+    /// At most 4096 characters.
+    pub password: String,
+}
+
+/// A new token pair.
+#[derive(ToSchema)]
+pub struct TokenPair {
+    /// Refresh token (JWT, HS256, `token_type: refresh`).
+    pub refresh: String,
+    /// Access token (JWT, HS256, `token_type: access`): send it as `Authorization: Bearer`.
+    pub access: String,
+}
+
+/// `POST /api/token/refresh/` body (JSON or form).
+#[derive(ToSchema)]
+pub struct RefreshRequest {
+    /// A refresh token from `POST /api/token/`.
+    pub refresh: String,
+}
+
+/// A new access token.
+#[derive(ToSchema)]
+pub struct AccessToken {
+    /// Access token (JWT).
+    pub access: String,
+}
+
+/// simplejwt's rejection of a refresh token.
+#[derive(ToSchema)]
+#[schema(example = json!({"detail": "Token is expired", "code": "token_not_valid"}))]
+pub struct TokenNotValid {
+    /// `Token is invalid`, `Token is expired` or `Token has wrong type`.
+    pub detail: String,
+    /// Always `token_not_valid`.
+    pub code: String,
+}
+
+/// The API root: collection name -> absolute URL.
+#[derive(ToSchema)]
+#[schema(example = json!({"pipelines": "https://aq.example.org/api/pipelines/"}))]
+pub struct ApiRoot(pub BTreeMap<String, String>);
+
+/// A pipeline.
+#[derive(ToSchema)]
+pub struct Pipeline {
+    pub id: i64,
+    pub name: String,
+    pub description: Option<String>,
+    /// Slugs of its tools (subworkflows), in order.
+    pub tools: Vec<String>,
+    /// `{subworkflow: {tool: {input: {"default": value}}}}`.
+    pub default_inputs: Value,
+    /// Owner's user id; `null` for a public pipeline.
+    pub owner: Option<i64>,
+    /// Owner's username; absent for public pipelines.
+    #[schema(required = false)]
+    pub owner_name: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub edited_at: Option<String>,
+    pub version: Option<String>,
+}
+
+/// Body of `POST`, `PUT` (`name` required) and `PATCH` (all optional) on pipelines. Read-only
+/// fields (`id`, `owner_name`, `created_at`, ...) may be sent back and are ignored.
+#[derive(ToSchema)]
+pub struct PipelineWrite {
+    /// At most 50 characters; required on `POST` and `PUT`.
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub version: Option<String>,
+    /// Tool slugs (at most 100, no repeats).
+    pub tools: Option<Vec<String>>,
+    /// `{subworkflow: {tool: {input: {"default": value}}}}` or null.
+    pub default_inputs: Option<Value>,
+    /// Staff only (others may send their own id or the current value).
+    pub owner: Option<i64>,
+    /// Jinja CWL template; staff only.
+    pub template: Option<String>,
+}
+
+/// A pipeline run.
+#[derive(ToSchema)]
+pub struct Run {
+    pub id: i64,
+    /// Pipeline id.
+    pub pipeline: i64,
+    /// Calrissian's usage report (`""` until the run reported).
+    pub usage_report: Value,
+    #[schema(format = DateTime)]
+    pub start_time: String,
+    #[schema(format = DateTime)]
+    pub completion_time: Option<String>,
+    /// `starting`, `pending` (recorded, not executed), `running`, `succeeded`, `failed`, `killed`.
+    pub status: String,
+    pub status_message: Option<String>,
+    /// Flattened parameters: `subworkflow.tool.input` keys plus `pipeline_id` and `run_id`.
+    pub inputs: Value,
+    /// The CWL output document, once stored.
+    pub output: Option<Value>,
+    /// The CWL the run executed.
+    pub executed_cwl: Option<String>,
+    /// Username of the starter; absent when unknown.
+    #[schema(required = false)]
+    pub started_by: Option<String>,
+    pub job_reports_count: i64,
+    /// Slug of the trigger that started it, if any.
+    pub triggered_by: Option<String>,
+}
+
+/// Body of `POST .../runs/`.
+#[derive(ToSchema)]
+#[schema(example = json!({"parameters": {"clone_subworkflow": {"clone": {
+    "repo_url": "https://github.com/org/repo", "repo_branch": "main"}}}}))]
+pub struct RunCreate {
+    /// `{subworkflow: {tool: {input: value}}}`, validated against the pipeline's inputs; absent
+    /// or null keeps every default.
+    pub parameters: Option<Value>,
+}
+
+/// A job report sent by a pipeline step.
+#[derive(ToSchema)]
+pub struct JobReport {
+    pub id: i64,
+    /// The tool's slug.
+    pub name: String,
+    pub instance: String,
+    #[schema(format = DateTime)]
+    pub created_at: Option<String>,
+    /// The report document, verbatim.
+    pub output: Value,
+    /// Run id.
+    pub run: i64,
+}
+
+/// A tool (subworkflow) pipelines are made of.
+#[derive(ToSchema)]
+pub struct Tool {
+    pub slug: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// `{tool: {input: {"type", "label", "doc", "default"}}}`.
+    pub user_params: Value,
+    /// Tag ids.
+    pub tags: Vec<i64>,
+    /// Command-line tool slugs.
+    pub tools: Vec<String>,
+    pub version: String,
+    pub status: String,
+    pub available: bool,
+}
+
+/// A tag of tools.
+#[derive(ToSchema)]
+pub struct Tag {
+    pub id: i64,
+    pub name: String,
+}
+
+/// The caller.
+#[derive(ToSchema)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub is_staff: bool,
+    /// Same as `is_staff`.
+    pub is_admin: bool,
+    pub is_active: bool,
+}
