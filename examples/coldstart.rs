@@ -12,12 +12,19 @@ use std::{
 };
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(18081)
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(18081)
 }
 
 fn get_ok(port: u16, path: &str, token: Option<&str>) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
     if s.write_all(req.as_bytes()).is_err() {
         return false;
@@ -47,7 +54,10 @@ fn main() {
             .arg("serve")
             .env("PORT", port.to_string())
             .env("BIND_ADDRESS", "127.0.0.1")
-            .env("DATABASE_URL", format!("sqlite://{}?mode=rwc", db.display()))
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}?mode=rwc", db.display()),
+            )
             .env("KUBERNETES", "off")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

@@ -509,7 +509,7 @@ mod tests {
     #[test]
     fn typed_errors_name_the_variable() {
         let err = cfg(&[("PORT", "eighty")]).unwrap_err().to_string();
-        assert!(err.contains("port"), "{err}");
+        assert!(err.contains("PORT"), "{err}");
         let err = cfg(&[("JWT_SECRET", "short")]).unwrap_err().to_string();
         assert!(err.contains("JWT_SECRET"), "{err}");
         let err = cfg(&[("DATABASE_URL", "mysql://x")])

@@ -39,8 +39,8 @@ pub enum AppError {
     /// 409: the request conflicts with the current state (retryable by Knative).
     #[error("{0}")]
     Conflict(String),
-    /// 413.
-    #[error("Request body too large (limit {0} bytes).")]
+    /// 413; carries the limit in bytes when known (0 otherwise).
+    #[error("{}", too_large_message(*.0))]
     PayloadTooLarge(usize),
     /// 415.
     #[error("{0}")]
@@ -98,6 +98,7 @@ impl AppError {
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Db(e) if crate::db::is_unavailable(e) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Db(e) if crate::db::is_data_error(e) => StatusCode::BAD_REQUEST,
             AppError::Db(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -108,6 +109,9 @@ impl AppError {
             AppError::Validation(fields) => json!(fields),
             AppError::Db(e) if crate::db::is_unavailable(e) => {
                 json!({"detail": "The database is temporarily unavailable; retry later."})
+            }
+            AppError::Db(e) if crate::db::is_data_error(e) => {
+                json!({"detail": "The request contains a value the database cannot store (e.g. a NUL character or an oversized field)."})
             }
             AppError::Db(_) | AppError::Internal(_) => {
                 json!({"detail": "Internal server error."})
@@ -141,6 +145,14 @@ impl IntoResponse for AppError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+fn too_large_message(limit: usize) -> String {
+    if limit == 0 {
+        "Request body too large.".into()
+    } else {
+        format!("Request body too large (limit {limit} bytes).")
     }
 }
 

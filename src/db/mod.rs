@@ -98,6 +98,17 @@ pub fn is_unavailable(err: &DbErr) -> bool {
     }
 }
 
+/// The database refused a value (PostgreSQL SQLSTATE class 22: NUL in text, value too long,
+/// out-of-range number...): the client's fault, a 400 rather than a 500.
+pub fn is_data_error(err: &DbErr) -> bool {
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            matches!(e.as_ref(), sea_orm::sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")))
+        }
+        _ => false,
+    }
+}
+
 fn sqlx_unavailable(e: &sea_orm::sqlx::Error) -> bool {
     use sea_orm::sqlx::Error as E;
     match e {

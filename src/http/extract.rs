@@ -36,15 +36,28 @@ pub fn body_rejection(e: BytesRejection) -> AppError {
     }
 }
 
-/// Parses JSON bytes, refusing documents nested deeper than [`MAX_JSON_DEPTH`].
+/// Parses JSON bytes, refusing documents nested deeper than [`MAX_JSON_DEPTH`] and NUL
+/// characters (`\u0000`), which PostgreSQL cannot store in text or jsonb.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     if nesting_depth(bytes) > MAX_JSON_DEPTH {
         return Err(AppError::BadRequest(format!(
             "JSON parse error - nesting deeper than {MAX_JSON_DEPTH} levels"
         )));
     }
+    if contains_nul_escape(bytes) {
+        return Err(AppError::BadRequest(
+            "JSON parse error - NUL characters (\\u0000) are not accepted".into(),
+        ));
+    }
     serde_json::from_slice(bytes)
         .map_err(|e| AppError::BadRequest(format!("JSON parse error - {e}")))
+}
+
+/// Whether a JSON text contains a `\u0000` escape (any hex case).
+pub fn contains_nul_escape(bytes: &[u8]) -> bool {
+    bytes
+        .windows(6)
+        .any(|w| w[0] == b'\\' && w[1] == b'u' && &w[2..] == b"0000")
 }
 
 /// Maximum bracket nesting of a JSON text, ignoring brackets inside strings.
@@ -106,5 +119,7 @@ mod tests {
         assert!(is_json_content_type("application/json; charset=utf-8"));
         assert!(is_json_content_type("application/cloudevents+json"));
         assert!(!is_json_content_type("text/plain"));
+        assert!(parse_json::<serde_json::Value>(br#"{"a":"x\u0000y"}"#).is_err());
+        assert!(parse_json::<serde_json::Value>(br#"{"a":"x\u0001y"}"#).is_ok());
     }
 }

@@ -102,7 +102,7 @@ pub async fn not_found() -> AppError {
 }
 
 /// Gives error responses that carry no JSON body the standard `{"detail"}` body.
-pub async fn json_errors(req: Request, next: Next) -> Response {
+pub async fn json_errors(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let response = next.run(req).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
@@ -118,7 +118,7 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
     }
     let err = match status {
         StatusCode::METHOD_NOT_ALLOWED => AppError::MethodNotAllowed,
-        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge(0),
+        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge(state.config.max_body_bytes),
         StatusCode::NOT_FOUND => AppError::NotFound("Not found.".into()),
         StatusCode::REQUEST_TIMEOUT => {
             let mut r = (

@@ -56,7 +56,10 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout(),
         ))
-        .layer(axum::middleware::from_fn(middleware::json_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::json_errors,
+        ))
         .layer(axum::middleware::from_fn(middleware::log_requests))
         // Health probes stay outside the host check and the request log.
         .merge(health::router())
