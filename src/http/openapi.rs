@@ -771,11 +771,21 @@ mod tests {
             .collect()
     }
 
+    fn required(doc: &Value, schema: &str) -> BTreeSet<String> {
+        doc["components"]["schemas"][schema]["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect()
+    }
+
     fn keys(v: &Value) -> BTreeSet<String> {
         v.as_object().unwrap().keys().cloned().collect()
     }
 
-    /// The schemas name exactly the keys the serialisers write.
+    /// The schemas name exactly the keys the serialisers write, and mark as required every key
+    /// that is always written (null or not).
     #[test]
     fn schemas_match_the_serialisers() {
         let doc = serde_json::to_value(document()).unwrap();
@@ -794,6 +804,10 @@ mod tests {
         assert_eq!(
             keys(&serialize::pipeline(&p, &[], Some("alice"))),
             properties(&doc, "Pipeline")
+        );
+        assert_eq!(
+            keys(&serialize::pipeline(&p, &[], None)),
+            required(&doc, "Pipeline")
         );
         let r = pipeline_run::Model {
             id: 1,
@@ -819,6 +833,7 @@ mod tests {
             keys(&serialize::run(&r, Some("alice"), 0)),
             properties(&doc, "Run")
         );
+        assert_eq!(keys(&serialize::run(&r, None, 0)), required(&doc, "Run"));
         let j = job_report::Model {
             id: 1,
             run_id: 1,
@@ -861,6 +876,14 @@ mod tests {
             date_joined: now,
         };
         assert_eq!(keys(&serialize::user(&u)), properties(&doc, "User"));
+        for (value, schema) in [
+            (serialize::job_report(&j), "JobReport"),
+            (serialize::tool(&s, &[], &[]), "Tool"),
+            (serialize::tag(&t), "Tag"),
+            (serialize::user(&u), "User"),
+        ] {
+            assert_eq!(keys(&value), required(&doc, schema), "{schema}");
+        }
     }
 
     #[test]

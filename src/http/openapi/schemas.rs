@@ -73,20 +73,23 @@ pub struct ApiRoot(pub BTreeMap<String, String>);
 pub struct Pipeline {
     pub id: i64,
     pub name: String,
+    #[schema(required = true)]
     pub description: Option<String>,
     /// Slugs of its tools (subworkflows), in order.
     pub tools: Vec<String>,
     /// `{subworkflow: {tool: {input: {"default": value}}}}`.
     pub default_inputs: Value,
     /// Owner's user id; `null` for a public pipeline.
+    #[schema(required = true)]
     pub owner: Option<i64>,
     /// Owner's username; absent for public pipelines.
     #[schema(required = false)]
     pub owner_name: Option<String>,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub created_at: Option<String>,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub edited_at: Option<String>,
+    #[schema(required = true)]
     pub version: Option<String>,
 }
 
@@ -118,22 +121,26 @@ pub struct Run {
     pub usage_report: Value,
     #[schema(format = DateTime)]
     pub start_time: String,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub completion_time: Option<String>,
     /// `starting`, `pending` (recorded, not executed), `running`, `succeeded`, `failed`, `killed`.
     pub status: String,
+    #[schema(required = true)]
     pub status_message: Option<String>,
     /// Flattened parameters: `subworkflow.tool.input` keys plus `pipeline_id` and `run_id`.
     pub inputs: Value,
     /// The CWL output document, once stored.
+    #[schema(required = true)]
     pub output: Option<Value>,
     /// The CWL the run executed.
+    #[schema(required = true)]
     pub executed_cwl: Option<String>,
     /// Username of the starter; absent when unknown.
     #[schema(required = false)]
     pub started_by: Option<String>,
     pub job_reports_count: i64,
     /// Slug of the trigger that started it, if any.
+    #[schema(required = true)]
     pub triggered_by: Option<String>,
 }
 
@@ -154,7 +161,7 @@ pub struct JobReport {
     /// The tool's slug.
     pub name: String,
     pub instance: String,
-    #[schema(format = DateTime)]
+    #[schema(required = true, format = DateTime)]
     pub created_at: Option<String>,
     /// The report document, verbatim.
     pub output: Value,
@@ -167,6 +174,7 @@ pub struct JobReport {
 pub struct Tool {
     pub slug: String,
     pub name: String,
+    #[schema(required = true)]
     pub description: Option<String>,
     /// `{tool: {input: {"type", "label", "doc", "default"}}}`.
     pub user_params: Value,
