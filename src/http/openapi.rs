@@ -1,9 +1,9 @@
 //! `GET /api/openapi.json`: the OpenAPI 3.1 description of every route, generated from the code.
 //!
 //! The REST handlers carry `#[utoipa::path]` annotations and are listed in [`ApiDoc`]. The
-//! CloudEvents ingress, triggers, trigger types, the results callback and the health probes are
-//! described here with utoipa's builder API instead ([`described_elsewhere`]), which keeps this
-//! document independent of those modules' internals. The integration test `openapi` fails when
+//! CloudEvents ingress, triggers, trigger types, the results callback, the health probes and
+//! `/metrics` are described here with utoipa's builder API instead ([`described_elsewhere`]),
+//! which keeps this document independent of those modules' internals. The integration test `openapi` fails when
 //! a route is served without being documented, or documented without being served.
 //!
 //! Common statuses are added to every operation by [`Common`]: 500 and 503 (with
@@ -382,7 +382,7 @@ impl WithOperation for PathItem {
 }
 
 /// Routes whose handlers are not annotated: the CloudEvents ingress, triggers, trigger types,
-/// the results callback and the health probes.
+/// the results callback, the health probes and the metrics.
 fn described_elsewhere() -> Vec<(&'static str, PathItem)> {
     let trigger = || {
         object(
@@ -684,6 +684,29 @@ fn described_elsewhere() -> Vec<(&'static str, PathItem)> {
                     "`{\"output\": <CWL output or null>, \"usage_report\": <report or null>}`",
                     object("`{output, usage_report}`"),
                 ))),
+            ),
+        ),
+        (
+            "/metrics",
+            PathItem::new(
+                HttpMethod::Get,
+                operation(
+                    "service",
+                    "metrics",
+                    "Prometheus metrics (text format 0.0.4; outside the `Host` check)",
+                    Access::Anyone,
+                    vec![],
+                    vec![(
+                        "200",
+                        ResponseBuilder::new()
+                            .description("Requests, CloudEvents, run launches and runs by status")
+                            .content(
+                                "text/plain; version=0.0.4",
+                                json_content(ObjectBuilder::new().schema_type(Type::String)),
+                            )
+                            .build(),
+                    )],
+                ),
             ),
         ),
         (

@@ -1,10 +1,11 @@
 //! `GET /api/openapi.json`: a valid OpenAPI 3 document that documents every route the router
 //! serves, and nothing it does not serve.
 //!
-//! [`SERVED`] is the router's route table, written from the `router()` functions of
-//! `src/http/`. Three checks keep it honest: it equals the `.route(...)` calls found in those
-//! sources (a new route fails the suite until listed), each entry really reaches a handler of
-//! the running server, and each entry is in the document (and the document has no others).
+//! [`SERVED`] is the router's route table, written from the `router()` functions (`src/http/`,
+//! `src/metrics.rs`). Three checks keep it honest: it equals the `.route(...)` calls found in
+//! the sources under `src/` (a new route fails the suite until listed), each entry really
+//! reaches a handler of the running server, and each entry is in the document (and the document
+//! has no others).
 
 use crate::common::TestApp;
 use serde_json::{Value, json};
@@ -23,6 +24,8 @@ const SERVED: &[(&str, &str)] = &[
     ("get", "/health/liveness"),
     // index.rs
     ("get", "/api"),
+    // metrics.rs
+    ("get", "/metrics"),
     // jobreports.rs
     ("get", "/api/pipelines/{pipeline}/runs/{run}/jobreports"),
     ("post", "/api/pipelines/{pipeline}/runs/{run}/jobreports"),
@@ -299,16 +302,28 @@ fn routes_in_source(src: &str) -> Vec<(String, String)> {
     out
 }
 
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
 #[test]
 fn route_list_matches_the_router_modules() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
+    let mut files = Vec::new();
+    rust_files(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
     let mut found = BTreeSet::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "rs") {
-            let src = std::fs::read_to_string(&path).unwrap();
-            found.extend(routes_in_source(&src));
-        }
+    for path in files {
+        found.extend(routes_in_source(&std::fs::read_to_string(&path).unwrap()));
     }
     // The parser itself: a multi-line route with two methods and a fallback.
     assert_eq!(
@@ -331,7 +346,7 @@ fn route_list_matches_the_router_modules() {
     let stale: Vec<_> = listed.difference(&found).collect();
     assert!(
         unlisted.is_empty() && stale.is_empty(),
-        "in src/http but not in SERVED: {unlisted:?}; in SERVED but not in src/http: {stale:?}"
+        "in src/ but not in SERVED: {unlisted:?}; in SERVED but not in src/: {stale:?}"
     );
 }
 
