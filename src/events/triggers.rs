@@ -192,19 +192,30 @@ pub async fn candidates<C: ConnectionTrait>(
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerInput {
+    #[serde(default, deserialize_with = "present")]
     pub slug: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
     pub status: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub enabled: Option<bool>,
+    /// `null` is the empty filter.
+    #[serde(default, deserialize_with = "present")]
     pub cql2_filter: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub params_default: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub params_mapping: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
     pub pipeline: Option<i64>,
     /// Accepted as `pipeline_id` too (the read shape's name).
+    #[serde(default, deserialize_with = "present")]
     pub pipeline_id: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
     pub trigger_type: Option<String>,
-    /// Username or user id; staff only.
+    /// Username or user id; staff only. `null` removes the owner (staff only).
+    #[serde(default, deserialize_with = "present")]
     pub owner: Option<Value>,
     /// Read-only fields of the representation, accepted and ignored so a GET body can be PUT back.
     pub trigger_type_name: Option<Value>,
@@ -216,6 +227,15 @@ fn double_option<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
+}
+
+/// A field that was sent: `null` is refused for typed fields ("invalid type: null") instead of
+/// being read as "absent" (which made `{"enabled": null}` a silent no-op), and kept as
+/// `Value::Null` for JSON fields, whose validation decides what null means.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 fn err(errors: &mut FieldErrors, field: &str, msg: impl Into<String>) {
@@ -612,6 +632,18 @@ pub async fn trigger_events_json<C: ConnectionTrait>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn null_is_not_absent() {
+        for field in ["slug", "status", "enabled", "pipeline", "trigger_type"] {
+            let r = serde_json::from_value::<TriggerInput>(json!({ field: null }));
+            assert!(r.is_err(), "{field}: null must be refused");
+        }
+        let i: TriggerInput = serde_json::from_value(json!({"owner": null})).unwrap();
+        assert_eq!(i.owner, Some(Value::Null));
+        let i: TriggerInput = serde_json::from_value(json!({})).unwrap();
+        assert!(i.owner.is_none() && i.enabled.is_none());
+    }
 
     fn t(defaults: Value, mapping: Value) -> trigger::Model {
         trigger::Model {

@@ -153,6 +153,14 @@ fn check_query(q: ReportQuery) -> AppResult<(String, String)> {
         ));
     }
     let instance = q.instance.unwrap_or_default();
+    // The query is percent-decoded lossily: U+FFFD marks bytes that were not UTF-8, which would
+    // be stored as a corrupted instance name.
+    if instance.contains('\u{FFFD}') {
+        return Err(AppError::field(
+            "instance",
+            "The instance must be percent-encoded UTF-8.",
+        ));
+    }
     if instance.chars().count() > MAX_INSTANCE_LEN {
         return Err(AppError::field(
             "instance",
@@ -299,6 +307,7 @@ mod tests {
         assert!(check_query(q(Some("a b"), None)).is_err());
         assert!(check_query(q(Some(&"a".repeat(51)), None)).is_err());
         assert!(check_query(q(Some("ruff"), Some(&"i".repeat(201)))).is_err());
+        assert!(check_query(q(Some("ruff"), Some("nb\u{FFFD}.ipynb"))).is_err());
         assert_eq!(
             check_query(q(Some("papermill"), Some("nb/a b.ipynb"))).unwrap(),
             ("papermill".into(), "nb/a b.ipynb".into())

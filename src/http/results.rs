@@ -67,8 +67,18 @@ async fn store_results(
     State(state): State<AppState>,
     RunToken(token): RunToken,
     Path((pipeline, run)): Path<(String, String)>,
-    JsonBody(body): JsonBody<Results>,
+    JsonBody(body): JsonBody<Value>,
 ) -> AppResult<Json<Value>> {
+    // Parsed from a `Value` because serde also reads a struct from a JSON array (`[]` would be
+    // an empty report); only an object is a report.
+    if !body.is_object() {
+        return Err(AppError::field(
+            "non_field_errors",
+            "Invalid data. Expected a dictionary.",
+        ));
+    }
+    let body: Results = serde_json::from_value(body)
+        .map_err(|e| AppError::BadRequest(format!("JSON parse error - {e}")))?;
     let (pipeline_id, run_id) = ids(&pipeline, &run)?;
     let run = pipeline_run::Entity::find_by_id(run_id)
         .one(&state.db)

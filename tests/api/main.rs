@@ -4,7 +4,9 @@
 mod catalogue;
 mod common;
 mod events;
+mod faults;
 mod foundation;
+mod hostile;
 mod k8s_runs;
 mod manifests;
 mod openapi;
@@ -17,3 +19,4 @@ mod rest_runs;
 mod rest_support;
 mod rest_tokens;
 mod schema;
+mod support_http;
