@@ -99,12 +99,16 @@ fn load_kustomization() -> Objects {
         .collect();
     let listed_set: BTreeSet<String> = listed.iter().cloned().collect();
     assert_eq!(listed_set.len(), listed.len(), "a file is listed twice");
-    for missing in listed_set.difference(&on_disk) {
-        panic!("kustomization.yaml lists {missing}, which does not exist");
-    }
-    for unlisted in on_disk.difference(&listed_set) {
-        panic!("knative/{unlisted} is not listed in kustomization.yaml");
-    }
+    let missing: Vec<_> = listed_set.difference(&on_disk).collect();
+    assert!(
+        missing.is_empty(),
+        "kustomization.yaml lists files that do not exist: {missing:?}"
+    );
+    let unlisted: Vec<_> = on_disk.difference(&listed_set).collect();
+    assert!(
+        unlisted.is_empty(),
+        "files in knative/ not listed in kustomization.yaml: {unlisted:?}"
+    );
 
     let mut objects = BTreeMap::new();
     for file in &listed {
