@@ -1,10 +1,11 @@
-//! Command line: `serve` (default), `migrate`, `user add`, `seed`, `import-fixtures`.
-//! Every failure prints one `error: ...` line and exits non-zero.
+//! Command line: `serve` (default), `migrate`, `user add`, `seed`, `import-fixtures`,
+//! `events export|replay`. Every failure prints one `error: ...` line and exits non-zero.
 
-use crate::{catalogue, config::Config, db, telemetry};
+use crate::{catalogue, config::Config, db, replay, telemetry};
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use std::{io::Read, path::PathBuf, process::ExitCode};
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+use std::{io::Read, path::PathBuf, process::ExitCode, time::Duration};
 
 /// Application Quality API: runs code-quality pipelines from events and a REST API.
 #[derive(Debug, Parser)]
@@ -33,6 +34,67 @@ pub enum Command {
         /// Fixture files, loaded in order.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Export or replay stored CloudEvents.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+}
+
+/// Which events `events export|replay` take.
+#[derive(Debug, Args)]
+pub struct EventFilterArgs {
+    /// Only events received since this time: RFC 3339 (`2026-11-25T08:00:00Z`), a date, or a
+    /// duration back from now (`24h`, `30m`, `7d`).
+    #[arg(long, value_parser = replay::since_arg)]
+    since: Option<DateTime<Utc>>,
+    /// Only events whose type starts with this prefix.
+    #[arg(long = "type", value_name = "PREFIX")]
+    type_prefix: Option<String>,
+}
+
+impl EventFilterArgs {
+    fn filter(self) -> replay::Filter {
+        replay::Filter {
+            since: self.since,
+            type_prefix: self.type_prefix,
+        }
+    }
+}
+
+/// `events` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Write stored events as CloudEvents JSON lines (structured mode), in received order.
+    Export {
+        #[command(flatten)]
+        filter: EventFilterArgs,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Send stored events again (binary mode) with their original source and id, so a
+    /// receiver that deduplicates (this service) answers `duplicate` and starts nothing.
+    Replay {
+        #[command(flatten)]
+        filter: EventFilterArgs,
+        /// Read the events from an export file instead of the database (`--since` then
+        /// compares the events' `time`).
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Where to send: this service's URL or a broker's.
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// Give every event a fresh id: the receiver treats them as new (new runs).
+        #[arg(long)]
+        new_id: bool,
+        /// Bearer token for the target.
+        #[arg(long, env = "APPLICATION_QUALITY_REPLAY_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Seconds to wait for each answer.
+        #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+        timeout: u64,
     },
 }
 
@@ -125,6 +187,71 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
             for file in files {
                 let summary = catalogue::fixtures::import_file(&conn, &file).await?;
                 println!("{}: {summary}", file.display());
+            }
+            Ok(())
+        }
+        Command::Events { command } => events(command, &config).await,
+    }
+}
+
+async fn events(command: EventsCommand, config: &Config) -> anyhow::Result<()> {
+    match command {
+        EventsCommand::Export { filter, output } => {
+            let conn = open_migrated(config).await?;
+            let filter = filter.filter();
+            let n = match &output {
+                Some(path) => {
+                    let file = std::fs::File::create(path)
+                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    replay::export(&conn, &filter, &mut std::io::BufWriter::new(file)).await?
+                }
+                None => {
+                    let stdout = std::io::stdout();
+                    replay::export(&conn, &filter, &mut stdout.lock()).await?
+                }
+            };
+            // Standard output may be the export itself: the count goes to stderr.
+            eprintln!("exported {n} event(s)");
+            Ok(())
+        }
+        EventsCommand::Replay {
+            filter,
+            input,
+            to,
+            new_id,
+            token,
+            timeout,
+        } => {
+            let opts = replay::ReplayOptions {
+                to,
+                new_id,
+                token,
+                timeout: Duration::from_secs(timeout.max(1)),
+            };
+            let filter = filter.filter();
+            let summary = match input {
+                Some(path) => {
+                    let file = std::fs::File::open(&path)
+                        .with_context(|| format!("cannot open {}", path.display()))?;
+                    let events = replay::read_export(std::io::BufReader::new(file))
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    replay::replay_events(events, &filter, &opts).await?
+                }
+                None => {
+                    let conn = open_migrated(config).await?;
+                    replay::replay_stored(&conn, &filter, &opts).await?
+                }
+            };
+            print!("{summary}");
+            for failure in &summary.failures {
+                eprintln!("failed: {failure}");
+            }
+            if summary.failed > 0 {
+                anyhow::bail!(
+                    "{} of {} event(s) were not accepted",
+                    summary.failed,
+                    summary.sent
+                );
             }
             Ok(())
         }

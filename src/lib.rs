@@ -13,7 +13,9 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod k8s;
+pub mod metrics;
 pub mod pipelines;
+pub mod replay;
 pub mod runs;
 pub mod state;
 pub mod telemetry;
@@ -79,6 +81,7 @@ pub async fn build_state_with(
         config: Arc::new(config),
         jwt: Arc::new(jwt),
         launcher,
+        metrics: Arc::new(metrics::Metrics::new()),
     })
 }
 

@@ -3,6 +3,7 @@
 use crate::{
     auth::{jwt::JwtKeys, login_limit::LoginLimiter},
     config::Config,
+    metrics::Metrics,
     runs::launcher::Launcher,
 };
 use sea_orm::DatabaseConnection;
@@ -23,4 +24,6 @@ pub struct AppState {
     pub allowed_hosts: Arc<Vec<String>>,
     /// Failed-login counters of `POST /api/token/` (per instance).
     pub login_limiter: Arc<LoginLimiter>,
+    /// Prometheus metrics of this instance (`GET /metrics`).
+    pub metrics: Arc<Metrics>,
 }

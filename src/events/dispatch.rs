@@ -22,6 +22,7 @@ use crate::{
         entities::{pipeline_run, received_event, trigger, trigger_event, user},
     },
     error::{AppError, AppResult},
+    http::extract::{trace_id_of, valid_traceparent},
     runs::{self, RunRequest},
     state::AppState,
 };
@@ -55,8 +56,59 @@ pub fn is_health(ty: &str) -> bool {
     ty.ends_with(".probes.health")
 }
 
-/// Handles one event and returns the reply (or an error with its status).
-pub async fn handle(state: &AppState, ev: IncomingEvent) -> AppResult<Reply> {
+/// Handles one event and returns the reply (or an error with its status). The event's trace
+/// context is settled first (see [`event_traceparent`]) and recorded on the request span; the
+/// outcome is counted in the metrics.
+pub async fn handle(state: &AppState, mut ev: IncomingEvent) -> AppResult<Reply> {
+    ev.traceparent = event_traceparent(&ev);
+    if let Some(id) = ev.traceparent.as_deref().and_then(trace_id_of) {
+        tracing::Span::current().record("trace_id", id);
+    }
+    let family = type_family(&ev.ty);
+    let result = handle_event(state, ev).await;
+    state.metrics.record_event(family, outcome_label(&result));
+    result
+}
+
+/// The trace context handed to the launch: the HTTP `traceparent` header (the delivery's own
+/// trace, which Knative's broker continues), else the CloudEvents distributed-tracing extension
+/// attribute `traceparent` (`ce-traceparent` in binary mode). Malformed values are ignored.
+pub fn event_traceparent(ev: &IncomingEvent) -> Option<String> {
+    ev.traceparent
+        .as_deref()
+        .and_then(valid_traceparent)
+        .or_else(|| {
+            ev.attributes
+                .get("traceparent")
+                .and_then(Value::as_str)
+                .and_then(valid_traceparent)
+        })
+}
+
+/// The metrics label of an event type (a fixed set, whatever senders send).
+pub fn type_family(ty: &str) -> &'static str {
+    if is_health(ty) {
+        "health"
+    } else if EXECUTE_TYPES.contains(&ty) {
+        "execute"
+    } else if crate::k8s::job_events::is_job_event_type(ty) {
+        "job"
+    } else {
+        "trigger"
+    }
+}
+
+/// The metrics label of a dispatch result: the reply kind, `rejected` for a 4xx answer,
+/// `error` for a 5xx one.
+fn outcome_label(result: &AppResult<Reply>) -> &'static str {
+    match result {
+        Ok(reply) => reply.kind.as_str(),
+        Err(e) if e.status().is_client_error() => "rejected",
+        Err(_) => "error",
+    }
+}
+
+async fn handle_event(state: &AppState, ev: IncomingEvent) -> AppResult<Reply> {
     if is_health(&ev.ty) {
         return Ok(Reply::new(ReplyKind::Ok, &ev.id, "Healthy."));
     }
@@ -578,6 +630,27 @@ mod tests {
         assert!(is_health("org.eoepca.application-quality.probes.health"));
         assert!(!is_health("org.eoepca.application-quality.probes.healthy"));
         assert!(EXECUTE_TYPES.contains(&"org.eoepca.application-quality.event.pipeline.execute"));
+    }
+
+    #[test]
+    fn type_families_are_bounded() {
+        assert_eq!(
+            type_family("org.eoepca.application-quality.probes.health"),
+            "health"
+        );
+        assert_eq!(type_family(EXECUTE_TYPES[0]), "execute");
+        assert_eq!(type_family("com.github.push"), "trigger");
+        assert_eq!(
+            outcome_label(&Err(AppError::Unprocessable("x".into()))),
+            "rejected"
+        );
+        assert_eq!(
+            outcome_label(&Err(AppError::Unavailable {
+                detail: "down".into(),
+                retry_after: 1
+            })),
+            "error"
+        );
     }
 
     #[test]

@@ -1,13 +1,15 @@
-//! Request body extractors with the service's error shapes: JSON bodies must say
-//! `Content-Type: application/json` (415 otherwise) and parse (400 with the parser's position).
+//! Request extractors with the service's error shapes: JSON bodies must say
+//! `Content-Type: application/json` (415 otherwise) and parse (400 with the parser's position);
+//! [`TraceParent`] reads a valid W3C `traceparent` header (invalid ones are ignored).
 
 use crate::error::AppError;
 use axum::{
     body::Bytes,
-    extract::{FromRequest, Request, rejection::BytesRejection},
-    http::header,
+    extract::{FromRequest, FromRequestParts, Request, rejection::BytesRejection},
+    http::{HeaderMap, header, request::Parts},
 };
 use serde::de::DeserializeOwned;
+use std::convert::Infallible;
 
 /// Deepest JSON nesting accepted in request bodies (serde_json itself stops at 128).
 pub const MAX_JSON_DEPTH: usize = 64;
@@ -107,9 +109,105 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// Longest `traceparent` value considered (version `00` is 55 characters; later versions may
+/// append fields, which are dropped).
+pub const MAX_TRACEPARENT_LEN: usize = 256;
+
+/// The W3C trace context (`traceparent`) of a request, when it is present and well formed.
+/// Malformed values are ignored rather than refused: tracing must never fail a request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceParent(pub Option<String>);
+
+impl TraceParent {
+    /// Reads the `traceparent` header.
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        TraceParent(
+            headers
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .and_then(valid_traceparent),
+        )
+    }
+
+    /// The 32-hex-digit trace id.
+    pub fn trace_id(&self) -> Option<&str> {
+        self.0.as_deref().and_then(trace_id_of)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for TraceParent {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
+        Ok(Self::from_headers(&parts.headers))
+    }
+}
+
+/// The trace id of a valid `traceparent` value.
+pub fn trace_id_of(traceparent: &str) -> Option<&str> {
+    traceparent.get(3..35)
+}
+
+/// Checks a `traceparent` value (`version-traceid-parentid-flags`, lower-case hex; the trace
+/// and parent ids not all zeros; version `ff` invalid) and returns it in its version-00 shape
+/// (the first 55 characters; fields a later version appends are dropped).
+pub fn valid_traceparent(value: &str) -> Option<String> {
+    let v = value.trim_matches([' ', '\t']);
+    if v.len() < 55 || v.len() > MAX_TRACEPARENT_LEN || !v.is_ascii() {
+        return None;
+    }
+    let hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let nonzero = |s: &str| s.bytes().any(|b| b != b'0');
+    let (version, trace_id, parent_id, flags) = (&v[0..2], &v[3..35], &v[36..52], &v[53..55]);
+    let dashes = [2, 35, 52].iter().all(|&i| v.as_bytes()[i] == b'-');
+    let ok = dashes
+        && hex(version)
+        && version != "ff"
+        && hex(trace_id)
+        && nonzero(trace_id)
+        && hex(parent_id)
+        && nonzero(parent_id)
+        && hex(flags)
+        // Version 00 has exactly four fields; a later one may have more after a dash.
+        && (v.len() == 55 || (version != "00" && v.as_bytes()[55] == b'-'));
+    ok.then(|| v[..55].to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traceparent_validation() {
+        let good = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        assert_eq!(valid_traceparent(good).as_deref(), Some(good));
+        assert_eq!(
+            valid_traceparent(&format!(" {good} ")).as_deref(),
+            Some(good)
+        );
+        assert_eq!(trace_id_of(good), Some("0af7651916cd43dd8448eb211c80319c"));
+        // A later version with an extra field keeps the known part.
+        let v1 = "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra";
+        assert_eq!(
+            valid_traceparent(v1).as_deref(),
+            Some("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        );
+        for bad in [
+            "",
+            "garbage",
+            "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+            "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-0",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-x",
+            "00_0af7651916cd43dd8448eb211c80319c_b7ad6b7169203331_01",
+            "00-0af7651916cd43dd8448eb211c8031zz-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01é",
+        ] {
+            assert_eq!(valid_traceparent(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn depth_ignores_strings() {

@@ -1,7 +1,8 @@
-//! Cross-cutting layers: `Host` allow-list, CORS, request log, and turning every non-JSON error
-//! response (404 fallback, 405, 408, 413 from the body limit) into the `{"detail"}` shape.
+//! Cross-cutting layers: `Host` allow-list, CORS, request log, request metrics and trace span,
+//! and turning every non-JSON error response (404 fallback, 405, 408, 413 from the body limit)
+//! into the `{"detail"}` shape.
 
-use crate::{config::Config, error::AppError, state::AppState};
+use crate::{config::Config, error::AppError, http::extract::TraceParent, state::AppState};
 use axum::{
     body::Body,
     extract::{MatchedPath, Request, State},
@@ -11,6 +12,7 @@ use axum::{
 };
 use std::time::Instant;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tracing::Instrument;
 
 /// Loopback names are always accepted so local tools and port-forwards work.
 const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
@@ -166,6 +168,31 @@ pub async fn log_requests(req: Request, next: Next) -> Response {
         status = response.status().as_u16(),
         latency_us = started.elapsed().as_micros() as u64,
         "request"
+    );
+    response
+}
+
+/// The outermost layer: runs the request inside a `request` span whose `trace_id` field holds
+/// the trace id of a valid W3C `traceparent` header (event dispatch may fill it later from the
+/// CloudEvent's `traceparent` extension), and counts the answer in the metrics by matched
+/// route template and status.
+pub async fn observe_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let span = tracing::info_span!("request", trace_id = tracing::field::Empty);
+    if let Some(id) = TraceParent::from_headers(req.headers()).trace_id() {
+        span.record("trace_id", id);
+    }
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(req).instrument(span).await;
+    state.metrics.record_request(
+        &method,
+        route.as_deref(),
+        response.status(),
+        started.elapsed(),
     );
     response
 }

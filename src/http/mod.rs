@@ -61,7 +61,13 @@ pub fn router(state: AppState) -> Router {
             middleware::json_errors,
         ))
         .layer(axum::middleware::from_fn(middleware::log_requests))
-        // Health probes stay outside the host check and the request log.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::observe_requests,
+        ))
+        // Health probes and metrics stay outside the host check, the request log and the
+        // request metrics (scrapers and probes address pods by IP).
         .merge(health::router())
+        .merge(crate::metrics::router())
         .with_state(state)
 }

@@ -11,7 +11,7 @@ use crate::{
     db::entities::{pipeline_run, user},
     error::{AppError, AppResult},
     http::{
-        extract::JsonBody,
+        extract::{JsonBody, TraceParent},
         serialize::{self, PipelineScope},
     },
     runs::{self, RunRequest},
@@ -20,14 +20,11 @@ use crate::{
 use axum::{
     Json, Router,
     extract::{Path, State},
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     routing::{get, post},
 };
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{Value, json};
-
-/// Longest `traceparent` header passed on to the launcher (the W3C format is 55 characters).
-const MAX_TRACEPARENT_LEN: usize = 128;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -131,7 +128,7 @@ async fn create(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(pipeline): Path<String>,
-    headers: HeaderMap,
+    TraceParent(traceparent): TraceParent,
     JsonBody(body): JsonBody<Value>,
 ) -> AppResult<(StatusCode, Json<Value>)> {
     let pipeline_id = match PipelineScope::parse(&pipeline)? {
@@ -144,11 +141,6 @@ async fn create(
         }
     };
     let parameters = parameters_of(body)?;
-    let traceparent = headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= MAX_TRACEPARENT_LEN)
-        .map(str::to_string);
     let req = RunRequest {
         user,
         pipeline_id,

@@ -17,7 +17,10 @@ use crate::{
 };
 use chrono::Utc;
 use launcher::{JobObservation, LaunchError, LaunchOutcome, LaunchRequest};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, IntoActiveModel};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, IntoActiveModel,
+    TransactionTrait,
+};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -182,11 +185,25 @@ pub async fn launch(
     };
     let started = std::time::Instant::now();
     let outcome = state.launcher.launch(&req).await;
+    let elapsed = started.elapsed();
+    let outcome_label = match &outcome {
+        Ok(LaunchOutcome::Launched { .. }) => "launched",
+        Ok(LaunchOutcome::NotExecuted { .. }) => "not_executed",
+        Err(LaunchError::Rejected(_)) => "rejected",
+        Err(LaunchError::Unavailable(_)) => "unavailable",
+    };
+    state
+        .metrics
+        .observe_launch(state.launcher.name(), outcome_label, elapsed);
     tracing::info!(
         run_id = run.id,
         launcher = state.launcher.name(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        ok = outcome.is_ok(),
+        elapsed_ms = elapsed.as_millis() as u64,
+        outcome = outcome_label,
+        trace_id = req
+            .traceparent
+            .as_deref()
+            .and_then(crate::http::extract::trace_id_of),
         "launch"
     );
     let now = Utc::now();
@@ -240,7 +257,11 @@ pub async fn create_run(
     req: &RunRequest,
     traceparent: Option<String>,
 ) -> AppResult<pipeline_run::Model> {
-    let run = insert_run(&state.db, &state.config.callback_base_url(), req).await?;
+    // One transaction: the run row and its inputs (a second statement) are stored together,
+    // so losing the database between them cannot leave a run without its data.
+    let txn = state.db.begin().await?;
+    let run = insert_run(&txn, &state.config.callback_base_url(), req).await?;
+    txn.commit().await?;
     launch(state, run, traceparent).await
 }
 
