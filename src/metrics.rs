@@ -17,6 +17,7 @@
 //! Access: anyone who reaches the service may read the metrics, like the health probes, and the
 //! route is outside the `Host` check because Prometheus scrapes pods by IP. The text holds only
 //! aggregate counts; block `/metrics` at the ingress if even those should stay internal.
+//! `docs/observability.md` has the details.
 
 use crate::{db::entities::pipeline_run, runs::RunStatus, state::AppState};
 use axum::{
