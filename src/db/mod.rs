@@ -18,9 +18,10 @@ pub use migrations::Migrator;
 /// get bounded acquire/connect timeouts so an outage turns into a quick 503, not a hung request.
 pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
     let mut opts = ConnectOptions::new(config.database_url.clone());
+    let wait = outage_wait(config.request_timeout());
     opts.sqlx_logging(false)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(5));
+        .connect_timeout(wait)
+        .acquire_timeout(wait);
     if config.is_sqlite() {
         // One connection: SQLite serialises writers anyway, and a single connection avoids
         // SQLITE_BUSY between our own pool members.
@@ -37,6 +38,12 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
             .idle_timeout(Duration::from_secs(300));
     }
     Database::connect(opts).await
+}
+
+/// How long a request waits for a database connection: 5 s, but at most half the request
+/// timeout, so an outage is answered 503 + `Retry-After` before the request times out (408).
+pub fn outage_wait(request_timeout: Duration) -> Duration {
+    Duration::from_secs(5).min(request_timeout / 2)
 }
 
 /// Applies pending migrations.
@@ -121,5 +128,20 @@ fn sqlx_unavailable(e: &sea_orm::sqlx::Error) -> bool {
             )
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outage_wait_is_shorter_than_the_request_timeout() {
+        assert_eq!(outage_wait(Duration::from_secs(30)), Duration::from_secs(5));
+        assert_eq!(
+            outage_wait(Duration::from_secs(5)),
+            Duration::from_millis(2500)
+        );
+        assert!(outage_wait(Duration::from_secs(1)) < Duration::from_secs(1));
     }
 }

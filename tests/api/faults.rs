@@ -346,7 +346,8 @@ async fn postgres_stopped_under_load_answers_503_then_recovers_by_itself() {
         TestApp::spawn_with(Options {
             database_url: Some(pg.url("aq_faults")),
             launcher: Some(launcher.clone()),
-            ..Default::default()
+            // A short lease for runs whose launch the outage cut off (see the redeliveries).
+            env: vec![("REQUEST_TIMEOUT_SECS".into(), "5".into())],
         })
         .await,
     );
@@ -497,18 +498,35 @@ async fn postgres_stopped_under_load_answers_503_then_recovers_by_itself() {
     let o = one_request(&app, "event", 1_000_000, &token, pipeline_id, false).await;
     assert_eq!(o.status, Some(200), "{o:?}");
 
-    // Every event that got a 503 is redelivered: each ends with its runs launched exactly once.
+    // Every event that got a 503 is redelivered as a broker would, honouring Retry-After (a
+    // run whose launch was cut off is resumed once its lease, REQUEST_TIMEOUT_SECS + 5 s,
+    // has passed): each ends accepted, its run launched exactly once.
     let mut redelivered = 0;
+    let mut retries = 0;
     for o in all
         .iter()
         .filter(|o| o.kind == "event" && o.status != Some(200))
     {
         let id = o.event_id.clone().unwrap();
-        let r = execute_event(&app, &id, "event", pipeline_id)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "redelivery of {id}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = execute_event(&app, &id, "event", pipeline_id)
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 200 {
+                break;
+            }
+            assert_eq!(r.status(), 503, "redelivery of {id}");
+            let wait: u64 = r.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(Instant::now() < deadline, "redelivery of {id} still 503");
+            retries += 1;
+            tokio::time::sleep(Duration::from_secs(wait.min(5))).await;
+        }
         redelivered += 1;
     }
     let db = &app.state.db;
@@ -567,7 +585,7 @@ async fn postgres_stopped_under_load_answers_503_then_recovers_by_itself() {
     );
     assert!(runs.iter().all(|r| launcher.of(r.id) <= 1));
     eprintln!(
-        "runs {}, events {}, redelivered {redelivered}, unlaunched REST runs left by 503s {orphans}",
+        "runs {}, events {}, redelivered {redelivered} ({retries} retries after 503), unlaunched REST runs left by 503s {orphans}",
         runs.len(),
         events.len()
     );
