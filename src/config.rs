@@ -29,6 +29,17 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// Whether CloudEvent senders must authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventsAuth {
+    /// Anyone who can reach the ingress may send events (the embedded default).
+    Off,
+    /// Every event needs `Authorization: Bearer <OIDC token>` of an allowed sender, as Knative's
+    /// `authentication-oidc` feature attaches (see `auth::oidc`).
+    Oidc,
+}
+
 /// The whole configuration of the service.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -162,6 +173,44 @@ pub struct Config {
     /// Off by default.
     #[serde(default)]
     pub trusted_proxy_headers: bool,
+    /// Authentication of CloudEvent senders: `off` (default; anyone who reaches the ingress may
+    /// send, as in the reference) or `oidc` (a verified OIDC token of an allowed sender).
+    #[serde(default = "default_events_auth")]
+    pub events_auth: EventsAuth,
+    /// Required `iss` of sender tokens, e.g. `https://kubernetes.default.svc.cluster.local`
+    /// (the cluster's service account issuer). Required with `EVENTS_AUTH=oidc`.
+    #[serde(default)]
+    pub events_oidc_issuer: Option<String>,
+    /// Required `aud` of sender tokens: the audience Knative requests tokens for when it
+    /// delivers to this service. Required with `EVENTS_AUTH=oidc`.
+    #[serde(default)]
+    pub events_oidc_audience: Option<String>,
+    /// Where the issuer's signing keys (JWKS) are fetched. Default: the `jwks_uri` of
+    /// `<issuer>/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub events_oidc_jwks_url: Option<String>,
+    /// PEM file of the CA certificates trusted for the discovery and JWKS requests (only these
+    /// then). Default: the in-cluster service account's `ca.crt` for URLs of the cluster's API
+    /// server, the system roots otherwise.
+    #[serde(default)]
+    pub events_oidc_ca_file: Option<String>,
+    /// File holding a bearer token sent with the discovery and JWKS requests (re-read on each
+    /// fetch, since projected tokens rotate). Default: the in-cluster service account token, and
+    /// only to the cluster's API server.
+    #[serde(default)]
+    pub events_oidc_bearer_token_file: Option<String>,
+    /// Shortest time in seconds between two JWKS fetches: a token with an unknown key id
+    /// triggers a refetch at most this often.
+    #[serde(default = "default_events_oidc_refresh")]
+    pub events_oidc_refresh_interval_secs: u64,
+    /// Token subjects (`sub`, e.g. `system:serviceaccount:<namespace>:<name>`) allowed to send
+    /// events at all, comma-separated; empty or `*`: any valid token.
+    #[serde(default)]
+    pub events_allowed_senders: String,
+    /// Token subjects allowed to name a `user` in `pipeline.execute` events (to start runs as
+    /// that user), comma-separated; `*`: every allowed sender. Empty: none (such events get 403).
+    #[serde(default)]
+    pub events_user_senders: String,
 }
 
 fn default_port() -> u16 {
@@ -263,6 +312,12 @@ fn default_login_failures_per_address() -> u32 {
 fn default_login_failure_window() -> u64 {
     5 * 60
 }
+fn default_events_auth() -> EventsAuth {
+    EventsAuth::Off
+}
+fn default_events_oidc_refresh() -> u64 {
+    30
+}
 
 /// A configuration problem, reported as one line at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -356,11 +411,43 @@ impl Config {
         if self.kube_timeout_ms == 0 {
             return Err(ConfigError("KUBE_TIMEOUT_MS must be positive".into()));
         }
+        self.validate_events_auth()?;
         if !is_dns_label(&self.aqbb_namespace) {
             return Err(ConfigError(format!(
                 "AQBB_NAMESPACE must be a DNS label (lower-case letters, digits, '-'), got {:?}",
                 self.aqbb_namespace
             )));
+        }
+        Ok(())
+    }
+
+    /// `EVENTS_AUTH=oidc` needs an issuer and an audience; the issuer and JWKS URLs must be
+    /// https (plain http only to a loopback address, for tests and port-forwards).
+    fn validate_events_auth(&self) -> Result<(), ConfigError> {
+        if self.events_auth == EventsAuth::Off {
+            return Ok(());
+        }
+        let Some(issuer) = &self.events_oidc_issuer else {
+            return Err(ConfigError(
+                "EVENTS_OIDC_ISSUER is required with EVENTS_AUTH=oidc".into(),
+            ));
+        };
+        if self.events_oidc_audience.is_none() {
+            return Err(ConfigError(
+                "EVENTS_OIDC_AUDIENCE is required with EVENTS_AUTH=oidc".into(),
+            ));
+        }
+        for (name, value) in [
+            ("EVENTS_OIDC_ISSUER", Some(issuer)),
+            ("EVENTS_OIDC_JWKS_URL", self.events_oidc_jwks_url.as_ref()),
+        ] {
+            if let Some(value) = value
+                && !url::Url::parse(value).is_ok_and(|u| is_secure_or_loopback(&u))
+            {
+                return Err(ConfigError(format!(
+                    "{name} must be an https:// URL (http:// only to a loopback address), got {value:?}"
+                )));
+            }
         }
         Ok(())
     }
@@ -436,6 +523,20 @@ fn normalize_origin(s: &str) -> Option<String> {
     plain.then(|| url.origin().ascii_serialization())
 }
 
+/// An https URL, or an http one to a loopback address (nothing on the wire to tamper with).
+pub fn is_secure_or_loopback(url: &url::Url) -> bool {
+    match url.scheme() {
+        "https" => url.host().is_some(),
+        "http" => match url.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -485,6 +586,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("LOGIN_FAILURE_WINDOW_SECS"), "{err}");
+    }
+
+    #[test]
+    fn events_auth() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.events_auth, EventsAuth::Off);
+        assert_eq!(c.events_oidc_refresh_interval_secs, 30);
+        let err = cfg(&[("EVENTS_AUTH", "oidc")]).unwrap_err().to_string();
+        assert!(err.contains("EVENTS_OIDC_ISSUER"), "{err}");
+        let issuer = (
+            "EVENTS_OIDC_ISSUER",
+            "https://kubernetes.default.svc.cluster.local",
+        );
+        let err = cfg(&[("EVENTS_AUTH", "oidc"), issuer])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("EVENTS_OIDC_AUDIENCE"), "{err}");
+        let audience = ("EVENTS_OIDC_AUDIENCE", "aq");
+        let c = cfg(&[("EVENTS_AUTH", "oidc"), issuer, audience]).unwrap();
+        assert_eq!(c.events_auth, EventsAuth::Oidc);
+        for (name, bad) in [
+            ("EVENTS_OIDC_ISSUER", "http://issuer.example.org"),
+            ("EVENTS_OIDC_ISSUER", "not a url"),
+            ("EVENTS_OIDC_JWKS_URL", "ftp://127.0.0.1/keys"),
+            ("EVENTS_OIDC_JWKS_URL", "http://10.0.0.1/keys"),
+        ] {
+            let mut vars = vec![("EVENTS_AUTH", "oidc"), issuer, audience];
+            vars.retain(|(k, _)| *k != name);
+            vars.push((name, bad));
+            let err = cfg(&vars).unwrap_err().to_string();
+            assert!(err.starts_with(name), "{bad}: {err}");
+        }
+        let c = cfg(&[
+            ("EVENTS_AUTH", "oidc"),
+            ("EVENTS_OIDC_ISSUER", "http://127.0.0.1:8443"),
+            ("EVENTS_OIDC_JWKS_URL", "http://[::1]:8443/keys"),
+            audience,
+        ]);
+        assert!(c.is_ok());
+        let err = cfg(&[("EVENTS_AUTH", "basic")]).unwrap_err().to_string();
+        assert!(err.contains("basic"), "{err}");
     }
 
     #[test]

@@ -78,6 +78,7 @@ pub async fn build_state_with(
         db,
         allowed_hosts: Arc::new(config.allowed_hosts()),
         login_limiter: Arc::new(login_limiter),
+        event_senders: auth::oidc::SenderVerifier::from_config(&config)?.map(Arc::new),
         config: Arc::new(config),
         jwt: Arc::new(jwt),
         launcher,

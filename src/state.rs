@@ -1,7 +1,7 @@
 //! Shared application state: cheap to clone (everything inside is reference-counted).
 
 use crate::{
-    auth::{jwt::JwtKeys, login_limit::LoginLimiter},
+    auth::{jwt::JwtKeys, login_limit::LoginLimiter, oidc::SenderVerifier},
     config::Config,
     metrics::Metrics,
     runs::launcher::Launcher,
@@ -24,6 +24,8 @@ pub struct AppState {
     pub allowed_hosts: Arc<Vec<String>>,
     /// Failed-login counters of `POST /api/token/` (per instance).
     pub login_limiter: Arc<LoginLimiter>,
+    /// Verifier of CloudEvent senders' tokens; `None` when `EVENTS_AUTH=off`.
+    pub event_senders: Option<Arc<SenderVerifier>>,
     /// Prometheus metrics of this instance (`GET /metrics`).
     pub metrics: Arc<Metrics>,
 }

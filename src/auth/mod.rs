@@ -1,9 +1,10 @@
-//! Authentication: password hashing, JWTs, per-run callback tokens, and the typed extractors
-//! that state each handler's access rule in its signature.
+//! Authentication: password hashing, JWTs, per-run callback tokens, OIDC tokens of CloudEvent
+//! senders, and the typed extractors that state each handler's access rule in its signature.
 
 pub mod extract;
 pub mod jwt;
 pub mod login_limit;
+pub mod oidc;
 pub mod password;
 pub mod run_token;
 

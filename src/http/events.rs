@@ -2,9 +2,13 @@
 //! Knative Trigger's subscriber path), `POST /<namespace>/<broker>` (broker-ingress shaped, so
 //! the broker test scripts work when pointed at the service), and the staff list of received
 //! events, `GET /api/events/?type=<prefix>&limit=<n>` (newest first).
+//!
+//! With `EVENTS_AUTH=oidc` every delivery is authenticated first ([`EventSender`]: 401 without
+//! a valid sender token, 403 for a sender that is not allowed), before the body is even read;
+//! a `pipeline.execute` event that names a `user` additionally needs a sender allowed to do so.
 
 use crate::{
-    auth::StaffUser,
+    auth::{StaffUser, oidc::EventSender},
     db::entities::received_event,
     error::{AppError, AppResult},
     events::{decode::IncomingEvent, dispatch, received_event_json},
@@ -38,7 +42,14 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Decodes, dispatches and replies with a binary-mode CloudEvent (errors: plain JSON).
-async fn receive(State(state): State<AppState>, event: IncomingEvent) -> Response {
+async fn receive(
+    State(state): State<AppState>,
+    sender: EventSender,
+    event: IncomingEvent,
+) -> Response {
+    if let Err(e) = check_user_naming(&sender, &event) {
+        return e.into_response();
+    }
     match dispatch::handle(&state, event).await {
         Ok(reply) => reply.into_response_with(&state.config),
         Err(e) => e.into_response(),
@@ -48,12 +59,32 @@ async fn receive(State(state): State<AppState>, event: IncomingEvent) -> Respons
 async fn receive_broker_path(
     State(state): State<AppState>,
     Path((namespace, _broker)): Path<(String, String)>,
+    sender: EventSender,
     event: IncomingEvent,
 ) -> Response {
     if namespace == "api" {
         return AppError::NotFound("Not found.".into()).into_response();
     }
-    receive(State(state), event).await
+    receive(State(state), sender, event).await
+}
+
+/// Starting a run as the user named in `ce-user` is impersonation: only senders trusted with
+/// it (`EVENTS_USER_SENDERS`) may do it. Refused before dispatch, so nothing is recorded.
+fn check_user_naming(sender: &EventSender, event: &IncomingEvent) -> Result<(), AppError> {
+    if sender.may_name_user
+        || event.user.is_none()
+        || !dispatch::EXECUTE_TYPES.contains(&event.ty.as_str())
+    {
+        return Ok(());
+    }
+    tracing::warn!(
+        sender = sender.subject.as_deref().unwrap_or(""),
+        "pipeline.execute naming a user from a sender not allowed to"
+    );
+    Err(AppError::Forbidden(format!(
+        "The sender '{}' may not name a user: pipeline.execute events with a 'user' attribute are accepted only from the senders in EVENTS_USER_SENDERS.",
+        sender.subject.as_deref().unwrap_or("")
+    )))
 }
 
 #[derive(Debug, Deserialize)]

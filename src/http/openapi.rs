@@ -348,6 +348,20 @@ fn ingress(id: &str, summary: &str, params: Vec<openapi::path::Parameter>) -> Op
             ("200", reply),
             ("400", error("Not a valid CloudEvent")),
             (
+                "401",
+                error(
+                    "Sender authentication is on (`EVENTS_AUTH=oidc`) and the sender's OIDC \
+                     token is missing or invalid",
+                ),
+            ),
+            (
+                "403",
+                error(
+                    "The sender may not send events, or may not name a `user` \
+                     (`EVENTS_ALLOWED_SENDERS`, `EVENTS_USER_SENDERS`)",
+                ),
+            ),
+            (
                 "409",
                 error("The same event is being processed; retry later"),
             ),
@@ -356,6 +370,13 @@ fn ingress(id: &str, summary: &str, params: Vec<openapi::path::Parameter>) -> Op
             (
                 "422",
                 error("Well-formed but cannot succeed (unknown user, pipeline or parameters)"),
+            ),
+            (
+                "503",
+                error(
+                    "The database, the Kubernetes API or the signing keys of sender tokens \
+                     are unavailable; retried",
+                ),
             ),
         ],
     )

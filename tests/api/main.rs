@@ -4,6 +4,7 @@
 mod catalogue;
 mod common;
 mod events;
+mod events_auth;
 mod faults;
 mod foundation;
 mod hostile;

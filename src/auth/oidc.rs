@@ -1,0 +1,742 @@
+//! Authentication of CloudEvent senders with OIDC tokens (`EVENTS_AUTH=oidc`).
+//!
+//! Knative Eventing's `authentication-oidc` feature makes every sender (a Trigger's delivery
+//! from the broker, a source) attach `Authorization: Bearer <token>`: a Kubernetes service
+//! account token of the sender's own identity, issued for the receiver's audience. Without it,
+//! anyone who can reach the ingress can start runs as any user by naming them in `ce-user`.
+//!
+//! [`SenderVerifier`] checks such a token: signature against the issuer's published keys
+//! (JWKS), `iss`, `aud`, `exp`/`nbf`, and a `sub`. The keys are fetched on the first
+//! authenticated event, never at start-up (scale-to-zero cold starts stay free of network
+//! calls), then cached: a token with an unknown key id triggers a refetch at most once per
+//! `EVENTS_OIDC_REFRESH_INTERVAL_SECS`, the set is refreshed when older than an hour, and one
+//! fetch runs at a time whatever the number of waiting requests. A request that cannot be
+//! checked because the JWKS is unreachable gets 503 with `Retry-After` (Knative retries it).
+//!
+//! Policy: `EVENTS_ALLOWED_SENDERS` lists the subjects that may send at all (empty: any valid
+//! token); `EVENTS_USER_SENDERS` those that may name a `user` in `pipeline.execute` events.
+//! The [`EventSender`] extractor applies the first and carries the second to the handler.
+
+use crate::{
+    config::{Config, EventsAuth, split_list},
+    error::AppError,
+    state::AppState,
+};
+use anyhow::{Context, anyhow, bail};
+use axum::{body::Bytes, extract::FromRequestParts, http::request::Parts};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::{ConfigBuilderExt, HttpsConnector};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use jsonwebtoken::{
+    Algorithm, DecodingKey, Validation,
+    errors::ErrorKind,
+    jwk::{AlgorithmParameters, Jwk, PublicKeyUse},
+};
+use serde::Deserialize;
+use serde_json::Value;
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+    str::FromStr,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+/// The in-cluster service account's CA bundle (mounted by Kubernetes).
+const IN_CLUSTER_CA: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+/// The in-cluster service account's token (projected, rotated by the kubelet).
+const IN_CLUSTER_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+/// The key set is refetched (on the next authenticated event) when older than this.
+const KEYS_MAX_AGE: Duration = Duration::from_secs(3600);
+/// After a failed fetch, the next attempt waits at least this long (or the refresh interval,
+/// when shorter).
+const FAILURE_BACKOFF: Duration = Duration::from_secs(2);
+/// `Retry-After` of a 503 caused by an unreachable JWKS.
+const RETRY_AFTER_SECS: u64 = 2;
+/// Bound on one discovery or JWKS request, connection included.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest discovery document or JWKS read.
+const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+/// Clock skew tolerated on `exp` and `nbf`.
+const LEEWAY_SECS: u64 = 30;
+
+/// Signature algorithms accepted in sender tokens: asymmetric only (a key published in a JWKS
+/// must never be usable as an HMAC secret).
+const ACCEPTED_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// Who sent an event, as established by [`SenderVerifier`] (or not at all when
+/// `EVENTS_AUTH=off`).
+#[derive(Debug, Clone)]
+pub struct EventSender {
+    /// The verified `sub` of the sender's token; `None` when sender authentication is off.
+    pub subject: Option<String>,
+    /// Whether this sender may name a `user` in a `pipeline.execute` event.
+    pub may_name_user: bool,
+}
+
+impl EventSender {
+    /// The sender when authentication is off: anonymous and trusted, as in the reference.
+    pub fn unauthenticated() -> Self {
+        EventSender {
+            subject: None,
+            may_name_user: true,
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for EventSender {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let Some(verifier) = &state.event_senders else {
+            return Ok(EventSender::unauthenticated());
+        };
+        let token = bearer(parts)?.ok_or_else(|| {
+            AppError::Unauthorized(
+                "Sender authentication is required: send an OIDC token of the sender as 'Authorization: Bearer <token>' (Knative's authentication-oidc feature).".into(),
+            )
+        })?;
+        let subject = verifier.verify(token).await?;
+        if !verifier.allowed.contains(&subject) {
+            tracing::warn!(sender = %subject, "event from a sender that is not allowed");
+            return Err(AppError::Forbidden(format!(
+                "The sender '{subject}' may not send events to this service."
+            )));
+        }
+        Ok(EventSender {
+            may_name_user: verifier.user_senders.contains(&subject),
+            subject: Some(subject),
+        })
+    }
+}
+
+/// The bearer token of the request, if any (a malformed `Authorization` header is a 401).
+fn bearer(parts: &Parts) -> Result<Option<&str>, AppError> {
+    let Some(value) = parts.headers.get(http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| AppError::Unauthorized("Invalid Authorization header.".into()))?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(AppError::Unauthorized(
+            "Authorization header must be 'Bearer <token>'.".into(),
+        )),
+    }
+}
+
+/// A list of token subjects, or everyone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderList {
+    /// Any subject.
+    Any,
+    /// Only these subjects (possibly none).
+    Only(HashSet<String>),
+}
+
+impl SenderList {
+    /// Parses a comma-separated list; `*` anywhere means everyone, and so does an empty list
+    /// when `empty_means_any`.
+    pub fn parse(list: &str, empty_means_any: bool) -> Self {
+        let items: HashSet<String> = split_list(list).map(str::to_owned).collect();
+        if items.contains("*") || (items.is_empty() && empty_means_any) {
+            SenderList::Any
+        } else {
+            SenderList::Only(items)
+        }
+    }
+
+    /// Whether the subject is in the list.
+    pub fn contains(&self, subject: &str) -> bool {
+        match self {
+            SenderList::Any => true,
+            SenderList::Only(items) => items.contains(subject),
+        }
+    }
+}
+
+/// Which key family an algorithm needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Rsa,
+    Ec,
+    Ed,
+}
+
+fn family_of(alg: Algorithm) -> Option<Family> {
+    match alg {
+        Algorithm::RS256
+        | Algorithm::RS384
+        | Algorithm::RS512
+        | Algorithm::PS256
+        | Algorithm::PS384
+        | Algorithm::PS512 => Some(Family::Rsa),
+        Algorithm::ES256 | Algorithm::ES384 => Some(Family::Ec),
+        Algorithm::EdDSA => Some(Family::Ed),
+        // HMAC, and whatever a future version adds: not accepted.
+        _ => None,
+    }
+}
+
+/// One usable verification key of the JWKS.
+#[derive(Clone)]
+struct VerifyKey {
+    kid: Option<String>,
+    /// The JWK's `alg`, when it pins one.
+    alg: Option<Algorithm>,
+    family: Family,
+    key: DecodingKey,
+}
+
+impl VerifyKey {
+    /// Keys of a JWK that can verify signatures; others (encryption keys, symmetric keys,
+    /// unknown types) are skipped.
+    fn from_jwk(value: Value) -> Option<Self> {
+        let jwk: Jwk = serde_json::from_value(value).ok()?;
+        if matches!(
+            jwk.common.public_key_use,
+            Some(PublicKeyUse::Encryption | PublicKeyUse::Other(_))
+        ) {
+            return None;
+        }
+        let family = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => Family::Rsa,
+            AlgorithmParameters::EllipticCurve(_) => Family::Ec,
+            AlgorithmParameters::OctetKeyPair(_) => Family::Ed,
+            // Symmetric keys and unknown key types.
+            _ => return None,
+        };
+        let alg = match jwk.common.key_algorithm {
+            None => None,
+            Some(ka) => {
+                // An encryption algorithm (no `Algorithm`) or another family: not a key for us.
+                let alg = Algorithm::from_str(&ka.to_string()).ok()?;
+                if family_of(alg) != Some(family) {
+                    return None;
+                }
+                Some(alg)
+            }
+        };
+        let key = DecodingKey::from_jwk(&jwk).ok()?;
+        Some(VerifyKey {
+            kid: jwk.common.key_id,
+            alg,
+            family,
+            key,
+        })
+    }
+
+    fn fits(&self, alg: Algorithm, kid: Option<&str>) -> bool {
+        family_of(alg) == Some(self.family)
+            && self.alg.is_none_or(|a| a == alg)
+            && kid.is_none_or(|k| self.kid.as_deref() == Some(k))
+    }
+}
+
+/// The cached key set.
+#[derive(Default)]
+struct KeySet {
+    keys: Vec<VerifyKey>,
+    fetched_at: Option<Instant>,
+}
+
+impl KeySet {
+    fn matching(&self, alg: Algorithm, kid: Option<&str>) -> Vec<VerifyKey> {
+        self.keys
+            .iter()
+            .filter(|k| k.fits(alg, kid))
+            .cloned()
+            .collect()
+    }
+
+    fn is_stale(&self) -> bool {
+        self.fetched_at.is_none_or(|t| t.elapsed() >= KEYS_MAX_AGE)
+    }
+}
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// Fetch bookkeeping, behind the lock that lets one fetch run at a time.
+#[derive(Default)]
+struct FetchState {
+    /// Built on the first fetch (reading CA files is no cold-start work).
+    clients: Vec<(Option<PathBuf>, HttpClient)>,
+    last_attempt: Option<Instant>,
+    last_failed: bool,
+}
+
+/// Where the keys come from.
+#[derive(Debug, Clone)]
+enum KeySource {
+    /// A configured JWKS URL.
+    Jwks(url::Url),
+    /// The issuer's discovery document, whose `jwks_uri` is then fetched.
+    Discovery(url::Url),
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    jwks_uri: String,
+}
+
+#[derive(Deserialize)]
+struct JwkSet {
+    keys: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    /// Optional here so that a token without one gets the "required claim" answer.
+    #[serde(default)]
+    sub: Option<String>,
+}
+
+/// Verifies sender tokens and holds the sender policy (see the module documentation).
+pub struct SenderVerifier {
+    issuer: String,
+    audience: String,
+    source: KeySource,
+    ca_file: Option<PathBuf>,
+    bearer_token_file: Option<PathBuf>,
+    refresh_interval: Duration,
+    /// Subjects that may send events.
+    pub allowed: SenderList,
+    /// Subjects that may name a `user` in `pipeline.execute` events.
+    pub user_senders: SenderList,
+    keys: RwLock<KeySet>,
+    fetch: tokio::sync::Mutex<FetchState>,
+}
+
+impl SenderVerifier {
+    /// The verifier of a configuration with `EVENTS_AUTH=oidc` (`None` when off). Does no I/O:
+    /// the keys are fetched on the first authenticated event.
+    pub fn from_config(config: &Config) -> anyhow::Result<Option<Self>> {
+        if config.events_auth == EventsAuth::Off {
+            return Ok(None);
+        }
+        let issuer = config
+            .events_oidc_issuer
+            .clone()
+            .context("EVENTS_OIDC_ISSUER is required")?;
+        let audience = config
+            .events_oidc_audience
+            .clone()
+            .context("EVENTS_OIDC_AUDIENCE is required")?;
+        let source = match &config.events_oidc_jwks_url {
+            Some(u) => KeySource::Jwks(url::Url::parse(u).context("EVENTS_OIDC_JWKS_URL")?),
+            None => KeySource::Discovery(
+                url::Url::parse(&format!(
+                    "{}/.well-known/openid-configuration",
+                    issuer.trim_end_matches('/')
+                ))
+                .context("EVENTS_OIDC_ISSUER")?,
+            ),
+        };
+        Ok(Some(SenderVerifier {
+            issuer,
+            audience,
+            source,
+            ca_file: config.events_oidc_ca_file.as_ref().map(PathBuf::from),
+            bearer_token_file: config
+                .events_oidc_bearer_token_file
+                .as_ref()
+                .map(PathBuf::from),
+            refresh_interval: Duration::from_secs(config.events_oidc_refresh_interval_secs),
+            allowed: SenderList::parse(&config.events_allowed_senders, true),
+            user_senders: SenderList::parse(&config.events_user_senders, false),
+            keys: RwLock::new(KeySet::default()),
+            fetch: tokio::sync::Mutex::new(FetchState::default()),
+        }))
+    }
+
+    /// Checks a token and returns its subject: 401 when it is not a valid token of the issuer
+    /// for our audience, 503 when the keys cannot be fetched.
+    pub async fn verify(&self, token: &str) -> Result<String, AppError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| unauthorized("The sender token is not a well-formed JWT."))?;
+        if !ACCEPTED_ALGORITHMS.contains(&header.alg) {
+            return Err(unauthorized(&format!(
+                "The sender token's algorithm {:?} is not accepted (asymmetric signatures only).",
+                header.alg
+            )));
+        }
+        let keys = self.keys_for(header.alg, header.kid.as_deref()).await?;
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS;
+        let mut last = None;
+        for key in &keys {
+            match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
+                Ok(data) => {
+                    return match data.claims.sub {
+                        Some(sub) if !sub.is_empty() => Ok(sub),
+                        _ => Err(token_error(&ErrorKind::MissingRequiredClaim("sub".into()))),
+                    };
+                }
+                // Another key (without a kid to pick it) may still fit.
+                Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => last = Some(e),
+                Err(e) => return Err(token_error(e.kind())),
+            }
+        }
+        Err(match last {
+            Some(e) => token_error(e.kind()),
+            None => unauthorized("The sender token is signed with an unknown key."),
+        })
+    }
+
+    /// The cached keys that fit the token, fetching the key set when there is none yet, when
+    /// it is stale, or when the token names an unknown key (rate-limited).
+    async fn keys_for(
+        &self,
+        alg: Algorithm,
+        kid: Option<&str>,
+    ) -> Result<Vec<VerifyKey>, AppError> {
+        if let Some(keys) = self.cached(alg, kid) {
+            return Ok(keys);
+        }
+        // One fetch at a time; requests that waited for it find its result in the cache.
+        let mut fetch = self.fetch.lock().await;
+        if let Some(keys) = self.cached(alg, kid) {
+            return Ok(keys);
+        }
+        let (have_keys, stale_keys) = {
+            let set = self.keys.read().expect("key cache lock");
+            (set.fetched_at.is_some(), set.matching(alg, kid))
+        };
+        let wait = if fetch.last_failed {
+            FAILURE_BACKOFF.min(self.refresh_interval)
+        } else {
+            self.refresh_interval
+        };
+        if let Some(at) = fetch.last_attempt
+            && at.elapsed() < wait
+        {
+            return if !stale_keys.is_empty() {
+                Ok(stale_keys)
+            } else if fetch.last_failed || !have_keys {
+                Err(jwks_unavailable())
+            } else {
+                Err(unauthorized(
+                    "The sender token is signed with an unknown key.",
+                ))
+            };
+        }
+        fetch.last_attempt = Some(Instant::now());
+        match tokio::time::timeout(FETCH_TIMEOUT, self.fetch_keys(&mut fetch)).await {
+            Ok(Ok(keys)) => {
+                fetch.last_failed = false;
+                tracing::info!(keys = keys.len(), "fetched the event senders' signing keys");
+                let mut set = self.keys.write().expect("key cache lock");
+                *set = KeySet {
+                    keys,
+                    fetched_at: Some(Instant::now()),
+                };
+                let keys = set.matching(alg, kid);
+                if keys.is_empty() {
+                    Err(unauthorized(
+                        "The sender token is signed with an unknown key.",
+                    ))
+                } else {
+                    Ok(keys)
+                }
+            }
+            outcome => {
+                fetch.last_failed = true;
+                let error = match outcome {
+                    Ok(Err(e)) => format!("{e:#}"),
+                    _ => format!("no answer within {} s", FETCH_TIMEOUT.as_secs()),
+                };
+                // Keys of a stale set still verify what they signed; only new keys wait.
+                if !stale_keys.is_empty() {
+                    tracing::warn!(%error, "refreshing the event senders' signing keys failed; keeping the old ones");
+                    return Ok(stale_keys);
+                }
+                tracing::error!(%error, "cannot fetch the event senders' signing keys");
+                Err(jwks_unavailable())
+            }
+        }
+    }
+
+    /// Fresh keys from the cache that fit, if any.
+    fn cached(&self, alg: Algorithm, kid: Option<&str>) -> Option<Vec<VerifyKey>> {
+        let set = self.keys.read().expect("key cache lock");
+        if set.is_stale() {
+            return None;
+        }
+        let keys = set.matching(alg, kid);
+        (!keys.is_empty()).then_some(keys)
+    }
+
+    /// Fetches the JWKS (through discovery when no JWKS URL is configured).
+    async fn fetch_keys(&self, fetch: &mut FetchState) -> anyhow::Result<Vec<VerifyKey>> {
+        let (jwks_url, in_cluster) = match &self.source {
+            KeySource::Jwks(url) => (url.clone(), is_cluster_api(url)),
+            KeySource::Discovery(url) => {
+                let in_cluster = is_cluster_api(url);
+                let doc: Discovery =
+                    serde_json::from_slice(&self.get(fetch, url, in_cluster).await?)
+                        .with_context(|| format!("{url} is not an OpenID discovery document"))?;
+                if doc.issuer.trim_end_matches('/') != self.issuer.trim_end_matches('/') {
+                    bail!(
+                        "{url} names the issuer {:?}, not EVENTS_OIDC_ISSUER {:?}",
+                        doc.issuer,
+                        self.issuer
+                    );
+                }
+                let jwks = url::Url::parse(&doc.jwks_uri)
+                    .ok()
+                    .filter(crate::config::is_secure_or_loopback)
+                    .with_context(|| {
+                        format!("{url}: jwks_uri {:?} is not an https URL", doc.jwks_uri)
+                    })?;
+                // The API server's own discovery points at itself.
+                (jwks, in_cluster)
+            }
+        };
+        let set: JwkSet = serde_json::from_slice(&self.get(fetch, &jwks_url, in_cluster).await?)
+            .with_context(|| format!("{jwks_url} is not a JWK set"))?;
+        let keys: Vec<VerifyKey> = set
+            .keys
+            .into_iter()
+            .filter_map(VerifyKey::from_jwk)
+            .collect();
+        if keys.is_empty() {
+            bail!("{jwks_url} has no usable signature verification key");
+        }
+        Ok(keys)
+    }
+
+    /// GET a JSON document, with the configured (or in-cluster) CA and bearer token.
+    async fn get(
+        &self,
+        fetch: &mut FetchState,
+        url: &url::Url,
+        in_cluster: bool,
+    ) -> anyhow::Result<Bytes> {
+        let ca = self
+            .ca_file
+            .clone()
+            .or_else(|| in_cluster_file(in_cluster, IN_CLUSTER_CA));
+        let token_file = self
+            .bearer_token_file
+            .clone()
+            .or_else(|| in_cluster_file(in_cluster, IN_CLUSTER_TOKEN));
+        let client = match fetch.clients.iter().find(|(c, _)| *c == ca) {
+            Some((_, client)) => client.clone(),
+            None => {
+                let client = http_client(ca.as_deref())?;
+                fetch.clients.push((ca, client.clone()));
+                client
+            }
+        };
+        let mut req = http::Request::get(url.as_str())
+            .header(http::header::ACCEPT, "application/json")
+            .body(Empty::new())
+            .context("building the request")?;
+        if let Some(path) = token_file {
+            let token = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading the bearer token file {}", path.display()))?;
+            let value = http::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                .context("the bearer token is not a valid header value")?;
+            req.headers_mut().insert(http::header::AUTHORIZATION, value);
+        }
+        let response = client
+            .request(req)
+            .await
+            .map_err(|e| anyhow!("GET {url}: {e}"))?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
+            .collect()
+            .await
+            .map_err(|e| anyhow!("GET {url}: reading the answer: {e}"))?
+            .to_bytes();
+        if !status.is_success() {
+            bail!("GET {url}: HTTP {}", status.as_u16());
+        }
+        Ok(body)
+    }
+}
+
+/// Whether a URL is the cluster's API server as seen from a pod, whose CA and service account
+/// token are the in-cluster defaults (they are never sent anywhere else).
+fn is_cluster_api(url: &url::Url) -> bool {
+    url.scheme() == "https"
+        && url.host_str().is_some_and(|h| {
+            let h = h.to_ascii_lowercase();
+            h == "kubernetes"
+                || h == "kubernetes.default"
+                || h == "kubernetes.default.svc"
+                || h.starts_with("kubernetes.default.svc.")
+        })
+}
+
+fn in_cluster_file(in_cluster: bool, path: &str) -> Option<PathBuf> {
+    (in_cluster && Path::new(path).is_file()).then(|| PathBuf::from(path))
+}
+
+/// An HTTP/1.1 client for http and https URLs: TLS through the ring provider (no process-wide
+/// default needed), trusting only the CA file when there is one, else the system roots.
+fn http_client(ca_file: Option<&Path>) -> anyhow::Result<HttpClient> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = || {
+        rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .context("TLS configuration")
+    };
+    let tls = match ca_file {
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(path)
+                .with_context(|| format!("reading the CA file {}", path.display()))?
+            {
+                let cert =
+                    cert.with_context(|| format!("parsing the CA file {}", path.display()))?;
+                roots
+                    .add(cert)
+                    .with_context(|| format!("a certificate of {}", path.display()))?;
+            }
+            builder()?
+                .with_root_certificates(roots)
+                .with_no_client_auth()
+        }
+        // No system roots (e.g. a scratch image): only plain http to loopback works then.
+        None => match builder()?.with_native_roots() {
+            Ok(b) => b.with_no_client_auth(),
+            Err(_) => builder()?
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        },
+    };
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(FETCH_TIMEOUT));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
+
+fn unauthorized(msg: &str) -> AppError {
+    AppError::Unauthorized(msg.to_owned())
+}
+
+fn jwks_unavailable() -> AppError {
+    AppError::Unavailable {
+        detail: "The signing keys of event senders cannot be fetched right now; retry later."
+            .into(),
+        retry_after: RETRY_AFTER_SECS,
+    }
+}
+
+/// What a sender is told about a token that does not verify.
+fn token_error(kind: &ErrorKind) -> AppError {
+    unauthorized(match kind {
+        ErrorKind::ExpiredSignature => "The sender token is expired.",
+        ErrorKind::ImmatureSignature => "The sender token is not valid yet.",
+        ErrorKind::InvalidAudience => "The sender token is not for this service (audience).",
+        ErrorKind::InvalidIssuer => "The sender token is from another issuer.",
+        ErrorKind::InvalidSignature => "The sender token's signature is invalid.",
+        ErrorKind::MissingRequiredClaim(_) => {
+            "The sender token lacks a required claim (exp, iss, aud, sub)."
+        }
+        _ => "The sender token is invalid.",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sender_lists() {
+        assert_eq!(SenderList::parse("", true), SenderList::Any);
+        assert!(!SenderList::parse("", false).contains("a"));
+        assert!(SenderList::parse("a, *", false).contains("b"));
+        let l = SenderList::parse(" a , system:serviceaccount:ns:b ", false);
+        assert!(l.contains("a") && l.contains("system:serviceaccount:ns:b"));
+        assert!(!l.contains("system:serviceaccount:ns:c"));
+    }
+
+    #[test]
+    fn only_the_cluster_api_gets_in_cluster_credentials() {
+        for (url, expected) in [
+            ("https://kubernetes.default.svc.cluster.local", true),
+            ("https://kubernetes.default.svc/openid/v1/jwks", true),
+            ("https://KUBERNETES.default.svc:443", true),
+            ("http://kubernetes.default.svc", false),
+            ("https://kubernetes.default.evil.example", false),
+            ("https://oidc.eks.eu-west-1.amazonaws.com/id/X", false),
+        ] {
+            assert_eq!(
+                is_cluster_api(&url::Url::parse(url).unwrap()),
+                expected,
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn jwks_keys_are_filtered() {
+        let rsa = json!({"kty": "RSA", "kid": "r", "alg": "RS256", "use": "sig",
+                         "n": "sXch", "e": "AQAB"});
+        let k = VerifyKey::from_jwk(rsa).unwrap();
+        assert!(k.fits(Algorithm::RS256, Some("r")));
+        assert!(!k.fits(Algorithm::RS384, Some("r")), "the JWK pins RS256");
+        assert!(!k.fits(Algorithm::RS256, Some("other")));
+        assert!(!k.fits(Algorithm::ES256, None));
+        assert!(k.fits(Algorithm::RS256, None));
+        // Symmetric keys, encryption keys and mismatched algorithms are never used.
+        assert!(VerifyKey::from_jwk(json!({"kty": "oct", "k": "c2VjcmV0"})).is_none());
+        assert!(
+            VerifyKey::from_jwk(json!({"kty": "RSA", "use": "enc", "n": "sXch", "e": "AQAB"}))
+                .is_none()
+        );
+        assert!(
+            VerifyKey::from_jwk(json!({"kty": "RSA", "alg": "HS256", "n": "sXch", "e": "AQAB"}))
+                .is_none()
+        );
+        assert!(VerifyKey::from_jwk(json!({"kty": "weird"})).is_none());
+    }
+
+    #[test]
+    fn token_errors_are_401() {
+        for kind in [
+            ErrorKind::ExpiredSignature,
+            ErrorKind::InvalidAudience,
+            ErrorKind::InvalidIssuer,
+            ErrorKind::InvalidToken,
+        ] {
+            assert_eq!(token_error(&kind).status(), http::StatusCode::UNAUTHORIZED);
+        }
+        assert_eq!(
+            jwks_unavailable().status(),
+            http::StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+}
