@@ -2,10 +2,21 @@
 //! each subworkflow `definition` is rendered with its `tools`, then the pipeline `template` with
 //! `subworkflows` (`slug`, `definition`, `pipeline_step`, `user_params` with the pipeline's
 //! `default_inputs` merged in). Python-style `dict.items()` works through minijinja's pycompat.
+//!
+//! Templates are data (staff-edited, or imported from fixtures), so a render is bounded: at most
+//! [`MAX_RENDER_FUEL`] template instructions and [`MAX_RENDER_BYTES`] of output per template.
+//! Without these, two nested `range(99999)` loops held a launch for hours (found by fuzzing).
 
 use super::PipelineGraph;
 use minijinja::{Environment, context};
 use serde_json::{Value, json};
+use std::io;
+
+/// Most template instructions one render may execute. Real pipeline templates need a few
+/// thousand; this stops a runaway loop within a fraction of a second.
+pub const MAX_RENDER_FUEL: u64 = 2_000_000;
+/// Largest output of one rendered template (bytes). CWL documents are a few kilobytes.
+pub const MAX_RENDER_BYTES: usize = 8 * 1024 * 1024;
 
 /// A template could not be rendered; the run fails with this message.
 #[derive(Debug, thiserror::Error)]
@@ -18,7 +29,40 @@ pub struct RenderError {
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.set_fuel(Some(MAX_RENDER_FUEL));
     env
+}
+
+/// Collects output up to [`MAX_RENDER_BYTES`], then refuses to write more.
+struct BoundedOutput(Vec<u8>);
+
+impl io::Write for BoundedOutput {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_RENDER_BYTES {
+            return Err(io::Error::other(format!(
+                "the output is larger than {MAX_RENDER_BYTES} bytes"
+            )));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Renders one template with the render bounds.
+fn render_bounded(
+    env: &Environment<'_>,
+    source: &str,
+    ctx: minijinja::Value,
+) -> Result<String, minijinja::Error> {
+    let mut out = BoundedOutput(Vec::new());
+    env.template_from_str(source)?
+        .render_captured_to(ctx, &mut out)?;
+    // The engine writes only what templates produce, which is UTF-8 text.
+    Ok(String::from_utf8_lossy(&out.0).into_owned())
 }
 
 /// `user_params` of a subworkflow with `default_inputs[slug][tool][input]["default"]` applied.
@@ -59,15 +103,15 @@ pub fn render(graph: &PipelineGraph) -> Result<String, RenderError> {
             .iter()
             .map(|t| json!({"slug": t.slug, "name": t.name, "definition": t.definition, "version": t.version}))
             .collect();
-        let definition = env
-            .render_str(
-                &sw.definition,
-                context! { tools => minijinja::value::Serde(&tools) },
-            )
-            .map_err(|e| RenderError {
-                what: format!("subworkflow {:?}", sw.slug),
-                detail: describe(&e),
-            })?;
+        let definition = render_bounded(
+            &env,
+            &sw.definition,
+            context! { tools => minijinja::value::Serde(&tools) },
+        )
+        .map_err(|e| RenderError {
+            what: format!("subworkflow {:?}", sw.slug),
+            detail: describe(&e),
+        })?;
         subworkflows.push(json!({
             "slug": sw.slug,
             "name": sw.name,
@@ -76,7 +120,8 @@ pub fn render(graph: &PipelineGraph) -> Result<String, RenderError> {
             "user_params": merged_user_params(&sw.user_params, &sw.slug, graph.pipeline.default_inputs.as_ref()),
         }));
     }
-    env.render_str(
+    render_bounded(
+        &env,
         &graph.pipeline.template,
         context! { subworkflows => minijinja::value::Serde(&subworkflows) },
     )
@@ -87,9 +132,14 @@ pub fn render(graph: &PipelineGraph) -> Result<String, RenderError> {
 }
 
 fn describe(e: &minijinja::Error) -> String {
+    // A refused write carries our reason as the source error.
+    let text = match (e.kind(), std::error::Error::source(e)) {
+        (minijinja::ErrorKind::WriteFailure, Some(why)) => format!("{e}: {why}"),
+        _ => e.to_string(),
+    };
     match e.line() {
-        Some(line) => format!("{} (line {line})", e),
-        None => e.to_string(),
+        Some(line) => format!("{text} (line {line})"),
+        None => text,
     }
 }
 
@@ -108,5 +158,26 @@ mod tests {
             json!({"filter": {"regex": {"type": "string", "default": ".*\\.py"}}})
         );
         assert_eq!(merged_user_params(&up, "other", Some(&di)), up);
+    }
+
+    #[test]
+    fn renders_are_bounded() {
+        let env = environment();
+        let ok = render_bounded(&env, "{{ x }}-{{ 1 + 1 }}", context! { x => "a" }).unwrap();
+        assert_eq!(ok, "a-2");
+        let e = render_bounded(
+            &env,
+            "{% for a in range(99999) %}{% for b in range(99999) %}x{% endfor %}{% endfor %}",
+            context! {},
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), minijinja::ErrorKind::OutOfFuel);
+        let e = render_bounded(
+            &env,
+            "{% for a in range(20) %}{{ 'x' * 1000000 }}{% endfor %}",
+            context! {},
+        )
+        .unwrap_err();
+        assert!(describe(&e).contains("larger than"), "{}", describe(&e));
     }
 }

@@ -7,6 +7,7 @@ mod events;
 mod events_auth;
 mod faults;
 mod foundation;
+mod fuzz_regressions;
 mod hostile;
 mod k8s_runs;
 mod manifests;
