@@ -74,7 +74,8 @@ ROWS=()
 run_wrk() {
   local name=$1 script=$2 path=$3 conns=$4
   local out
-  out=$(wrk -t2 -c"$conns" -d"$DURATION" --latency -s "$script" "$BASE$path" 2>&1)
+  local threads=$(( conns < 2 ? conns : 2 ))
+  out=$(wrk -t"$threads" -c"$conns" -d"$DURATION" --latency -s "$script" "$BASE$path" 2>&1)
   local rps p50 p99 non2xx
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
@@ -105,7 +106,7 @@ SIZE=$(stat -c %s "$BIN")
 {
   echo "## Benchmark report"
   echo
-  echo "$(date -u +%Y-%m-%d), $(nproc) cores, store: ${DATABASE_URL%%:*}, wrk -t2 -d$DURATION, loopback"
+  echo "$(date -u +%Y-%m-%d), $(nproc) cores, store: ${DATABASE_URL%%:*}, wrk -t min(2,connections) -d$DURATION, loopback"
   echo
   echo "| load | connections | req/s | p50 | p99 | non-2xx | peak RSS MiB |"
   echo "|---|---|---|---|---|---|---|"
