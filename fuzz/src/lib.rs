@@ -173,7 +173,15 @@ pub fn cloudevent_decode(data: &[u8]) {
     let null = Value::Null;
     let event_data = ev.data.as_ref().unwrap_or(&null);
     if job_events::is_job_event_type(&ev.ty) {
-        assert_eq!(family, "job");
+        // A health probe type wins over the ApiServerSource prefix, as in dispatch.
+        assert_eq!(
+            family,
+            if dispatch::is_health(&ev.ty) {
+                "health"
+            } else {
+                "job"
+            }
+        );
         if let Ok(job) = serde_json::from_value::<Job>(event_data.clone()) {
             let _ = job_events::run_id_of(&job, RUNS_NAMESPACE);
             let _ = status::observe(&job, ev.ty.ends_with(".delete"));

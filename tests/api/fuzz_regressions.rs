@@ -130,3 +130,17 @@ fn runaway_template_render_is_bounded() {
     let err = render::render(&graph).unwrap_err();
     assert!(started.elapsed() < harness::RENDER_BUDGET, "{err}");
 }
+
+/// Found by `cloudevent_decode`: a type with the ApiServerSource prefix and the health-probe
+/// suffix is both; dispatch answers it as a probe (checked first), and classification agrees.
+#[test]
+fn job_prefixed_health_probe_is_a_probe() {
+    use application_quality_api::{events::dispatch, k8s::job_events};
+    let ty = "dev.knative.apiserver.resource.update.probes.health";
+    assert!(job_events::is_job_event_type(ty));
+    assert_eq!(dispatch::type_family(ty), "health");
+    let bytes =
+        std::fs::read(fuzz_dir().join("regressions/cloudevent_decode/job_prefix_health_suffix"))
+            .unwrap();
+    harness::cloudevent_decode(&bytes);
+}
