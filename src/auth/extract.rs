@@ -25,7 +25,8 @@ pub struct MaybeUser(pub Option<user::Model>);
 #[derive(Debug, Clone)]
 pub struct RunToken(pub String);
 
-fn bearer(parts: &Parts) -> Result<Option<&str>, AppError> {
+/// The bearer token of the request, if any (a malformed `Authorization` header is a 401).
+pub(crate) fn bearer(parts: &Parts) -> Result<Option<&str>, AppError> {
     let Some(value) = parts.headers.get(http::header::AUTHORIZATION) else {
         return Ok(None);
     };

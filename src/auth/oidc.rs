@@ -104,7 +104,7 @@ impl FromRequestParts<AppState> for EventSender {
         let Some(verifier) = &state.event_senders else {
             return Ok(EventSender::unauthenticated());
         };
-        let token = bearer(parts)?.ok_or_else(|| {
+        let token = super::extract::bearer(parts)?.ok_or_else(|| {
             AppError::Unauthorized(
                 "Sender authentication is required: send an OIDC token of the sender as 'Authorization: Bearer <token>' (Knative's authentication-oidc feature).".into(),
             )
@@ -120,26 +120,6 @@ impl FromRequestParts<AppState> for EventSender {
             may_name_user: verifier.user_senders.contains(&subject),
             subject: Some(subject),
         })
-    }
-}
-
-/// The bearer token of the request, if any (a malformed `Authorization` header is a 401).
-fn bearer(parts: &Parts) -> Result<Option<&str>, AppError> {
-    let Some(value) = parts.headers.get(http::header::AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let value = value
-        .to_str()
-        .map_err(|_| AppError::Unauthorized("Invalid Authorization header.".into()))?;
-    match value.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Ok(Some(token.trim()))
-        }
-        _ => Err(AppError::Unauthorized(
-            "Authorization header must be 'Bearer <token>'.".into(),
-        )),
     }
 }
 
