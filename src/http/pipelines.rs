@@ -463,7 +463,7 @@ async fn create(
     let c = parse_changes(&body, true)?;
     let owner = match c.owner {
         None => Some(user.id),
-        Some(o) if user.is_staff || o == Some(user.id) => o,
+        Some(o) if user.owns_or_staff(o) => o,
         Some(_) => return Err(staff_only("owner")),
     };
     if c.template.is_some() && !user.is_staff {

@@ -52,7 +52,7 @@ pub async fn find_visible_run<C: ConnectionTrait>(
         .one(db)
         .await?
         .filter(|r| scope.contains(r.pipeline_id))
-        .filter(|r| user.is_staff || r.started_by_id == Some(user.id))
+        .filter(|r| user.owns_or_staff(r.started_by_id))
         .ok_or_else(run_not_found)
 }
 
