@@ -70,25 +70,29 @@ wrk.headers["Content-Type"] = "application/json"
 LUA
 
 ROWS=()
+PEAK_RSS=0
 # name script path concurrency
 run_wrk() {
   local name=$1 script=$2 path=$3 conns=$4
   local out
   local threads=$(( conns < 2 ? conns : 2 ))
+  # Reset the peak-RSS mark so each row shows the peak of its own load.
+  echo 5 > "/proc/$SERVER_PID/clear_refs" 2>/dev/null || true
   out=$(wrk -t"$threads" -c"$conns" -d"$DURATION" --latency -s "$script" "$BASE$path" 2>&1)
   local rps p50 p99 non2xx
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
-  ROWS+=("| $name | $conns | ${rps%.*} | $p50 | $p99 | ${non2xx:-0} | $(( $(hwm_kib) / 1024 )) |")
+  local hwm; hwm=$(hwm_kib)
+  (( hwm > PEAK_RSS )) && PEAK_RSS=$hwm
+  ROWS+=("| $name | $conns | ${rps%.*} | $p50 | $p99 | ${non2xx:-0} | $(( hwm / 1024 )) |")
 }
 
 for c in 1 16 64; do run_wrk "health CloudEvent (POST /)" "$WORK/health.lua" / "$c"; done
 for c in 1 16 64; do run_wrk "GET /api/pipelines/ (JWT)" "$WORK/auth.lua" /api/pipelines/ "$c"; done
 for c in 16 64; do run_wrk "GET /api/pipelines/_/runs/ (JWT)" "$WORK/auth.lua" /api/pipelines/_/runs/ "$c"; done
 for c in 1 4; do run_wrk "POST /api/token/ (argon2id)" "$WORK/token.lua" /api/token/ "$c"; done
-PEAK_RSS=$(hwm_kib)
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
 
 COLD_READY="n/a"; COLD_AUTH="n/a"

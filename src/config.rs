@@ -166,6 +166,14 @@ pub struct Config {
     /// Length of the login failure window in seconds, starting at a key's first failure.
     #[serde(default = "default_login_failure_window")]
     pub login_failure_window_secs: u64,
+    /// How long the user behind an access token is remembered (seconds; 0 = read it on every
+    /// request). A user deactivated directly in the database loses access within this time.
+    #[serde(default = "default_auth_user_cache")]
+    pub auth_user_cache_secs: u64,
+    /// How long the pipeline list is served from memory (milliseconds; 0 = query every time).
+    /// This instance's own writes show at once; other writers' within this time.
+    #[serde(default = "default_pipeline_list_cache")]
+    pub pipeline_list_cache_ms: u64,
     /// Whether the client address is taken from the first `X-Forwarded-For` hop (instead of the
     /// TCP peer) for per-address limits. Enable it only behind a proxy that sets this header
     /// itself, as Knative's ingress and queue-proxy do, and whose outermost hop overwrites rather
@@ -308,6 +316,12 @@ fn default_login_failures_per_user() -> u32 {
 }
 fn default_login_failures_per_address() -> u32 {
     20
+}
+fn default_pipeline_list_cache() -> u64 {
+    1000
+}
+fn default_auth_user_cache() -> u64 {
+    5
 }
 fn default_login_failure_window() -> u64 {
     5 * 60

@@ -1,13 +1,17 @@
 //! Shared application state: cheap to clone (everything inside is reference-counted).
 
 use crate::{
-    auth::{jwt::JwtKeys, login_limit::LoginLimiter, oidc::SenderVerifier},
+    auth::{jwt::JwtKeys, login_limit::LoginLimiter, oidc::SenderVerifier, user_cache::UserCache},
     config::Config,
     metrics::Metrics,
+    read_cache::ReadCache,
     runs::launcher::Launcher,
 };
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
+
+/// Every pipeline's list entry with its owner id (`None`: public), in id order.
+pub type PipelineList = Vec<(Option<i64>, serde_json::Value)>;
 
 /// What every handler may use.
 #[derive(Clone)]
@@ -26,6 +30,10 @@ pub struct AppState {
     pub login_limiter: Arc<LoginLimiter>,
     /// Verifier of CloudEvent senders' tokens; `None` when `EVENTS_AUTH=off`.
     pub event_senders: Option<Arc<SenderVerifier>>,
+    /// Every pipeline's list entry (owner id, JSON), for `GET /api/pipelines/`.
+    pub pipeline_list: Arc<ReadCache<PipelineList>>,
+    /// Recently read users behind access tokens.
+    pub users: Arc<UserCache>,
     /// Prometheus metrics of this instance (`GET /metrics`).
     pub metrics: Arc<Metrics>,
 }

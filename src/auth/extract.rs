@@ -56,8 +56,14 @@ async fn user_from_token(state: &AppState, token: &str) -> Result<user::Model, A
                 AppError::Unauthorized("Given token not valid for any token type".into())
             }
         })?;
+    if let Some(u) = state.users.get(user_id) {
+        return Ok(u);
+    }
     match user::Entity::find_by_id(user_id).one(&state.db).await? {
-        Some(u) if u.is_active => Ok(u),
+        Some(u) if u.is_active => {
+            state.users.insert(&u);
+            Ok(u)
+        }
         Some(_) => Err(AppError::Unauthorized("User is inactive".into())),
         None => Err(AppError::Unauthorized("User not found".into())),
     }

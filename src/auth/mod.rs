@@ -7,5 +7,6 @@ pub mod login_limit;
 pub mod oidc;
 pub mod password;
 pub mod run_token;
+pub mod user_cache;
 
 pub use extract::{CurrentUser, MaybeUser, RunToken, StaffUser};

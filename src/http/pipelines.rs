@@ -29,11 +29,15 @@ use axum::{
 };
 use chrono::{SubsecRound, Utc};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
-    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend,
+    EntityTrait, FromQueryResult, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait, sea_query::Expr,
 };
 use serde_json::{Map, Value};
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 /// The CWL template given to pipelines created without one.
 pub const DEFAULT_TEMPLATE: &str = include_str!("../pipelines/default_template.cwl.jinja");
@@ -198,7 +202,7 @@ fn parse_changes(body: &Value, require_name: bool) -> AppResult<Changes> {
             Value::String(t) if t.len() > MAX_TEMPLATE_LEN => {
                 err("template", too_long(MAX_TEMPLATE_LEN));
             }
-            Value::String(t) => match minijinja::Environment::new().template_from_str(t) {
+            Value::String(t) => match crate::pipelines::render::check_template(t) {
                 Ok(_) => c.template = Some(t.clone()),
                 Err(e) => {
                     err("template", format!("Invalid Jinja template: {e}"));
@@ -399,16 +403,99 @@ async fn list(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
 ) -> AppResult<Json<Value>> {
-    let mut q = pipeline::Entity::find().order_by_asc(pipeline::Column::Id);
-    if !user.is_staff {
-        q = q.filter(
-            Condition::any()
-                .add(pipeline::Column::OwnerId.eq(user.id))
-                .add(pipeline::Column::OwnerId.is_null()),
-        );
-    }
-    let pipelines = q.all(&state.db).await?;
-    Ok(Json(serialize_all(&state.db, &pipelines).await?))
+    let all = match state.pipeline_list.get() {
+        Some(all) => all,
+        None => {
+            let generation = state.pipeline_list.generation();
+            let all = Arc::new(list_all(&state.db).await?);
+            state.pipeline_list.store(generation, all.clone());
+            all
+        }
+    };
+    Ok(Json(Value::Array(
+        all.iter()
+            .filter(|(owner, _)| user.is_staff || owner.is_none() || *owner == Some(user.id))
+            .map(|(_, p)| p.clone())
+            .collect(),
+    )))
+}
+
+/// The columns a list shows (never the large `template`), the owner's name and the ordered
+/// tool slugs, read in ONE query: on SQLite each query is a round trip to the database thread
+/// that costs more than the rest of the request.
+#[derive(Debug, FromQueryResult)]
+struct ListedPipeline {
+    id: i64,
+    name: String,
+    description: Option<String>,
+    version: Option<String>,
+    owner_id: Option<i64>,
+    created_at: Option<chrono::DateTime<Utc>>,
+    edited_at: Option<chrono::DateTime<Utc>>,
+    default_inputs: Option<Value>,
+    owner_name: Option<String>,
+    /// JSON array text of the subworkflow slugs in pipeline order.
+    tools: Option<String>,
+}
+
+/// Every pipeline in id order with its owner, serialised; [`list`] keeps those the caller may
+/// see (own + public, staff all).
+async fn list_all<C: ConnectionTrait>(db: &C) -> AppResult<Vec<(Option<i64>, Value)>> {
+    // Both dialects aggregate in order; only the function names differ.
+    let tools = match db.get_database_backend() {
+        DbBackend::Postgres => {
+            r#"(SELECT json_agg(t."subworkflow_id" ORDER BY t."position", t."id")::text FROM "backend_pipeline_tools" t WHERE t."pipeline_id" = "backend_pipeline"."id")"#
+        }
+        _ => {
+            r#"(SELECT json_group_array(t."subworkflow_id" ORDER BY t."position", t."id") FROM "backend_pipeline_tools" t WHERE t."pipeline_id" = "backend_pipeline"."id")"#
+        }
+    };
+    let owner_name =
+        r#"(SELECT u."username" FROM "auth_user" u WHERE u."id" = "backend_pipeline"."owner_id")"#;
+    let rows = pipeline::Entity::find()
+        .select_only()
+        .columns([
+            pipeline::Column::Id,
+            pipeline::Column::Name,
+            pipeline::Column::Description,
+            pipeline::Column::Version,
+            pipeline::Column::OwnerId,
+            pipeline::Column::CreatedAt,
+            pipeline::Column::EditedAt,
+            pipeline::Column::DefaultInputs,
+        ])
+        .column_as(Expr::cust(owner_name), "owner_name")
+        .column_as(Expr::cust(tools), "tools")
+        .order_by_asc(pipeline::Column::Id)
+        .into_model::<ListedPipeline>()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let tools: Vec<String> = r
+                .tools
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or_default();
+            let p = pipeline::Model {
+                id: r.id,
+                name: r.name,
+                description: r.description,
+                // Not part of the list shape, so never read.
+                template: String::new(),
+                version: r.version,
+                owner_id: r.owner_id,
+                created_at: r.created_at,
+                edited_at: r.edited_at,
+                default_inputs: r.default_inputs,
+            };
+            (
+                p.owner_id,
+                serialize::pipeline(&p, &tools, r.owner_name.as_deref()),
+            )
+        })
+        .collect())
 }
 
 /// `GET /api/pipelines/{id}/`: one pipeline (own, public, or any for staff).
@@ -505,6 +592,7 @@ async fn create(
     })?;
     set_tools(&txn, p.id, c.tools.as_deref().unwrap_or_default()).await?;
     txn.commit().await?;
+    state.pipeline_list.invalidate();
     Ok((
         StatusCode::CREATED,
         Json(serialize_one(&state.db, &p).await?),
@@ -625,6 +713,7 @@ async fn apply_update(
         set_tools(&txn, p.id, tools).await?;
     }
     txn.commit().await?;
+    state.pipeline_list.invalidate();
     Ok(Json(serialize_one(&state.db, &p).await?))
 }
 
@@ -653,6 +742,7 @@ async fn remove(
         return Err(AppError::forbidden());
     }
     pipeline::Entity::delete_by_id(p.id).exec(&state.db).await?;
+    state.pipeline_list.invalidate();
     Ok(StatusCode::NO_CONTENT)
 }
 

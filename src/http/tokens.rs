@@ -38,17 +38,6 @@ pub const MAX_PASSWORD_LEN: usize = 4096;
 /// Longest accepted token string.
 const MAX_TOKEN_LEN: usize = 4096;
 
-/// Bounds concurrent password hashing: each argon2id check holds 19 MiB and a core for tens of
-/// milliseconds, and the blocking pool would otherwise run hundreds at once under a login flood.
-/// Extra requests wait their turn (the request timeout still applies).
-fn hashing_slots() -> &'static tokio::sync::Semaphore {
-    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    SLOTS.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        tokio::sync::Semaphore::new(cores.max(2))
-    })
-}
-
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -218,13 +207,8 @@ async fn obtain(
         || password::dummy_hash().to_string(),
         |u| u.password.clone(),
     );
-    let verdict = {
-        let _slot = hashing_slots()
-            .acquire()
-            .await
-            .map_err(|e| AppError::Internal(e.into()))?;
-        password::verify_blocking(plain.clone(), stored).await
-    };
+    // Waits for a hashing slot: concurrent hashes are bounded in the password module.
+    let verdict = password::verify_blocking(plain.clone(), stored).await;
     let user = match found {
         Some(u) if u.is_active && verdict != Verified::No => u,
         _ => {
@@ -245,10 +229,7 @@ async fn obtain(
 /// Replaces a legacy (Django) hash by argon2id. A failure only costs a later retry.
 async fn upgrade_hash(state: &AppState, user: &user::Model, plain: String) {
     let result = async {
-        let hash = {
-            let _slot = hashing_slots().acquire().await?;
-            password::hash_blocking(plain).await?
-        };
+        let hash = password::hash_blocking(plain).await?;
         user::ActiveModel {
             id: Set(user.id),
             password: Set(hash),
@@ -256,6 +237,7 @@ async fn upgrade_hash(state: &AppState, user: &user::Model, plain: String) {
         }
         .update(&state.db)
         .await?;
+        state.users.evict(user.id);
         anyhow::Ok(())
     }
     .await;

@@ -6,6 +6,11 @@
 //! Templates are data (staff-edited, or imported from fixtures), so a render is bounded: at most
 //! [`MAX_RENDER_FUEL`] template instructions and [`MAX_RENDER_BYTES`] of output per template.
 //! Without these, two nested `range(99999)` loops held a launch for hours (found by fuzzing).
+//!
+//! The `*` and `**` operators are refused in template code ([`check_template`]): minijinja
+//! repeats a sequence or a string up to 100 million times in one instruction that uses no
+//! fuel, so `{{ 4 * 8 ** 8 * subworkflows }}` spent 19 s (and printing it gigabytes of clones)
+//! inside a single step (found by fuzzing). No reference template uses either operator.
 
 use super::PipelineGraph;
 use minijinja::{Environment, context};
@@ -52,12 +57,32 @@ impl io::Write for BoundedOutput {
     }
 }
 
+/// Compiles `source` and checks it against the render rules: valid Jinja, no `*` or `**`
+/// operator. Used when a template is saved (400 naming the problem) and before each render.
+pub fn check_template(source: &str) -> Result<(), minijinja::Error> {
+    use minijinja::machinery::{Token, tokenize};
+    for token in tokenize(source, false, Default::default()) {
+        let (token, span) = token?;
+        if matches!(token, Token::Mul | Token::Pow) {
+            return Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!(
+                    "the {token} operator is not allowed in CWL templates (line {})",
+                    span.start_line
+                ),
+            ));
+        }
+    }
+    Environment::new().template_from_str(source).map(drop)
+}
+
 /// Renders one template with the render bounds.
 fn render_bounded(
     env: &Environment<'_>,
     source: &str,
     ctx: minijinja::Value,
 ) -> Result<String, minijinja::Error> {
+    check_template(source)?;
     let mut out = BoundedOutput(Vec::new());
     env.template_from_str(source)?
         .render_captured_to(ctx, &mut out)?;
@@ -174,10 +199,26 @@ mod tests {
         assert_eq!(e.kind(), minijinja::ErrorKind::OutOfFuel);
         let e = render_bounded(
             &env,
-            "{% for a in range(20) %}{{ 'x' * 1000000 }}{% endfor %}",
-            context! {},
+            "{% for a in range(10000) %}{{ big }}{% endfor %}",
+            context! { big => "x".repeat(1000) },
         )
         .unwrap_err();
         assert!(describe(&e).contains("larger than"), "{}", describe(&e));
+    }
+
+    #[test]
+    fn repetition_operators_are_refused() {
+        for source in [
+            "{{ 4 * 8 ** 8 * subworkflows }}",
+            "a\n{% set n = 2 ** 3 %}",
+            "{{ 'x' * 3 }}",
+        ] {
+            let e = check_template(source).unwrap_err();
+            assert!(e.to_string().contains("not allowed"), "{source}: {e}");
+        }
+        // Stars outside template code are text.
+        check_template("glob: '*.py' # ** {{ a }}").unwrap();
+        let e = render_bounded(&environment(), "{{ [1] * 3 }}", context! {}).unwrap_err();
+        assert!(describe(&e).contains("`*` operator"), "{}", describe(&e));
     }
 }

@@ -161,6 +161,8 @@ impl TestApp {
     /// Loads the demo catalogue.
     pub async fn seed(&self) {
         catalogue::seed::seed(&self.state.db).await.unwrap();
+        // Written behind the server's back (like the CLI): drop the cached pipeline list.
+        self.state.pipeline_list.invalidate();
     }
 
     /// Sends a request and returns (status, JSON body or Null).

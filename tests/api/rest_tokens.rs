@@ -1,7 +1,7 @@
 //! Tokens: obtain and refresh in the reference's shapes, forged and misused tokens rejected,
 //! imported Django password hashes upgraded to argon2id on login.
 
-use crate::common::TestApp;
+use crate::common::{Options, TestApp};
 use application_quality_api::{
     auth::{
         jwt::{Claims, JwtKeys, TokenType},
@@ -99,7 +99,12 @@ async fn obtain_token_errors() {
 
 #[tokio::test]
 async fn refresh_token_flow() {
-    let app = TestApp::spawn().await;
+    // Without the user cache, so deactivation takes effect at once (see the next test).
+    let app = TestApp::spawn_with(Options {
+        env: vec![("AUTH_USER_CACHE_SECS".into(), "0".into())],
+        ..Options::default()
+    })
+    .await;
     let u = app.user("carol", "pw-carol-1", false).await;
     let (_, tokens) = app
         .post(
@@ -151,6 +156,35 @@ async fn refresh_token_flow() {
     assert_eq!(status, 401);
     let (status, _) = app.get("/api/users/me/", Some(access)).await;
     assert_eq!(status, 401, "inactive user's access token");
+}
+
+#[tokio::test]
+async fn deactivation_reaches_cached_users_within_the_cache_time() {
+    let app = TestApp::spawn_with(Options {
+        env: vec![("AUTH_USER_CACHE_SECS".into(), "1".into())],
+        ..Options::default()
+    })
+    .await;
+    let (u, access) = app.user_with_token("erin", false).await;
+    let (status, _) = app.get("/api/users/me/", Some(&access)).await;
+    assert_eq!(status, 200);
+    let user_id = u.id;
+    let mut inactive = u.into_active_model();
+    inactive.is_active = Set(false);
+    inactive.update(&app.state.db).await.unwrap();
+    // Documented: the row read a moment ago is still trusted, for at most the cache time.
+    let (status, _) = app.get("/api/users/me/", Some(&access)).await;
+    assert_eq!(status, 200, "cached user");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, body) = app.get("/api/users/me/", Some(&access)).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["detail"], "User is inactive");
+    // Refresh never trusts the cache.
+    let refresh = app.state.jwt.issue(user_id, TokenType::Refresh);
+    let (status, _) = app
+        .post("/api/token/refresh/", None, &json!({"refresh": refresh}))
+        .await;
+    assert_eq!(status, 401);
 }
 
 #[tokio::test]
