@@ -25,13 +25,7 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
     if config.is_sqlite() {
         // One connection: SQLite serialises writers anyway, and a single connection avoids
         // SQLITE_BUSY between our own pool members.
-        opts.max_connections(
-            std::env::var("AQ_EXP_POOL")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1),
-        )
-        .min_connections(1);
+        opts.max_connections(1).min_connections(1);
         opts.map_sqlx_sqlite_opts(|o| {
             o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
