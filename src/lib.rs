@@ -75,7 +75,7 @@ pub async fn build_state_with(
         config.login_max_failures_per_address,
         config.login_failure_window(),
     );
-    Ok(AppState {
+    Ok(AppState::new(state::AppStateInner {
         db,
         allowed_hosts: Arc::new(config.allowed_hosts()),
         login_limiter: Arc::new(login_limiter),
@@ -90,7 +90,7 @@ pub async fn build_state_with(
         jwt: Arc::new(jwt),
         launcher,
         metrics: Arc::new(metrics::Metrics::new()),
-    })
+    }))
 }
 
 async fn select_launcher(config: &Config) -> anyhow::Result<Arc<dyn Launcher>> {

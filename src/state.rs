@@ -1,4 +1,5 @@
-//! Shared application state: cheap to clone (everything inside is reference-counted).
+//! Shared application state: one reference-counted allocation, so the clones that axum makes
+//! for every layer and handler of every request cost one atomic increment.
 
 use crate::{
     auth::{jwt::JwtKeys, login_limit::LoginLimiter, oidc::SenderVerifier, user_cache::UserCache},
@@ -13,9 +14,27 @@ use std::sync::Arc;
 /// Every pipeline's list entry with its owner id (`None`: public), in id order.
 pub type PipelineList = Vec<(Option<i64>, serde_json::Value)>;
 
-/// What every handler may use.
+/// What every handler may use (fields through `Deref` to [`AppStateInner`]).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl AppState {
+    /// Wraps the shared parts.
+    pub fn new(inner: AppStateInner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct AppStateInner {
     /// Connection pool.
     pub db: DatabaseConnection,
     /// Validated configuration.

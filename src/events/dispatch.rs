@@ -283,7 +283,7 @@ fn event_row(
         event_time: Set(ev.time),
         user: Set(ev.user.clone()),
         data: Set(ev.data.clone()),
-        headers: Set(ev.headers.clone()),
+        headers: Set(ev.headers_json()),
         outcome: Set(outcome.into()),
         message: Set(message),
         run_ids: Set(json!([])),
@@ -378,7 +378,7 @@ fn trigger_event_row(
         source: Set(ev.source.clone()),
         event_time: Set(ev.time_or_now()),
         event_type: Set(ev.ty.clone()),
-        event_headers: Set(Some(ev.headers.clone())),
+        event_headers: Set(Some(ev.headers_json())),
         event_body: Set(ev.data.clone()),
         pipeline_run_id: Set(run_id),
         ..Default::default()

@@ -104,8 +104,7 @@ pub async fn not_found() -> AppError {
 }
 
 /// Gives error responses that carry no JSON body the standard `{"detail"}` body.
-pub async fn json_errors(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let response = next.run(req).await;
+fn json_error_body(state: &AppState, response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
@@ -148,52 +147,40 @@ pub async fn json_errors(State(state): State<AppState>, req: Request, next: Next
     Response::from_parts(parts, Body::new(body))
 }
 
-/// One log line per request (method, route, status, latency); health probes are not logged.
-pub async fn log_requests(req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_owned();
-    if path.starts_with("/health/") {
-        return next.run(req).await;
-    }
-    let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
-    let started = Instant::now();
-    let response = next.run(req).await;
-    tracing::info!(
-        method = %method,
-        path = %path,
-        route = route.as_deref().unwrap_or(""),
-        status = response.status().as_u16(),
-        latency_us = started.elapsed().as_micros() as u64,
-        "request"
-    );
-    response
-}
-
-/// The outermost layer: runs the request inside a `request` span whose `trace_id` field holds
-/// the trace id of a valid W3C `traceparent` header (event dispatch may fill it later from the
-/// CloudEvent's `traceparent` extension), and counts the answer in the metrics by matched
-/// route template and status.
+/// The outermost layer (one function rather than three, as it runs on every request): runs
+/// the request inside a `request` span whose `trace_id` field holds the trace id of a valid W3C
+/// `traceparent` header (event dispatch may fill it later from the CloudEvent's `traceparent`
+/// extension); gives non-JSON error responses (404 fallback, 405, 408, 413) the `{"detail"}`
+/// body; writes one log line (method, path, route, status, latency); and counts the answer in
+/// the metrics by matched route template and status.
 pub async fn observe_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", trace_id = tracing::field::Empty);
     if let Some(id) = TraceParent::from_headers(req.headers()).trace_id() {
         span.record("trace_id", id);
     }
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    // The path is only needed for the log line: skip the copy when it is filtered out.
+    let path = tracing::enabled!(tracing::Level::INFO).then(|| req.uri().path().to_owned());
     let started = Instant::now();
-    let response = next.run(req).instrument(span).await;
-    state.metrics.record_request(
-        &method,
-        route.as_deref(),
-        response.status(),
-        started.elapsed(),
-    );
+    let response = json_error_body(&state, next.run(req).instrument(span.clone()).await);
+    let elapsed = started.elapsed();
+    let route = matched.as_ref().map(MatchedPath::as_str);
+    if let Some(path) = path {
+        span.in_scope(|| {
+            tracing::info!(
+                method = %method,
+                path = %path,
+                route = route.unwrap_or(""),
+                status = response.status().as_u16(),
+                latency_us = elapsed.as_micros() as u64,
+                "request"
+            )
+        });
+    }
+    state
+        .metrics
+        .record_request(&method, route, response.status(), elapsed);
     response
 }
 

@@ -58,11 +58,6 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            middleware::json_errors,
-        ))
-        .layer(axum::middleware::from_fn(middleware::log_requests))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
             middleware::observe_requests,
         ))
         // Health probes and metrics stay outside the host check, the request log and the
