@@ -33,7 +33,18 @@ pub struct RenderError {
 
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
-    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    // minijinja 3.1's printf/`str.format` parser slices `%(key)` / `{key}` byte by byte and
+    // panics on a multi-byte key (found by fuzzing); no reference template formats strings.
+    env.remove_filter("format");
+    env.set_unknown_method_callback(|state, value, method, args| {
+        if method == "format" {
+            return Err(minijinja::Error::new(
+                minijinja::ErrorKind::UnknownMethod,
+                "str.format() is not available in CWL templates",
+            ));
+        }
+        minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+    });
     env.set_fuel(Some(MAX_RENDER_FUEL));
     env
 }
@@ -84,8 +95,24 @@ fn render_bounded(
 ) -> Result<String, minijinja::Error> {
     check_template(source)?;
     let mut out = BoundedOutput(Vec::new());
-    env.template_from_str(source)?
-        .render_captured_to(ctx, &mut out)?;
+    // minijinja 3.1 panics on some inputs (the `format` filter slicing a multi-byte character,
+    // found by fuzzing): a template bug must fail its run, not the request that launches it.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        env.template_from_str(source)?
+            .render_captured_to(ctx, &mut out)
+            .map(drop)
+    }))
+    .unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown cause");
+        Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("the template engine failed: {why}"),
+        ))
+    })?;
     // The engine writes only what templates produce, which is UTF-8 text.
     Ok(String::from_utf8_lossy(&out.0).into_owned())
 }
@@ -204,6 +231,28 @@ mod tests {
         )
         .unwrap_err();
         assert!(describe(&e).contains("larger than"), "{}", describe(&e));
+    }
+
+    #[test]
+    fn string_formatting_is_unavailable_and_engine_panics_fail_the_render() {
+        // `format` walks a `%(key)` byte by byte in minijinja 3.1: a multi-byte key panics.
+        let source = "{{ '%(\u{32c6})s' | format(a=1) }}";
+        let e = render_bounded(&environment(), source, context! {}).unwrap_err();
+        assert!(describe(&e).contains("unknown filter"), "{}", describe(&e));
+        let e = render_bounded(
+            &environment(),
+            "{{ '{\u{32c6}}'.format(a=1) }}",
+            context! {},
+        )
+        .unwrap_err();
+        assert!(describe(&e).contains("not available"), "{}", describe(&e));
+        // Should another engine bug panic, the render fails instead of the caller.
+        let e = render_bounded(&Environment::new(), source, context! {}).unwrap_err();
+        assert!(
+            describe(&e).contains("template engine failed"),
+            "{}",
+            describe(&e)
+        );
     }
 
     #[test]
