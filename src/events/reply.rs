@@ -9,7 +9,7 @@
 use crate::config::Config;
 use axum::{
     body::Body,
-    http::{HeaderValue, StatusCode},
+    http::{HeaderMap, HeaderName, HeaderValue},
     response::{IntoResponse, Response},
 };
 use chrono::Utc;
@@ -18,7 +18,8 @@ use cloudevents::{
     binding::http::{Builder, Serializer},
     message::{BinaryDeserializer, Error as CeError},
 };
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 /// What happened to the event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,19 +79,25 @@ impl Reply {
 
     /// The data object of the reply event.
     pub fn data(&self) -> Value {
-        let mut data = json!({
-            "status": self.kind.as_str(),
-            "processed_id": self.processed_id,
-            "pipeline_id": self.pipeline_id,
-            "message": self.message,
-            "timestamp": Utc::now().timestamp(),
-        });
-        match &self.runs {
-            Runs::None => {}
-            Runs::One(id) => data["run_id"] = json!(id),
-            Runs::Many(ids) => data["run_ids"] = json!(ids),
+        serde_json::to_value(self.data_fields()).unwrap_or(Value::Null)
+    }
+
+    fn data_fields(&self) -> ReplyData<'_> {
+        ReplyData {
+            status: self.kind.as_str(),
+            processed_id: &self.processed_id,
+            pipeline_id: self.pipeline_id,
+            message: &self.message,
+            timestamp: Utc::now().timestamp(),
+            run_id: match self.runs {
+                Runs::One(id) => Some(id),
+                _ => None,
+            },
+            run_ids: match &self.runs {
+                Runs::Many(ids) => Some(ids),
+                _ => None,
+            },
         }
-        data
     }
 
     fn subject(&self) -> Option<String> {
@@ -126,7 +133,11 @@ impl Reply {
                 self.kind.as_str()
             ))
             .time(Utc::now())
-            .data("application/json", self.data());
+            // Serialised straight from a struct: no intermediate JSON tree per reply.
+            .data(
+                "application/json",
+                serde_json::to_vec(&self.data_fields()).unwrap_or_default(),
+            );
         if let Some(subject) = self.subject() {
             builder = builder.subject(subject);
         }
@@ -135,27 +146,64 @@ impl Reply {
     }
 }
 
+/// The reply's data: `{status, processed_id, pipeline_id, message, timestamp, run_id? |
+/// run_ids?}`.
+#[derive(Serialize)]
+struct ReplyData<'a> {
+    status: &'static str,
+    processed_id: &'a str,
+    pipeline_id: Option<i64>,
+    message: &'a str,
+    timestamp: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run_ids: Option<&'a Vec<i64>>,
+}
+
 /// Adapter from the SDK's HTTP serializer to an axum response.
 #[derive(Default)]
 struct ResponseBuilder {
-    headers: Vec<(String, HeaderValue)>,
+    headers: HeaderMap,
+    invalid: Option<String>,
 }
+
+/// The header names a reply carries, so they are not parsed again for every reply.
+const KNOWN_HEADERS: [&str; 8] = [
+    "ce-specversion",
+    "ce-id",
+    "ce-source",
+    "ce-type",
+    "ce-subject",
+    "ce-time",
+    "content-type",
+    "ce-dataschema",
+];
 
 impl Builder<Response> for ResponseBuilder {
     fn header(&mut self, key: &str, value: HeaderValue) {
-        self.headers.push((key.to_owned(), value));
+        let name = match KNOWN_HEADERS.iter().find(|k| **k == key) {
+            Some(known) => HeaderName::from_static(known),
+            None => match HeaderName::try_from(key) {
+                Ok(name) => name,
+                Err(_) => {
+                    self.invalid = Some(key.to_owned());
+                    return;
+                }
+            },
+        };
+        self.headers.append(name, value);
     }
 
     fn body(&mut self, bytes: Vec<u8>) -> Result<Response, CeError> {
-        let mut response = Response::builder().status(StatusCode::OK);
-        for (k, v) in self.headers.drain(..) {
-            response = response.header(k, v);
+        if let Some(key) = self.invalid.take() {
+            return Err(CeError::Other {
+                source: format!("invalid header name {key:?}").into(),
+            });
         }
-        response
-            .body(Body::from(bytes))
-            .map_err(|e| CeError::Other {
-                source: Box::new(e),
-            })
+        let mut response = Response::new(Body::from(bytes));
+        *response.headers_mut() = std::mem::take(&mut self.headers);
+        Ok(response)
     }
 
     fn finish(&mut self) -> Result<Response, CeError> {
@@ -174,7 +222,7 @@ mod tests {
         reply.runs = Runs::One(7);
         reply.pipeline_id = Some(17);
         let r = reply.into_response_with(&config);
-        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.status(), axum::http::StatusCode::OK);
         let h = r.headers();
         assert_eq!(h["ce-id"], "abc");
         assert_eq!(h["ce-specversion"], "1.0");
