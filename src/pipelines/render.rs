@@ -69,20 +69,28 @@ impl io::Write for BoundedOutput {
 }
 
 /// Compiles `source` and checks it against the render rules: valid Jinja, no `*` or `**`
-/// operator. Used when a template is saved (400 naming the problem) and before each render.
+/// operator, no `| format` filter or `.format()` method. Used when a template is saved (400 naming the problem) and before each render.
 pub fn check_template(source: &str) -> Result<(), minijinja::Error> {
     use minijinja::machinery::{Token, tokenize};
+    let refuse = |what: String, line: u16| {
+        Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("{what} is not allowed in CWL templates (line {line})"),
+        ))
+    };
+    let mut after_pipe_or_dot = false;
     for token in tokenize(source, false, Default::default()) {
         let (token, span) = token?;
-        if matches!(token, Token::Mul | Token::Pow) {
-            return Err(minijinja::Error::new(
-                minijinja::ErrorKind::InvalidOperation,
-                format!(
-                    "the {token} operator is not allowed in CWL templates (line {})",
-                    span.start_line
-                ),
-            ));
+        match token {
+            Token::Mul | Token::Pow => {
+                return refuse(format!("the {token} operator"), span.start_line);
+            }
+            Token::Ident("format") if after_pipe_or_dot => {
+                return refuse("string formatting (`format`)".into(), span.start_line);
+            }
+            _ => {}
         }
+        after_pipe_or_dot = matches!(token, Token::Pipe | Token::Dot);
     }
     Environment::new().template_from_str(source).map(drop)
 }
@@ -94,6 +102,15 @@ fn render_bounded(
     ctx: minijinja::Value,
 ) -> Result<String, minijinja::Error> {
     check_template(source)?;
+    render_guarded(env, source, ctx)
+}
+
+/// Renders without the source check, turning an engine panic into an error.
+fn render_guarded(
+    env: &Environment<'_>,
+    source: &str,
+    ctx: minijinja::Value,
+) -> Result<String, minijinja::Error> {
     let mut out = BoundedOutput(Vec::new());
     // minijinja 3.1 panics on some inputs (the `format` filter slicing a multi-byte character,
     // found by fuzzing): a template bug must fail its run, not the request that launches it.
@@ -238,16 +255,19 @@ mod tests {
         // `format` walks a `%(key)` byte by byte in minijinja 3.1: a multi-byte key panics.
         let source = "{{ '%(\u{32c6})s' | format(a=1) }}";
         let e = render_bounded(&environment(), source, context! {}).unwrap_err();
+        assert!(
+            describe(&e).contains("string formatting"),
+            "{}",
+            describe(&e)
+        );
+        // Past the source check, the environment itself has no string formatting.
+        let e = render_guarded(&environment(), source, context! {}).unwrap_err();
         assert!(describe(&e).contains("unknown filter"), "{}", describe(&e));
-        let e = render_bounded(
-            &environment(),
-            "{{ '{\u{32c6}}'.format(a=1) }}",
-            context! {},
-        )
-        .unwrap_err();
+        let method = "{{ '{\u{32c6}}'.format(a=1) }}";
+        let e = render_guarded(&environment(), method, context! {}).unwrap_err();
         assert!(describe(&e).contains("not available"), "{}", describe(&e));
         // Should another engine bug panic, the render fails instead of the caller.
-        let e = render_bounded(&Environment::new(), source, context! {}).unwrap_err();
+        let e = render_guarded(&Environment::new(), source, context! {}).unwrap_err();
         assert!(
             describe(&e).contains("template engine failed"),
             "{}",
@@ -266,7 +286,12 @@ mod tests {
             assert!(e.to_string().contains("not allowed"), "{source}: {e}");
         }
         // Stars outside template code are text.
-        check_template("glob: '*.py' # ** {{ a }}").unwrap();
+        check_template("glob: '*.py' # ** {{ a }} format").unwrap();
+        check_template("{{ format }}{{ x.formats }}").unwrap();
+        for source in ["{{ 'a' | format(1) }}", "{{ '{}'.format(1) }}"] {
+            let e = check_template(source).unwrap_err();
+            assert!(e.to_string().contains("string formatting"), "{source}: {e}");
+        }
         let e = render_bounded(&environment(), "{{ [1] * 3 }}", context! {}).unwrap_err();
         assert!(describe(&e).contains("`*` operator"), "{}", describe(&e));
     }
