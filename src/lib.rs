@@ -88,6 +88,7 @@ pub async fn build_state_with(
         )),
         config: Arc::new(config),
         jwt: Arc::new(jwt),
+        run_token_key: auth::run_token::derivation_key(&key),
         launcher,
         metrics: Arc::new(metrics::Metrics::new()),
     }))

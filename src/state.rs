@@ -39,6 +39,8 @@ pub struct AppStateInner {
     pub db: DatabaseConnection,
     /// Validated configuration.
     pub config: Arc<Config>,
+    /// Key of the per-run callback tokens (`auth::run_token::derive`).
+    pub run_token_key: [u8; 32],
     /// JWT signing/verification keys.
     pub jwt: Arc<JwtKeys>,
     /// Where runs are executed (Kubernetes, or a recorder when no cluster is configured).

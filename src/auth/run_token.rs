@@ -1,5 +1,10 @@
-//! Per-run callback tokens: random, handed to the run's pods through a Kubernetes Secret, and
-//! stored only as a SHA-256 hash. Job reports and results are accepted only with the token.
+//! Per-run callback tokens, handed to the run's pods through a Kubernetes Secret and stored
+//! only as a SHA-256 hash. Job reports and results are accepted only with the token.
+//!
+//! A run's token is derived ([`derive`]) from a server key and the run (id and creation time),
+//! not drawn at random: when a launch reached the cluster but recording it did not reach the
+//! database, the resumed launch must hand the same token to the same objects, or the pods
+//! already running with the first token would be locked out of their own results.
 
 use base64::Engine;
 use rand::RngCore;
@@ -17,6 +22,32 @@ pub fn generate() -> String {
         "{PREFIX}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
     )
+}
+
+/// The key tokens are derived with, itself derived from the service's signing key so every
+/// replica agrees on it without another secret.
+pub fn derivation_key(signing_key: &[u8]) -> [u8; 32] {
+    mac(
+        signing_key,
+        b"application-quality-api run callback tokens v1",
+    )
+}
+
+/// The callback token of run `run_id` created at `created_micros` (256 bits, unguessable
+/// without the key).
+pub fn derive(key: &[u8; 32], run_id: i64, created_micros: i64) -> String {
+    let raw = mac(key, format!("{run_id}:{created_micros}").as_bytes());
+    format!(
+        "{PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    )
+}
+
+fn mac(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    m.update(message);
+    m.finalize().into_bytes().into()
 }
 
 /// Hex SHA-256 of a token, as stored on the run.
@@ -40,5 +71,17 @@ mod tests {
         let h = super::hash(&a);
         assert!(super::matches(&a, &h));
         assert!(!super::matches(&b, &h));
+    }
+
+    #[test]
+    fn derived_tokens_are_stable_per_run_and_key() {
+        let key = super::derivation_key(b"signing key");
+        let t = super::derive(&key, 7, 1_700_000_000_000_000);
+        assert_eq!(t, super::derive(&key, 7, 1_700_000_000_000_000));
+        assert!(t.starts_with(super::PREFIX) && t.len() > 40);
+        assert_ne!(t, super::derive(&key, 8, 1_700_000_000_000_000));
+        assert_ne!(t, super::derive(&key, 7, 1_700_000_000_000_001));
+        let other = super::derivation_key(b"another key");
+        assert_ne!(t, super::derive(&other, 7, 1_700_000_000_000_000));
     }
 }

@@ -19,7 +19,7 @@ use axum::{
     Json, Router,
     extract::{Path, Query, State},
     response::{IntoResponse, Response},
-    routing::post,
+    routing::{get, post},
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::Deserialize;
@@ -30,10 +30,18 @@ const DEFAULT_LIMIT: u64 = 100;
 const MAX_LIMIT: u64 = 1000;
 
 /// Routes of this resource.
+/// The staff list of received events (a REST route: CORS and the `Host` check apply).
 pub fn router() -> Router<AppState> {
+    Router::new().route("/api/events", get(list))
+}
+
+/// The CloudEvents ingress routes. They skip CORS and the `Host` check (see
+/// [`crate::http::router`]): brokers deliver with whatever `Host` their subscriber URI has, and
+/// browsers cannot post CloudEvents cross-origin without a preflight, which is never granted.
+pub fn ingress_router() -> Router<AppState> {
     Router::new()
         .route("/", post(receive))
-        .route("/api/events", post(receive).get(list))
+        .route("/api/events", post(receive))
         // Other methods on two-segment paths stay plain 404s.
         .route(
             "/{namespace}/{broker}",

@@ -163,7 +163,12 @@ pub async fn launch(
     if !needs_launch(&run) {
         return Ok(run);
     }
-    let token = run_token::generate();
+    // The same token on every attempt: a resumed launch may meet pods of an earlier attempt.
+    let token = run_token::derive(
+        &state.run_token_key,
+        run.id,
+        run.start_time.timestamp_micros(),
+    );
     let mut active = run.clone().into_active_model();
     active.callback_token_hash = Set(Some(run_token::hash(&token)));
     active.updated_at = Set(Utc::now());

@@ -18,10 +18,12 @@ use std::{
     },
 };
 
-/// Counts launches per run; while `down` is set, launches fail as if the API server were gone.
+/// Counts launches per run and the callback tokens they carried; while `down` is set,
+/// launches fail as if the API server were gone.
 #[derive(Default)]
 pub struct CountingLauncher {
     pub launches: Mutex<HashMap<i64, usize>>,
+    pub tokens: Mutex<HashMap<i64, std::collections::HashSet<String>>>,
     pub down: AtomicBool,
 }
 
@@ -29,6 +31,15 @@ impl CountingLauncher {
     /// Total successful launches.
     pub fn total(&self) -> usize {
         self.launches.lock().unwrap().values().sum()
+    }
+
+    /// The distinct callback tokens the launches of one run carried.
+    pub fn tokens_of(&self, run_id: i64) -> usize {
+        self.tokens
+            .lock()
+            .unwrap()
+            .get(&run_id)
+            .map_or(0, |t| t.len())
     }
 
     /// Successful launches of one run.
@@ -49,6 +60,12 @@ impl Launcher for CountingLauncher {
             return Err(LaunchError::Unavailable("connection refused".into()));
         }
         *self.launches.lock().unwrap().entry(req.run_id).or_default() += 1;
+        self.tokens
+            .lock()
+            .unwrap()
+            .entry(req.run_id)
+            .or_default()
+            .insert(req.callback_token.clone());
         Ok(LaunchOutcome::Launched {
             namespace: "aq-test".into(),
             job_name: format!("run-{}", req.run_id),
