@@ -58,10 +58,15 @@ async fn receive(
     if let Err(e) = check_user_naming(&sender, &event) {
         return e.into_response();
     }
-    match dispatch::handle(&state, event).await {
+    let probe = dispatch::is_health(&event.ty);
+    let mut response = match dispatch::handle(&state, event).await {
         Ok(reply) => reply.into_response_with(&state.config),
         Err(e) => e.into_response(),
+    };
+    if probe {
+        response.extensions_mut().insert(middleware::QuietRequest);
     }
+    response
 }
 
 async fn receive_broker_path(

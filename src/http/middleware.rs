@@ -145,6 +145,12 @@ fn json_error_body(state: &AppState, response: Response) -> Response {
     Response::from_parts(parts, Body::new(body))
 }
 
+/// Response extension of requests that are not worth a log line at `info` (health-probe
+/// CloudEvents, sent every few seconds by probes, like the unlogged `/health/*` routes).
+/// They are still counted in the metrics and logged at `debug`.
+#[derive(Debug, Clone, Copy)]
+pub struct QuietRequest;
+
 /// The outermost layer (one function rather than three, as it runs on every request): runs
 /// the request inside a `request` span whose `trace_id` field holds the trace id of a valid W3C
 /// `traceparent` header (event dispatch may fill it later from the CloudEvent's `traceparent`
@@ -164,16 +170,23 @@ pub async fn observe_requests(State(state): State<AppState>, req: Request, next:
     let response = json_error_body(&state, next.run(req).instrument(span.clone()).await);
     let elapsed = started.elapsed();
     let route = matched.as_ref().map(MatchedPath::as_str);
+    let quiet = response.extensions().get::<QuietRequest>().is_some();
     if let Some(path) = path {
+        let status = response.status().as_u16();
+        let latency_us = elapsed.as_micros() as u64;
+        let route = route.unwrap_or("");
+        // One line per request; probes only at `debug`.
+        macro_rules! request_line {
+            ($level:ident) => {
+                tracing::$level!(method = %method, path = %path, route, status, latency_us, "request")
+            };
+        }
         span.in_scope(|| {
-            tracing::info!(
-                method = %method,
-                path = %path,
-                route = route.unwrap_or(""),
-                status = response.status().as_u16(),
-                latency_us = elapsed.as_micros() as u64,
-                "request"
-            )
+            if quiet {
+                request_line!(debug)
+            } else {
+                request_line!(info)
+            }
         });
     }
     state
