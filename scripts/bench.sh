@@ -33,7 +33,9 @@ COLD=target/release/examples/coldstart
 # stays valid in every copy.
 TEMPLATE=$WORK/template.db
 export DATABASE_URL=${BENCH_DATABASE_URL:-sqlite://$TEMPLATE?mode=rwc}
-export KUBERNETES=off RUST_LOG=warn LOG_FORMAT=json
+# The default log level (info): one JSON line per request goes to the log file, as in production.
+export KUBERNETES=off LOG_FORMAT=json
+unset RUST_LOG
 if [[ $DATABASE_URL == postgres* ]]; then export DATABASE_AUTO_MIGRATE=true; fi
 "$BIN" migrate >/dev/null
 "$BIN" seed >/dev/null
@@ -110,7 +112,7 @@ SIZE=$(stat -c %s "$BIN")
 {
   echo "## Benchmark report"
   echo
-  echo "$(date -u +%Y-%m-%d), $(nproc) cores, store: ${DATABASE_URL%%:*}, wrk -t min(2,connections) -d$DURATION, loopback"
+  echo "$(date -u +%Y-%m-%d), $(nproc) cores, store: ${DATABASE_URL%%:*}, default log level (info), wrk -t min(2,connections) -d$DURATION, loopback"
   echo
   echo "| load | connections | req/s | p50 | p99 | non-2xx | peak RSS MiB |"
   echo "|---|---|---|---|---|---|---|"
