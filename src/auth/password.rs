@@ -44,16 +44,17 @@ fn current_params() -> Params {
     Params::new(M_COST_KIB, T_COST, P_COST, Some(OUTPUT_LEN)).expect("valid argon2 parameters")
 }
 
-/// How many hashes may run at once (the number of cores, at least 2). Extra callers wait for a
+/// How many hashes may run at once: half the cores, at least one. Extra callers wait for a
 /// slot, so a login flood neither runs hundreds of hashes on the blocking pool nor holds
-/// hundreds of hash memories.
+/// hundreds of hash memories, and it leaves the other cores to everything else (a login takes
+/// about 11 ms of one core).
 fn slots() -> &'static tokio::sync::Semaphore {
     static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
     SLOTS.get_or_init(|| tokio::sync::Semaphore::new(slot_count()))
 }
 
 fn slot_count() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 /// Hash memories kept between hashes (at most one per slot). Allocating a fresh 7 MiB per hash
