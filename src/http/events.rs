@@ -19,7 +19,7 @@ use axum::{
     Json, Router,
     extract::{Path, Query, State},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::post,
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::Deserialize;
@@ -30,18 +30,20 @@ const DEFAULT_LIMIT: u64 = 100;
 const MAX_LIMIT: u64 = 1000;
 
 /// Routes of this resource.
-/// The staff list of received events (a REST route: CORS and the `Host` check apply).
+/// `/api/events/`: the Knative Trigger's subscriber path and the staff list of received
+/// events. It sits with the REST routes (the browser frontend reads the list, so CORS
+/// preflights must be answered); the `Host` check exempts its `POST`.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/events", get(list))
+    Router::new().route("/api/events", post(receive).get(list))
 }
 
-/// The CloudEvents ingress routes. They skip CORS and the `Host` check (see
-/// [`crate::http::router`]): brokers deliver with whatever `Host` their subscriber URI has, and
-/// browsers cannot post CloudEvents cross-origin without a preflight, which is never granted.
+/// The other CloudEvents ingress routes, `POST /` and `POST /<namespace>/<broker>`, which
+/// skip CORS and the `Host` check (see [`crate::http::router`]): brokers deliver with whatever
+/// `Host` their subscriber URI has, and browsers cannot post CloudEvents cross-origin without
+/// a preflight, which is never granted.
 pub fn ingress_router() -> Router<AppState> {
     Router::new()
         .route("/", post(receive))
-        .route("/api/events", post(receive))
         // Other methods on two-segment paths stay plain 404s.
         .route(
             "/{namespace}/{broker}",

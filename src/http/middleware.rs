@@ -56,9 +56,12 @@ pub fn is_event_ingress(method: &Method, path: &str) -> bool {
     matches!((segments.next(), segments.next(), segments.next()), (Some(ns), Some(b), None) if ns != "api" && !ns.is_empty() && !b.is_empty())
 }
 
-/// Rejects requests whose `Host` is not allowed (400, JSON). Only REST routes carry this layer;
-/// the event ingress routes ([`is_event_ingress`]) are routed without it.
+/// Rejects requests whose `Host` is not allowed (400, JSON). Only the REST routes carry this
+/// layer, and event deliveries among them ([`is_event_ingress`]: `POST /api/events/`) pass.
 pub async fn check_host(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if is_event_ingress(req.method(), req.uri().path()) {
+        return next.run(req).await;
+    }
     let host = req
         .headers()
         .get(header::HOST)

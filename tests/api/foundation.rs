@@ -169,3 +169,44 @@ fn readme_documents_every_configuration_variable() {
         );
     }
 }
+
+/// Event deliveries pass the `Host` check on every ingress path (brokers use the subscriber
+/// URI's host), while the REST side of `/api/events/` keeps CORS for the browser frontend.
+#[tokio::test]
+async fn event_ingress_ignores_the_host_and_rest_paths_answer_cors_preflights() {
+    let app = TestApp::spawn().await;
+    for path in ["/", "/api/events/", "/default/primary"] {
+        let (status, body) = app
+            .send(
+                app.client
+                    .post(app.url(path))
+                    .header("host", "broker-ingress.knative-eventing.svc.cluster.local")
+                    .header("ce-specversion", "1.0")
+                    .header("ce-id", format!("host-{path}"))
+                    .header("ce-source", "tests")
+                    .header("ce-type", "org.eoepca.application-quality.probes.health")
+                    .header("content-type", "application/json")
+                    .body("{}"),
+            )
+            .await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let origin = app.state.config.public_url.clone();
+    for path in ["/api/events/", "/api/pipelines/"] {
+        let r = app
+            .client
+            .request(reqwest::Method::OPTIONS, app.url(path))
+            .header("origin", &origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(
+            r.headers()["access-control-allow-origin"].to_str().unwrap(),
+            origin,
+            "{path}"
+        );
+    }
+}
