@@ -167,7 +167,8 @@ impl KubeLauncher {
         if self.create("creating the Secret", &secret).await?.is_some() {
             return Ok(());
         }
-        // A resumed launch: the run now has a new token, so the pods must get that one.
+        // A resumed launch. Tokens are derived per run, so this writes the same token again;
+        // it differs only if the signing key changed since, and then the stored hash did too.
         let patch = json!({ "data": objects::secret_data(req) });
         self.call(
             "updating the Secret",

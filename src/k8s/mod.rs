@@ -44,7 +44,8 @@ const fn perm(group: &'static str, resource: &'static str, verb: &'static str) -
 /// - Jobs: `create` (launch), `get` (resumed launch, reconcile on read), `patch` (shorten a
 ///   succeeded run's retention), `delete` (cancel, and a launch rejected half-way);
 /// - ConfigMaps, PersistentVolumeClaims: `create`;
-/// - Secrets: `create`, and `patch` to hand a resumed launch's new token to the pods.
+/// - Secrets: `create`, and `patch` to keep a resumed launch's Secret in line with the run's
+///   stored token hash (the same derived token, unless the signing key changed).
 ///
 /// The service never reads Secrets, and never touches pods: the Job controller and Calrissian
 /// (its own ServiceAccount) do. Cluster-wide it only creates SelfSubjectAccessReviews (the
