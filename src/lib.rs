@@ -80,11 +80,11 @@ pub async fn build_state_with(
         allowed_hosts: Arc::new(config.allowed_hosts()),
         login_limiter: Arc::new(login_limiter),
         event_senders: auth::oidc::SenderVerifier::from_config(&config)?.map(Arc::new),
-        pipeline_list: Arc::new(read_cache::ReadCache::new(
-            std::time::Duration::from_millis(config.pipeline_list_cache_ms),
+        pipeline_list: read_cache::ReadCache::new(std::time::Duration::from_millis(
+            config.pipeline_list_cache_ms,
         )),
-        users: Arc::new(auth::user_cache::UserCache::new(
-            std::time::Duration::from_secs(config.auth_user_cache_secs),
+        users: auth::user_cache::UserCache::new(std::time::Duration::from_secs(
+            config.auth_user_cache_secs,
         )),
         config: Arc::new(config),
         jwt: Arc::new(jwt),

@@ -52,9 +52,9 @@ pub struct AppStateInner {
     /// Verifier of CloudEvent senders' tokens; `None` when `EVENTS_AUTH=off`.
     pub event_senders: Option<Arc<SenderVerifier>>,
     /// Every pipeline's list entry (owner id, JSON), for `GET /api/pipelines/`.
-    pub pipeline_list: Arc<ReadCache<PipelineList>>,
+    pub pipeline_list: ReadCache<PipelineList>,
     /// Recently read users behind access tokens.
-    pub users: Arc<UserCache>,
+    pub users: UserCache,
     /// Prometheus metrics of this instance (`GET /metrics`).
     pub metrics: Arc<Metrics>,
 }

@@ -29,7 +29,6 @@ use serde_json::Value;
 const DEFAULT_LIMIT: u64 = 100;
 const MAX_LIMIT: u64 = 1000;
 
-/// Routes of this resource.
 /// `/api/events/`: the Knative Trigger's subscriber path and the staff list of received
 /// events. It sits with the REST routes (the browser frontend reads the list, so CORS
 /// preflights must be answered); the `Host` check exempts its `POST`.

@@ -15,7 +15,7 @@ use crate::{
     pipelines::{PipelineGraph, params, render},
     state::AppState,
 };
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use launcher::{JobObservation, LaunchError, LaunchOutcome, LaunchRequest};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, IntoActiveModel,
@@ -109,7 +109,8 @@ pub async fn insert_run<C: ConnectionTrait>(
     let graph = PipelineGraph::load(db, pipeline).await?;
     params::validate(&graph, &req.parameters)?;
     let rendered = render::render(&graph);
-    let now = Utc::now();
+    // Microseconds, as both databases keep them: the run's callback token is derived from it.
+    let now = Utc::now().trunc_subsecs(6);
     let (status, message, cwl, completion) = match &rendered {
         Ok(cwl) => (RunStatus::Starting, None, Some(cwl.clone()), None),
         Err(e) => (RunStatus::Failed, Some(e.to_string()), None, Some(now)),

@@ -158,6 +158,14 @@ impl TestApp {
         (u, t)
     }
 
+    /// Marks a user inactive directly in the database (as an administrator would).
+    pub async fn deactivate(&self, user: user::Model) {
+        use sea_orm::{ActiveModelTrait, ActiveValue::Set, IntoActiveModel};
+        let mut inactive = user.into_active_model();
+        inactive.is_active = Set(false);
+        inactive.update(&self.state.db).await.unwrap();
+    }
+
     /// Loads the demo catalogue.
     pub async fn seed(&self) {
         catalogue::seed::seed(&self.state.db).await.unwrap();

@@ -388,3 +388,61 @@ async fn trailing_slash_is_optional_and_never_redirects() {
         assert_eq!(r.status(), 200, "GET {path}");
     }
 }
+
+/// The list is served from a cache (`PIPELINE_LIST_CACHE_MS`): this instance's own writes must
+/// show in the very next list, with tools in pipeline order and the owner's name.
+#[tokio::test]
+async fn list_shows_own_writes_at_once() {
+    let app = TestApp::spawn().await;
+    catalogue(&app).await;
+    let (_, token) = app.user_with_token("judy", false).await;
+    let listed = |list: &Value, id: &Value| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == *id)
+            .cloned()
+    };
+    let (_, before) = app.get("/api/pipelines/", Some(&token)).await;
+    let (status, created) = app
+        .post(
+            "/api/pipelines/",
+            Some(&token),
+            &json!({"name": "Cached", "tools": ["lint_subworkflow", "clone_subworkflow"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].clone();
+    assert!(listed(&before, &id).is_none());
+    let (_, list) = app.get("/api/pipelines/", Some(&token)).await;
+    let entry = listed(&list, &id).expect("created pipeline listed at once");
+    assert_eq!(entry, created, "list entry equals the created object");
+    assert_eq!(
+        entry["tools"],
+        json!(["lint_subworkflow", "clone_subworkflow"])
+    );
+    assert_eq!(entry["owner_name"], "judy");
+
+    let path = format!("/api/pipelines/{id}/");
+    let (status, _) = call(
+        &app,
+        "PATCH",
+        &path,
+        Some(&token),
+        Some(&json!({"description": "changed", "tools": ["clone_subworkflow"]})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, list) = app.get("/api/pipelines/", Some(&token)).await;
+    let entry = listed(&list, &id).unwrap();
+    assert_eq!(entry["description"], "changed");
+    assert_eq!(entry["tools"], json!(["clone_subworkflow"]));
+
+    let (status, _) = call(&app, "DELETE", &path, Some(&token), None).await;
+    assert_eq!(status, 204);
+    let (_, list) = app.get("/api/pipelines/", Some(&token)).await;
+    assert!(
+        listed(&list, &id).is_none(),
+        "deleted pipeline still listed"
+    );
+}

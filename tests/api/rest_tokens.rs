@@ -10,7 +10,7 @@ use application_quality_api::{
     db::{self, entities::user},
 };
 use base64::Engine;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, IntoActiveModel};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
 use serde_json::{Value, json};
 
 fn now() -> u64 {
@@ -64,9 +64,7 @@ async fn obtain_token_errors() {
         assert_eq!(r.headers()["www-authenticate"], "Bearer");
         assert_eq!(r.json::<Value>().await.unwrap(), detail);
     }
-    let mut inactive = u.into_active_model();
-    inactive.is_active = Set(false);
-    inactive.update(&app.state.db).await.unwrap();
+    app.deactivate(u).await;
     let (status, body) = app
         .post(
             "/api/token/",
@@ -147,9 +145,7 @@ async fn refresh_token_flow() {
     assert_eq!(body, json!({"refresh": ["This field is required."]}));
 
     // A deactivated user's refresh token no longer yields access tokens.
-    let mut inactive = u.into_active_model();
-    inactive.is_active = Set(false);
-    inactive.update(&app.state.db).await.unwrap();
+    app.deactivate(u).await;
     let (status, _) = app
         .post("/api/token/refresh/", None, &json!({"refresh": refresh}))
         .await;
@@ -169,9 +165,7 @@ async fn deactivation_reaches_cached_users_within_the_cache_time() {
     let (status, _) = app.get("/api/users/me/", Some(&access)).await;
     assert_eq!(status, 200);
     let user_id = u.id;
-    let mut inactive = u.into_active_model();
-    inactive.is_active = Set(false);
-    inactive.update(&app.state.db).await.unwrap();
+    app.deactivate(u).await;
     // Documented: the row read a moment ago is still trusted, for at most the cache time.
     let (status, _) = app.get("/api/users/me/", Some(&access)).await;
     assert_eq!(status, 200, "cached user");
