@@ -10,6 +10,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod pipelines;
 pub mod results;
+pub mod runlogs;
 pub mod runs;
 pub mod serialize;
 pub mod settings;
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tokens::router())
         .merge(pipelines::router())
         .merge(runs::router())
+        .merge(runlogs::router())
         .merge(jobreports::router())
         .merge(results::router())
         .merge(tools::router())

@@ -67,6 +67,7 @@ pub const RUN_TOKEN: &str = "run_token";
         super::runs::create,
         super::runs::read,
         super::runs::cancel,
+        super::runlogs::read,
         super::jobreports::list,
         super::jobreports::create,
         super::jobreports::read,
