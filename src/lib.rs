@@ -99,7 +99,10 @@ pub async fn build_state_with(
 pub async fn select_launcher(config: &Config) -> anyhow::Result<Arc<dyn Launcher>> {
     let mode = config.executor_mode();
     if mode == ExecutorMode::Off {
-        tracing::info!(executor = "off", "runs are recorded, not executed (EXECUTOR=off)");
+        tracing::info!(
+            executor = "off",
+            "runs are recorded, not executed (EXECUTOR=off)"
+        );
         return Ok(Arc::new(RecordingLauncher::new(
             "Not executed: EXECUTOR=off, runs are recorded only.",
         )));

@@ -100,7 +100,9 @@ async fn store_results(
         } else {
             "Nothing to store: output and usage_report are both null."
         };
-        return Ok(Json(json!({"id": run.id, "stored": false, "detail": detail})));
+        return Ok(Json(
+            json!({"id": run.id, "stored": false, "detail": detail}),
+        ));
     }
     tracing::info!(run_id = run.id, "run results stored");
     Ok(Json(json!({"id": run.id, "stored": true})))

@@ -50,12 +50,14 @@ async fn read(
 ) -> AppResult<Response> {
     let run = find_visible_run(&state.db, &user, &pipeline, &run).await?;
     if run.k8s_namespace.as_deref() != Some(local::NAMESPACE) {
-        return Err(AppError::NotFound(match (&run.k8s_namespace, &run.k8s_job_name) {
-            (Some(ns), Some(job)) => format!(
-                "This run executed on Kubernetes: its log is in its pods while the Job is kept (kubectl logs -n {ns} job/{job} --all-containers)."
-            ),
-            _ => "This run was not executed, so it has no log.".into(),
-        }));
+        return Err(AppError::NotFound(
+            match (&run.k8s_namespace, &run.k8s_job_name) {
+                (Some(ns), Some(job)) => format!(
+                    "This run executed on Kubernetes: its log is in its pods while the Job is kept (kubectl logs -n {ns} job/{job} --all-containers)."
+                ),
+                _ => "This run was not executed, so it has no log.".into(),
+            },
+        ));
     }
     let path = local::log_path(&state.config, run.id);
     let mut file = match tokio::fs::File::open(&path).await {
@@ -82,8 +84,11 @@ async fn read(
         head = format!("[... {} earlier bytes omitted ...]\n", len - LOG_SERVE_MAX).into_bytes();
     }
     // A log still being written is served up to its length now.
-    let body = futures::stream::once(async move { Ok::<_, std::io::Error>(bytes::Bytes::from(head)) })
-        .chain(tokio_util::io::ReaderStream::new(file.take(len.min(LOG_SERVE_MAX))));
+    let body =
+        futures::stream::once(async move { Ok::<_, std::io::Error>(bytes::Bytes::from(head)) })
+            .chain(tokio_util::io::ReaderStream::new(
+                file.take(len.min(LOG_SERVE_MAX)),
+            ));
     Ok((
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),

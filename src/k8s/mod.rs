@@ -15,10 +15,7 @@ pub mod job_events;
 pub mod objects;
 pub mod status;
 
-use crate::{
-    config::Config,
-    runs::launcher::Launcher,
-};
+use crate::{config::Config, runs::launcher::Launcher};
 use anyhow::Context;
 pub use client::KubeLauncher;
 use std::{sync::Arc, time::Duration};

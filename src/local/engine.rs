@@ -198,9 +198,13 @@ pub fn child_env(engine: &Engine, token: &str) -> Vec<(OsString, OsString)> {
         .iter()
         .filter_map(|k| std::env::var_os(k).map(|v| (OsString::from(k), v)))
         .collect();
-    let mut dirs: Vec<PathBuf> = engine.cwltool.parent().map(Path::to_path_buf).into_iter().collect();
-    let system = std::env::var_os("PATH")
-        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    let mut dirs: Vec<PathBuf> = engine
+        .cwltool
+        .parent()
+        .map(Path::to_path_buf)
+        .into_iter()
+        .collect();
+    let system = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
     dirs.extend(std::env::split_paths(&system));
     if let Ok(path) = std::env::join_paths(dirs) {
         env.push(("PATH".into(), path));
@@ -260,12 +264,19 @@ mod tests {
         assert!(args.contains(&"--no-container".to_string()));
         assert_eq!(args[args.len() - 2], "/data/runs/7/pipeline.cwl#main");
         assert_eq!(args[args.len() - 1], "/data/runs/7/params.json");
-        let i = args.iter().position(|a| a == "--preserve-environment").unwrap();
+        let i = args
+            .iter()
+            .position(|a| a == "--preserve-environment")
+            .unwrap();
         assert_eq!(args[i + 1], TOKEN_VAR);
         let podman = cwltool_args(&engine(Containers::Podman), &dir);
         assert!(podman.iter().any(|a| a == "--podman"));
         let docker = cwltool_args(&engine(Containers::Docker), &dir);
-        assert!(!docker.iter().any(|a| a == "--no-container" || a == "--podman"));
+        assert!(
+            !docker
+                .iter()
+                .any(|a| a == "--no-container" || a == "--podman")
+        );
     }
 
     #[test]

@@ -7,8 +7,7 @@
 //!   (`starting`, with a message) and are never refused.
 //! - **Lifecycle**: `starting` -> `running` when the process starts -> `succeeded` | `failed`
 //!   from its exit, through [`runs::finish`] like the Kubernetes path; `killed` by cancel,
-//!   which stops the whole process group (SIGTERM, so cwltool stops its containers, then
-//!   SIGKILL after [`STOP_GRACE`]).
+//!   which stops the whole process group (see [`stop_group`]).
 //! - **Time limit**: `AQBB_ACTIVE_DEADLINE_SECS`, as for Jobs.
 //! - **Results**: tools post job reports through the authenticated callback endpoint with the
 //!   run's token (`AQ_CALLBACK_TOKEN`), as pods do; cwltool's output object and the process
@@ -33,7 +32,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use engine::{Engine, RunDir};
+use engine::{Containers, Engine, RunDir};
 use process::GroupHandle;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
@@ -235,7 +234,6 @@ impl Inner {
                 .ok()
                 .and_then(|p| p.trim().parse::<i32>().ok())
                 .filter(|p| *p > 1)
-                && process::group_alive(pgid)
                 && group_belongs_to(pgid, &dir.root)
             {
                 // SAFETY: plain syscall on a group whose members work in this run's directory.
@@ -253,7 +251,9 @@ impl Inner {
             };
             match runs::finish(&state, run.id, &obs, RunResults::default()).await {
                 Ok(_) => tracing::warn!(run_id = run.id, "local runner: interrupted run failed"),
-                Err(e) => tracing::warn!(run_id = run.id, error = %e, "local runner: cannot fail interrupted run"),
+                Err(e) => {
+                    tracing::warn!(run_id = run.id, error = %e, "local runner: cannot fail interrupted run")
+                }
             }
         }
         self.sweep(&state).await;
@@ -285,13 +285,16 @@ impl Inner {
             // `runs::cancel` records `killed`; nothing else to say about this run.
             return;
         }
-        let (obs, results) = self
-            .outcome(&dir, exit, stop, started, finished)
-            .await;
+        let (obs, results) = self.outcome(&dir, exit, stop, started, finished).await;
         if let Err(e) = runs::finish(&state, run_id, &obs, results).await {
             tracing::error!(run_id, error = %e, "local runner: cannot record the end of the run");
         }
-        tracing::info!(run_id, status = obs.status.as_str(), elapsed_ms = (finished - started).num_milliseconds(), "local run ended");
+        tracing::info!(
+            run_id,
+            status = obs.status.as_str(),
+            elapsed_ms = (finished - started).num_milliseconds(),
+            "local run ended"
+        );
     }
 
     /// Starts cwltool and waits for it within the time limit; `Err` when it could not start.
@@ -325,7 +328,7 @@ impl Inner {
                 Ok(joined) => joined,
                 Err(_) => {
                     entry.request_stop(Stop::TimedOut);
-                    stop_group(&entry.group).await;
+                    stop_group(&entry.group, self.engine.containers).await;
                     waiter.await
                 }
             },
@@ -454,39 +457,31 @@ impl Inner {
     }
 }
 
-/// Stops a process group: SIGTERM (cwltool stops its containers), SIGKILL after the grace.
-async fn stop_group(group: &GroupHandle) {
+/// Stops a process group. With host tools every process is in the group: SIGKILL at once
+/// (cwltool may linger for many seconds after SIGTERM once a tool has died). With containers,
+/// SIGTERM first so cwltool stops them (its handler runs `docker kill`), SIGKILL after
+/// [`STOP_GRACE`].
+async fn stop_group(group: &GroupHandle, containers: Containers) {
+    if containers == Containers::Host {
+        group.signal(libc::SIGKILL);
+        return;
+    }
     if !group.signal(libc::SIGTERM) {
         return;
     }
-    let deadline = tokio::time::Instant::now() + STOP_GRACE;
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
-    while tokio::time::Instant::now() < deadline {
-        tick.tick().await;
-        match group.pgid() {
-            Some(pgid) if process::group_alive(pgid) => {}
-            _ => return,
-        }
+    if tokio::time::timeout(STOP_GRACE, group.ended())
+        .await
+        .is_err()
+    {
+        group.signal(libc::SIGKILL);
     }
-    group.signal(libc::SIGKILL);
 }
 
-/// Whether a member of process group `pgid` works inside `dir` (so an old pid file can never
-/// make us kill an unrelated group that reused the id).
+/// Whether a live member of process group `pgid` works inside `dir` (so an old pid file can
+/// never make us kill an unrelated group that reused the id).
 fn group_belongs_to(pgid: i32, dir: &Path) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    entries.flatten().any(|e| {
-        let p = e.path();
-        let in_group = std::fs::read_to_string(p.join("stat"))
-            .ok()
-            .and_then(|s| {
-                let rest = &s[s.rfind(')')? + 1..];
-                rest.split_whitespace().nth(2)?.parse::<i32>().ok()
-            })
-            == Some(pgid);
-        in_group && std::fs::read_link(p.join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
+    process::group_members(pgid).into_iter().any(|pid| {
+        std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
     })
 }
 
@@ -524,7 +519,10 @@ pub fn failure_message(head: &str, log: &str) -> String {
         msg.push_str(&lines.join("\n"));
     }
     if msg.len() > MAX_CHARS {
-        let cut = (0..=MAX_CHARS - 3).rev().find(|i| msg.is_char_boundary(*i)).unwrap_or(0);
+        let cut = (0..=MAX_CHARS - 3)
+            .rev()
+            .find(|i| msg.is_char_boundary(*i))
+            .unwrap_or(0);
         msg.truncate(cut);
         msg.push_str("...");
     }
@@ -562,7 +560,8 @@ impl Launcher for LocalLauncher {
             done,
         });
         let waiting = self
-            .0.active
+            .0
+            .active
             .lock()
             .map(|mut a| {
                 a.insert(req.run_id, entry);
@@ -587,7 +586,9 @@ impl Launcher for LocalLauncher {
 
     fn recorded(&self, run_id: i64) {
         let this = self.0.clone();
-        let Some(entry) = self.0.entry(run_id) else { return };
+        let Some(entry) = self.0.entry(run_id) else {
+            return;
+        };
         tokio::spawn(async move {
             let task_entry = entry.clone();
             this.clone().execute(run_id, task_entry).await;
@@ -613,7 +614,7 @@ impl Launcher for LocalLauncher {
             return Ok(());
         };
         entry.request_stop(Stop::Cancelled);
-        stop_group(&entry.group).await;
+        stop_group(&entry.group, self.0.engine.containers).await;
         // Bounded: a process that ignores SIGKILL (uninterruptible I/O) must not hang the API.
         let mut done = entry.done.subscribe();
         let _ = tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d)).await;
@@ -632,7 +633,10 @@ impl Launcher for LocalLauncher {
         let _ = self.0.state.set(state.downgrade());
         let url = self.0.configured_callback.clone().unwrap_or_else(|| {
             let port = listening.port();
-            if listening.is_ipv6() && !listening.ip().is_unspecified() && !listening.ip().is_loopback() {
+            if listening.is_ipv6()
+                && !listening.ip().is_unspecified()
+                && !listening.ip().is_loopback()
+            {
                 format!("http://[::1]:{port}")
             } else {
                 format!("http://127.0.0.1:{port}")
@@ -648,14 +652,16 @@ impl Launcher for LocalLauncher {
 
     async fn shutdown(&self) {
         let entries: Vec<Arc<Active>> = self
-            .0.active
+            .0
+            .active
             .lock()
             .map(|a| a.values().cloned().collect())
             .unwrap_or_default();
         for entry in &entries {
             entry.request_stop(Stop::Shutdown);
         }
-        futures::future::join_all(entries.iter().map(|e| stop_group(&e.group))).await;
+        let containers = self.0.engine.containers;
+        futures::future::join_all(entries.iter().map(|e| stop_group(&e.group, containers))).await;
         // Let each run record its end (bounded: shutdown must not hang).
         let waits = entries.iter().map(|e| {
             let mut done = e.done.subscribe();
@@ -663,7 +669,8 @@ impl Launcher for LocalLauncher {
                 let _ = done.wait_for(|d| *d).await;
             }
         });
-        let _ = tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(waits)).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(waits)).await;
     }
 }
 

@@ -38,14 +38,35 @@ struct Group {
 }
 
 /// Signals the run's process group from other tasks (cancel, time limit, shutdown).
-#[derive(Debug, Clone, Default)]
-pub struct GroupHandle(Arc<Mutex<Group>>);
+#[derive(Debug, Clone)]
+pub struct GroupHandle {
+    group: Arc<Mutex<Group>>,
+    /// `true` once the leader is reaped (and its group swept).
+    reaped: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for GroupHandle {
+    fn default() -> Self {
+        Self {
+            group: Arc::default(),
+            reaped: tokio::sync::watch::channel(false).0,
+        }
+    }
+}
 
 impl GroupHandle {
+    /// Completes once the child has ended and its group was swept.
+    pub async fn ended(&self) {
+        let mut rx = self.reaped.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
     /// Sends `signal` to the whole group while the leader is not reaped. False when there is
     /// nothing (left) to signal.
     pub fn signal(&self, signal: i32) -> bool {
-        let Ok(g) = self.0.lock() else { return false };
+        let Ok(g) = self.group.lock() else {
+            return false;
+        };
         match g.pgid {
             // SAFETY: plain syscall; the group id is held by our unreaped child (module doc).
             Some(pgid) if !g.reaped => unsafe { libc::killpg(pgid, signal) == 0 },
@@ -55,7 +76,7 @@ impl GroupHandle {
 
     /// The group id, once started.
     pub fn pgid(&self) -> Option<i32> {
-        self.0.lock().ok().and_then(|g| g.pgid)
+        self.group.lock().ok().and_then(|g| g.pgid)
     }
 }
 
@@ -74,7 +95,7 @@ pub fn run(mut cmd: Command, group: &GroupHandle, pid_file: Option<PathBuf>) -> 
     }
     let child = {
         let mut g = group
-            .0
+            .group
             .lock()
             .map_err(|_| io::Error::other("poisoned process-group lock"))?;
         let child = cmd.spawn()?;
@@ -89,16 +110,18 @@ pub fn run(mut cmd: Command, group: &GroupHandle, pid_file: Option<PathBuf>) -> 
     }
     wait_exited_not_reaped(pid)?;
     let mut g = group
-        .0
+        .group
         .lock()
         .map_err(|_| io::Error::other("poisoned process-group lock"))?;
     // SAFETY: the leader is a zombie, so the group id is still ours.
     unsafe {
         libc::killpg(pid, libc::SIGKILL);
     }
-    let (status, usage) = reap(pid)?;
+    let reaped = reap(pid);
     g.reaped = true;
     drop(g);
+    group.reaped.send_replace(true);
+    let (status, usage) = reaped?;
     let (code, signal) = if libc::WIFEXITED(status) {
         (Some(libc::WEXITSTATUS(status)), None)
     } else if libc::WIFSIGNALED(status) {
@@ -161,25 +184,29 @@ fn reap(pid: libc::pid_t) -> io::Result<(i32, Usage)> {
     }
 }
 
-/// Whether any process is still in process group `pgid` (read from `/proc`).
-pub fn group_alive(pgid: i32) -> bool {
+/// The live (not zombie) processes of group `pgid`, read from `/proc`.
+pub fn group_members(pgid: i32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
+        return Vec::new();
     };
-    entries.flatten().any(|e| {
-        e.file_name().to_str().is_some_and(|n| n.parse::<u32>().is_ok())
-            && std::fs::read_to_string(e.path().join("stat"))
-                .ok()
-                .and_then(|stat| process_group_of(&stat))
-                == Some(pgid)
-    })
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let (state, group) = state_and_group(&stat)?;
+            (group == pgid && state != "Z").then_some(pid)
+        })
+        .collect()
 }
 
-/// The process group field of a `/proc/<pid>/stat` line (the command name may hold spaces and
-/// parentheses, so fields are counted after its last `)`).
-fn process_group_of(stat: &str) -> Option<i32> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(2)?.parse().ok()
+/// The state and process group fields of a `/proc/<pid>/stat` line (the command name may
+/// hold spaces and parentheses, so fields are counted after its last `)`).
+fn state_and_group(stat: &str) -> Option<(&str, i32)> {
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?;
+    let group = fields.nth(1)?.parse().ok()?;
+    Some((state, group))
 }
 
 #[cfg(test)]
@@ -189,8 +216,8 @@ mod tests {
     #[test]
     fn stat_lines_are_parsed() {
         let line = "4242 (weird) name) S 1 4240 4240 0 -1 4194560 1 0 0 0";
-        assert_eq!(process_group_of(line), Some(4240));
-        assert_eq!(process_group_of("garbage"), None);
+        assert_eq!(state_and_group(line), Some(("S", 4240)));
+        assert_eq!(state_and_group("garbage"), None);
     }
 
     #[test]
@@ -210,22 +237,12 @@ mod tests {
         let exit = run(cmd, &group, None).unwrap();
         assert_eq!(exit.code, Some(0));
         let pgid = group.pgid().unwrap();
+        // SIGKILL is delivered before `run` returns; the sleeper may linger as a zombie only.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while group_alive(pgid) && std::time::Instant::now() < deadline {
+        while !group_members(pgid).is_empty() && std::time::Instant::now() < deadline {
             std::thread::yield_now();
         }
-        // The killed sleeper is a zombie of init until reaped; it no longer runs.
-        assert!(!group_running(pgid));
-    }
-
-    /// Like [`group_alive`] but ignoring zombies.
-    fn group_running(pgid: i32) -> bool {
-        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-            std::fs::read_to_string(e.path().join("stat")).is_ok_and(|s| {
-                process_group_of(&s) == Some(pgid)
-                    && s[s.rfind(')').unwrap() + 1..].split_whitespace().next() != Some("Z")
-            })
-        })
+        assert!(group_members(pgid).is_empty());
     }
 
     #[test]

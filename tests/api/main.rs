@@ -10,6 +10,7 @@ mod foundation;
 mod fuzz_regressions;
 mod hostile;
 mod k8s_runs;
+mod local_runs;
 mod manifests;
 mod metrics;
 mod openapi;
