@@ -670,6 +670,24 @@ mod tests {
     }
 
     #[test]
+    fn executor_follows_kubernetes_unless_set() {
+        let mode = |vars: &[(&str, &str)]| cfg(vars).unwrap().executor_mode();
+        assert_eq!(mode(&[]), ExecutorMode::Auto);
+        assert_eq!(mode(&[("KUBERNETES", "on")]), ExecutorMode::Kubernetes);
+        assert_eq!(mode(&[("KUBERNETES", "off")]), ExecutorMode::Off);
+        assert_eq!(
+            mode(&[("KUBERNETES", "off"), ("EXECUTOR", "local")]),
+            ExecutorMode::Local
+        );
+        let c = cfg(&[("LOCAL_CONCURRENCY", "3")]).unwrap();
+        assert_eq!(c.local_concurrency(), 3);
+        assert!(cfg(&[]).unwrap().local_concurrency() >= 1);
+        assert_eq!(cfg(&[]).unwrap().local_containers, ContainerMode::Auto);
+        assert!(cfg(&[("LOCAL_CALLBACK_URL", "not a url")]).is_err());
+        assert!(cfg(&[("EXECUTOR", "maybe")]).is_err());
+    }
+
+    #[test]
     fn login_limits() {
         let c = cfg(&[]).unwrap();
         assert_eq!(

@@ -608,3 +608,327 @@ async fn tools_that_need_images_fail_clearly_without_a_container_engine() {
         .unwrap();
     assert!(stored.launched_at.is_some());
 }
+
+/// The service binary as a process, for what only a real process shows (crash, SIGTERM).
+struct Service {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_application-quality-api");
+
+fn service_command(db_url: &str, data_dir: &Path, cwltool: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATABASE_URL", db_url)
+        .env("DATABASE_AUTO_MIGRATE", "true")
+        .env("EXECUTOR", "local")
+        .env("CWLTOOL", cwltool)
+        .env("LOCAL_CONTAINERS", "off")
+        .env("LOCAL_DATA_DIR", data_dir)
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    cmd
+}
+
+async fn start_service(db_url: &str, data_dir: &Path, cwltool: &Path) -> Service {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = service_command(db_url, data_dir, cwltool)
+        .env("PORT", port.to_string())
+        .env("BIND_ADDRESS", "127.0.0.1")
+        .arg("serve")
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = client
+            .get(format!("{base}/health/readiness"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ready {
+            return Service { child, base };
+        }
+        assert!(Instant::now() < deadline, "the service did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn call(method: reqwest::Method, url: String, token: &str, body: Option<Value>) -> Value {
+    let mut req = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    assert!(resp.status().is_success(), "{resp:?}");
+    resp.json().await.unwrap()
+}
+
+/// Waits until git, run by the run's clone step, is in the group recorded for `run`.
+async fn wait_for_git(data_dir: &Path, run: i64) -> i32 {
+    let deadline = Instant::now() + RUN_DEADLINE;
+    loop {
+        let pgid = std::fs::read_to_string(data_dir.join(format!("runs/{run}/pid")))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok());
+        if let Some(pgid) = pgid
+            && group_commands(pgid).iter().any(|c| c.starts_with("git"))
+        {
+            return pgid;
+        }
+        assert!(Instant::now() < deadline, "git never started for run {run}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn runs_in_flight_when_the_service_dies_or_stops_end_failed_and_leave_nothing_behind() {
+    let Some(cwltool) = cwltool() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = crate::common::fresh_database_url(&dir).await;
+    let data_dir = dir.path().join("data");
+    let seeded = service_command(&db_url, &data_dir, &cwltool)
+        .arg("seed")
+        .status()
+        .unwrap();
+    assert!(seeded.success());
+    let mut add = service_command(&db_url, &data_dir, &cwltool)
+        .args(["user", "add", "alice", "--password-stdin"])
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse battery\n")
+        .unwrap();
+    assert!(add.wait().unwrap().success());
+    let hang = hanging_server().await;
+
+    let service = start_service(&db_url, &data_dir, &cwltool).await;
+    let tokens = reqwest::Client::new()
+        .post(format!("{}/api/token/", service.base))
+        .json(&json!({"username": "alice", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let token = tokens["access"].as_str().unwrap().to_owned();
+    let pipelines = call(
+        reqwest::Method::GET,
+        format!("{}/api/pipelines/", service.base),
+        &token,
+        None,
+    )
+    .await;
+    let lint = pipelines
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Python lint")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let start = |base: String| {
+        let token = token.clone();
+        let hang = hang.clone();
+        async move {
+            call(
+                reqwest::Method::POST,
+                format!("{base}/api/pipelines/{lint}/runs/"),
+                &token,
+                Some(json!({"parameters": clone_params(&hang)})),
+            )
+            .await["id"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+
+    // 1. The service is killed (a crash, an OOM kill): cwltool dies with it, its tools linger.
+    let crashed = start(service.base.clone()).await;
+    let pgid = wait_for_git(&data_dir, crashed).await;
+    drop(service);
+    assert!(
+        group_running(pgid),
+        "the clone outlives the crash until the next start"
+    );
+    let service = start_service(&db_url, &data_dir, &cwltool).await;
+    let deadline = Instant::now() + RUN_DEADLINE;
+    let run = loop {
+        let run = call(
+            reqwest::Method::GET,
+            format!("{}/api/pipelines/_/runs/{crashed}/", service.base),
+            &token,
+            None,
+        )
+        .await;
+        if run["status"] != "running" {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "{run}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(
+        run["status_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Interrupted"),
+        "{run}"
+    );
+    assert!(
+        wait_group_gone(pgid).await,
+        "leftovers of the crashed run are killed"
+    );
+
+    // 2. SIGTERM (a rollout, scale-down): the run is stopped and recorded before the exit.
+    let stopped = start(service.base.clone()).await;
+    let pgid = wait_for_git(&data_dir, stopped).await;
+    let mut service = service;
+    // SAFETY: plain syscall on our own child.
+    unsafe {
+        libc::kill(service.child.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while service.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the service did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(wait_group_gone(pgid).await);
+    let service = start_service(&db_url, &data_dir, &cwltool).await;
+    let run = call(
+        reqwest::Method::GET,
+        format!("{}/api/pipelines/_/runs/{stopped}/", service.base),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(
+        run["status_message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Interrupted"),
+        "{run}"
+    );
+    assert_eq!(
+        run["usage_report"]["executor"], "local",
+        "recorded by the stopping service itself"
+    );
+}
+
+#[tokio::test]
+async fn working_directories_are_removed_after_their_retention() {
+    let Some(cwltool) = cwltool() else { return };
+    let t = spawn_local(&cwltool, &[("AQBB_SUCCEEDED_RETENTION_SECS", "0")]).await;
+    let repo_dir = tempfile::tempdir().unwrap();
+    let url = demo_repository(repo_dir.path());
+    let id = t.start(t.lint_pipeline, lint_params(&url)).await;
+    assert_eq!(t.wait(id, None).await["status"], "succeeded");
+    let dir = t.data_dir.path().join(format!("runs/{id}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while dir.exists() {
+        assert!(Instant::now() < deadline, "{} is kept", dir.display());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = t
+        .app
+        .get(&format!("/api/pipelines/_/runs/{id}/log/"), Some(&t.token))
+        .await;
+    assert_eq!(status, 404);
+    assert!(
+        body["detail"].as_str().unwrap().contains("retention"),
+        "{body}"
+    );
+}
+
+/// One-line start-up refusals, and the Knative guard: a scaled-down pod would kill its runs.
+#[tokio::test]
+async fn executor_choice_is_explicit_and_the_local_runner_is_refused_inside_knative() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}?mode=rwc", dir.path().join("k.db").display());
+    let refused = |extra: &[(&str, &str)]| {
+        let mut cmd = service_command(&db_url, &dir.path().join("data"), Path::new("/bin/sh"));
+        cmd.stderr(std::process::Stdio::piped())
+            .arg("serve")
+            .env("PORT", "0");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| !l.starts_with('{'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let msg = refused(&[("K_SERVICE", "application-quality")]);
+    assert!(
+        msg.contains("K_SERVICE") && msg.contains("LOCAL_RUNNER_FORCE") && !msg.contains('\n'),
+        "{msg}"
+    );
+    let msg = refused(&[("CWLTOOL", "/no/such/cwltool")]);
+    assert!(
+        msg.contains("cwltool not found") && !msg.contains('\n'),
+        "{msg}"
+    );
+    let msg = refused(&[("EXECUTOR", "sometimes")]);
+    assert!(
+        msg.contains("sometimes") && msg.contains("`local`") && !msg.contains('\n'),
+        "{msg}"
+    );
+
+    // Forced, or left to `auto`, the service starts.
+    for extra in [
+        [("LOCAL_RUNNER_FORCE", "true"), ("EXECUTOR", "local")],
+        // (no cluster either way: the tests' KUBECONFIG must not be picked up)
+        [("KUBERNETES", "off"), ("EXECUTOR", "auto")],
+    ] {
+        let config = application_quality_api::config::Config::from_iter(
+            [
+                ("DATABASE_URL", db_url.as_str()),
+                ("K_SERVICE", "application-quality"),
+                ("CWLTOOL", "/bin/sh"),
+            ]
+            .into_iter()
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .unwrap();
+        let launcher = application_quality_api::select_launcher(&config)
+            .await
+            .unwrap();
+        let expected = if config.local_runner_force {
+            "local"
+        } else {
+            "recording"
+        };
+        assert_eq!(launcher.name(), expected, "{extra:?}");
+    }
+}
