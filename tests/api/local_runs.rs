@@ -654,17 +654,20 @@ async fn start_service(db_url: &str, data_dir: &Path, cwltool: &Path) -> Service
         .arg("serve")
         .spawn()
         .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let service = Service {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let ready = client
-            .get(format!("{base}/health/readiness"))
+            .get(format!("{}/health/readiness", service.base))
             .send()
             .await
             .is_ok_and(|r| r.status() == 200);
         if ready {
-            return Service { child, base };
+            return service;
         }
         assert!(Instant::now() < deadline, "the service did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
