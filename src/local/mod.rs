@@ -338,25 +338,20 @@ impl Inner {
         dir: &RunDir,
         entry: &Arc<Active>,
     ) -> Result<process::Exit, String> {
-        let (stdout, stderr) = match (
-            std::fs::File::create(dir.output()),
-            std::fs::File::create(dir.log()),
-        ) {
-            (Ok(o), Ok(e)) => (o, e),
-            (Err(e), _) | (_, Err(e)) => return Err(format!("cannot create the run's files: {e}")),
-        };
         let mut cmd = std::process::Command::new(&self.engine.cwltool);
         cmd.args(engine::cwltool_args(&self.engine, dir))
             .current_dir(&dir.root)
             .env_clear()
             .envs(engine::child_env(&self.engine, &req.callback_token))
-            .stdin(std::process::Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
-        let group = entry.group.clone();
-        let pid_file = dir.pid();
-        let mut waiter =
-            tokio::task::spawn_blocking(move || process::run(cmd, &group, Some(pid_file)));
+            .stdin(std::process::Stdio::null());
+        let (group, output, log, pid_file) =
+            (entry.group.clone(), dir.output(), dir.log(), dir.pid());
+        // File creation and the wait both block: one dedicated thread does them.
+        let mut waiter = tokio::task::spawn_blocking(move || {
+            cmd.stdout(std::fs::File::create(output)?)
+                .stderr(std::fs::File::create(log)?);
+            process::run(cmd, &group, Some(pid_file))
+        });
         let joined = match self.deadline {
             Some(limit) => match tokio::time::timeout(limit, &mut waiter).await {
                 Ok(joined) => joined,
