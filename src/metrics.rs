@@ -5,7 +5,7 @@
 //!   `route` is the matched route template (`/api/pipelines/{id}`), `unmatched` for the 404
 //!   fallback; unusual methods count as `OTHER`. Health probes and `/metrics` are not counted.
 //! - `cloudevents_received_total{type_family, outcome}`: `type_family` is `health`, `execute`,
-//!   `job` (ApiServerSource Job events) or `trigger` (any other type, matched against triggers);
+//!   `job` (ApiServerSource Job events), `wakeup` (the PingSource's outbox wake-up) or `trigger` (any other type, matched against triggers);
 //!   `outcome` is `ok`, `accepted`, `duplicate`, `ignored`, `rejected` (a 4xx answer) or `error`
 //!   (5xx, e.g. the database or the Kubernetes API is unavailable). Requests that are not a
 //!   CloudEvent at all never reach dispatch: they show as 400s in `http_requests_total`.

@@ -13,13 +13,15 @@ use crate::{
     db::entities::{pipeline, pipeline_run, user},
     error::{AppError, AppResult},
     pipelines::{PipelineGraph, params, render},
+    quality,
     state::AppState,
+    statuses,
 };
 use chrono::{SubsecRound, Utc};
 use launcher::{JobObservation, LaunchError, LaunchOutcome, LaunchRequest};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, IntoActiveModel,
-    TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
+    QueryFilter, TransactionTrait, sea_query::Expr,
 };
 use serde_json::Value;
 use std::time::Duration;
@@ -133,6 +135,7 @@ pub async fn insert_run<C: ConnectionTrait>(
         k8s_job_name: Set(None),
         launched_at: Set(None),
         updated_at: Set(now),
+        digest: Set(Value::String(String::new())),
         ..Default::default()
     }
     .insert(db)
@@ -213,6 +216,7 @@ pub async fn launch(
         "launch"
     );
     let now = Utc::now();
+    let ended = !matches!(outcome, Ok(LaunchOutcome::Launched { .. }));
     let mut active = run.into_active_model();
     active.updated_at = Set(now);
     let result = match outcome {
@@ -253,7 +257,17 @@ pub async fn launch(
             })
         }
     };
-    let run = active.update(&state.db).await?;
+    // A launch that ended the run (rejected, unavailable, or nothing executes runs) concludes
+    // it in the same transaction.
+    let txn = state.db.begin().await?;
+    let mut run = active.update(&txn).await?;
+    if ended {
+        run = quality::conclude(&txn, &state.config, run).await?;
+    }
+    txn.commit().await?;
+    if ended {
+        statuses::kick(state);
+    }
     result.map(|()| run)
 }
 
@@ -271,10 +285,12 @@ pub async fn create_run(
     launch(state, run, traceparent).await
 }
 
-/// Applies what the cluster says about a run's Job. Terminal runs are left alone, so stale or
-/// replayed observations cannot move a run backwards.
-pub async fn apply_observation<C: ConnectionTrait>(
-    db: &C,
+/// Applies what the executor says about a run (its Kubernetes Job, the local runner). Terminal
+/// runs are left alone, so stale or replayed observations cannot move a run backwards. A run
+/// that ends here is concluded ([`quality::conclude`]: digest, verdict, commit status) in the
+/// same transaction, and its status is delivered after commit.
+pub async fn apply_observation(
+    state: &AppState,
     run: pipeline_run::Model,
     obs: &JobObservation,
 ) -> AppResult<pipeline_run::Model> {
@@ -282,6 +298,8 @@ pub async fn apply_observation<C: ConnectionTrait>(
     if current.is_some_and(RunStatus::is_terminal) || current == Some(obs.status) {
         return Ok(run);
     }
+    let id = run.id;
+    let from = run.status.clone();
     let mut active = run.into_active_model();
     active.status = Set(obs.status.as_str().into());
     active.status_message = Set(obs.message.clone());
@@ -289,7 +307,35 @@ pub async fn apply_observation<C: ConnectionTrait>(
         active.completion_time = Set(Some(obs.completion_time.unwrap_or_else(Utc::now)));
     }
     active.updated_at = Set(Utc::now());
-    Ok(active.update(db).await?)
+    let txn = state.db.begin().await?;
+    // Only the observer that moves the run out of its stored status concludes it (two
+    // replicas may apply the same event at once).
+    let moved = pipeline_run::Entity::update_many()
+        .col_expr(
+            pipeline_run::Column::Status,
+            Expr::value(obs.status.as_str()),
+        )
+        .filter(pipeline_run::Column::Id.eq(id))
+        .filter(pipeline_run::Column::Status.eq(from))
+        .exec(&txn)
+        .await?;
+    if moved.rows_affected != 1 {
+        txn.rollback().await?;
+        return pipeline_run::Entity::find_by_id(id)
+            .one(&state.db)
+            .await?
+            .ok_or_else(|| AppError::NotFound("No PipelineRun matches the given query.".into()));
+    }
+    let mut run = active.update(&txn).await?;
+    let ended = obs.status.is_terminal();
+    if ended {
+        run = quality::conclude(&txn, &state.config, run).await?;
+    }
+    txn.commit().await?;
+    if ended {
+        statuses::kick(state);
+    }
+    Ok(run)
 }
 
 /// Reconcile on read: a launched, non-terminal run checks its Job once, within a bounded time.
@@ -302,7 +348,7 @@ pub async fn reconcile(state: &AppState, run: pipeline_run::Model) -> pipeline_r
     }
     let budget = Duration::from_millis(state.config.kube_timeout_ms.min(2000));
     match tokio::time::timeout(budget, state.launcher.observe(run.id)).await {
-        Ok(Ok(Some(obs))) => match apply_observation(&state.db, run.clone(), &obs).await {
+        Ok(Ok(Some(obs))) => match apply_observation(state, run.clone(), &obs).await {
             Ok(updated) => updated,
             Err(e) => {
                 tracing::warn!(run_id = run.id, error = %e, "could not store observed status");
@@ -344,5 +390,10 @@ pub async fn cancel(state: &AppState, run: pipeline_run::Model) -> AppResult<pip
     active.status_message = Set(Some("Cancelled by a user.".into()));
     active.completion_time = Set(Some(now));
     active.updated_at = Set(now);
-    Ok(active.update(&state.db).await?)
+    let txn = state.db.begin().await?;
+    let run = active.update(&txn).await?;
+    let run = quality::conclude(&txn, &state.config, run).await?;
+    txn.commit().await?;
+    statuses::kick(state);
+    Ok(run)
 }
