@@ -29,6 +29,7 @@ const FILES: &[(&str, &str)] = &[
     ("tools/filter.cwl", include_str!("demo/tools/filter.cwl")),
     ("tools/nbcheck.cwl", include_str!("demo/tools/nbcheck.cwl")),
     ("tools/ruff.cwl", include_str!("demo/tools/ruff.cwl")),
+    ("tools/digest.cwl", include_str!("demo/tools/digest.cwl")),
     ("tools/save.cwl", include_str!("demo/tools/save.cwl")),
     (
         "subworkflows/clone.cwl.j2",

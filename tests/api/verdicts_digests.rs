@@ -439,3 +439,129 @@ async fn only_staff_override_a_verdict_and_the_computed_one_stays() {
     assert_eq!(body["digest"]["manual"]["digest_quality"], "fail");
     assert_eq!(body["digest"]["issues"]["security"], 1);
 }
+
+/// The `entry` of the demo tool's script, or its inline shell `arguments[1]`.
+fn demo_tool(file: &str) -> serde_yaml::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/catalogue/demo/tools")
+        .join(file);
+    let docs: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    docs[0].clone()
+}
+
+/// The demo catalogue's digest step (python3, standard library) and save step (sh + curl, the
+/// multipart upload), run as processes on real reports, against the running service. The
+/// processes are awaited on a worker thread while the server runs on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_digest_and_save_steps_count_and_upload_findings() {
+    let (app, k, token, p) = setup().await;
+    let run = start(&app, &token, p).await;
+    let dir = tempfile::tempdir().unwrap();
+    let digest_tool = demo_tool("digest.cwl");
+    let script = digest_tool["requirements"]["InitialWorkDirRequirement"]["listing"][0]["entry"]
+        .as_str()
+        .unwrap();
+    std::fs::write(dir.path().join("make_digest.py"), script).unwrap();
+    let save_tool = demo_tool("save.cwl");
+    let save_script = save_tool["arguments"][1].as_str().unwrap().to_string();
+    let codes = [
+        "S101", "SIM108", "E501", "F401", "ERA001", "C901", "B006", "X100", "",
+    ];
+    let ruff: Vec<Value> = codes
+        .iter()
+        .map(|c| json!({"code": c, "message": "m"}))
+        .collect();
+    let nbcheck = json!({"tool": "nbcheck", "files": [{"path": "a.ipynb", "issues": [
+        {"severity": "error", "message": "x"}, {"severity": "warning", "message": "y"},
+        {"severity": "warning", "message": "z"}]}]});
+    for (name, instance, report) in [
+        ("ruff", "src/a b.py", ruff.into()),
+        ("nbcheck", "", nbcheck),
+        ("pylint", "", json!("not a list")),
+    ] {
+        let work = dir.path().join(name);
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::copy(
+            dir.path().join("make_digest.py"),
+            work.join("make_digest.py"),
+        )
+        .unwrap();
+        std::fs::write(work.join("report.json"), report.to_string()).unwrap();
+        let out = std::process::Command::new("python3")
+            .current_dir(&work)
+            .args(["make_digest.py", name, instance, "", "report.json"])
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = format!(
+            "{}/api/pipelines/{p}/runs/{run}/jobreports/?name={name}&instance={}",
+            app.base,
+            url::form_urlencoded::byte_serialize(instance.as_bytes()).collect::<String>()
+        );
+        let out = std::process::Command::new("sh")
+            .current_dir(&work)
+            .env("AQ_CALLBACK_TOKEN", k.token(run))
+            .args([
+                "-c",
+                &save_script,
+                "save",
+                &url,
+                "report.json",
+                "digest.json",
+            ])
+            .output()
+            .expect("sh and curl");
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (_, reports) = app
+        .get(
+            &format!("/api/pipelines/{p}/runs/{run}/jobreports/"),
+            Some(&token),
+        )
+        .await;
+    let by = |name: &str| {
+        reports
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let r = by("ruff");
+    assert_eq!(r["instance"], "src/a b.py");
+    assert_eq!(
+        r["digest"]["tool"],
+        json!({"name": "ruff", "instance": "src/a b.py", "version": ""})
+    );
+    assert_eq!(r["digest"]["status"], "ok");
+    // Longest prefix: SIM is security (S), ERA info, C90 convention, B critical, unknown warning.
+    assert_eq!(r["digest"]["issues"], counters([1, 1, 1, 2, 2, 1]));
+    assert_eq!(r["output"].as_array().unwrap().len(), codes.len());
+    assert_eq!(
+        by("nbcheck")["digest"]["issues"],
+        counters([0, 0, 2, 1, 0, 0])
+    );
+    let broken = by("pylint");
+    assert!(
+        broken["digest"]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("Failed to generate the digest")
+    );
+    assert_eq!(broken["digest"]["issues"], counters([0; 6]));
+    finish_job(&app, run, "Complete").await;
+    let done = run_json(&app, &token, run).await;
+    assert_eq!(done["digest"]["issues"], counters([1, 1, 3, 3, 2, 1]));
+    assert_eq!(done["digest_quality"], "fail");
+}
