@@ -92,7 +92,7 @@ pub fn event_traceparent(ev: &IncomingEvent) -> Option<String> {
 pub fn type_family(ty: &str) -> &'static str {
     if is_health(ty) {
         "health"
-    } else if ty == statuses::WAKEUP_TYPE {
+    } else if statuses::is_wakeup(ty) {
         "wakeup"
     } else if EXECUTE_TYPES.contains(&ty) {
         "execute"
@@ -117,7 +117,7 @@ async fn handle_event(state: &AppState, ev: IncomingEvent) -> AppResult<Reply> {
     if is_health(&ev.ty) {
         return Ok(Reply::new(ReplyKind::Ok, &ev.id, "Healthy."));
     }
-    if ev.ty == statuses::WAKEUP_TYPE {
+    if statuses::is_wakeup(&ev.ty) {
         // Awaited, not spawned: the PingSource's request keeps a scaled-to-zero instance up
         // until the due statuses are out.
         let r = statuses::deliver_now(state).await?;

@@ -7,7 +7,7 @@
 //! - after commit, [`kick`] delivers it from a spawned task, never on the request path;
 //! - a failed delivery is retried with bounded exponential backoff, by later requests and
 //!   events ([`poke`], one atomic read when nothing is due) and by the wake-up CloudEvent a
-//!   Knative PingSource sends ([`WAKEUP_TYPE`], [`deliver_now`]);
+//!   Knative PingSource sends ([`WAKEUP_TYPES`], [`deliver_now`]);
 //! - replicas claim a row with a lease (a conditional UPDATE), so two never post the same row;
 //!   per (forge, repository, sha, context) only the oldest undelivered row is eligible, so
 //!   statuses arrive in order.
@@ -44,8 +44,17 @@ use std::{
 
 pub use forge::{Forge, Target, target_of};
 
-/// CloudEvent type of the periodic wake-up (`knative/pingsource.yaml`).
-pub const WAKEUP_TYPE: &str = "org.eoepca.application-quality.events.wakeup";
+/// CloudEvent types of the periodic wake-up: ours (for any scheduler), and a Knative
+/// PingSource's (`knative/pingsource.yaml`; a PingSource cannot set the type).
+pub const WAKEUP_TYPES: [&str; 2] = [
+    "org.eoepca.application-quality.events.wakeup",
+    "dev.knative.sources.ping",
+];
+
+/// Whether an event type is a wake-up.
+pub fn is_wakeup(ty: &str) -> bool {
+    WAKEUP_TYPES.contains(&ty)
+}
 
 /// Outcomes stored in `aq_commit_status.outcome`.
 pub mod outcome {
