@@ -258,7 +258,7 @@ pub struct Config {
     /// `GITHUB_API_TOKEN[__<owner>]` and `GITLAB_API_TOKEN[__<namespace>]` (not through envy:
     /// the names are open-ended).
     #[serde(skip)]
-    pub forge_tokens: ForgeTokens,
+    forge_tokens: ForgeTokens,
 }
 
 /// Forge API tokens from the environment, by forge and scope (`""` = the fallback token).
@@ -613,6 +613,11 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The forge API tokens (`GITHUB_API_TOKEN[__<owner>]`, `GITLAB_API_TOKEN[__<namespace>]`).
+    pub fn forge_tokens(&self) -> &ForgeTokens {
+        &self.forge_tokens
     }
 
     /// Whether GitHub statuses are on (`GITHUB_STATUS_ENABLED`).

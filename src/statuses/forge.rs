@@ -206,7 +206,7 @@ pub async fn post(
             });
         }
     };
-    let Some(token) = config.forge_tokens.get(forge, &row.token_scope) else {
+    let Some(token) = config.forge_tokens().get(forge, &row.token_scope) else {
         let (var, scope) = match forge {
             Forge::GitHub => ("GITHUB_API_TOKEN", &row.token_scope),
             Forge::GitLab => ("GITLAB_API_TOKEN", &row.token_scope),
