@@ -34,7 +34,7 @@ use sea_orm::{
 };
 use serde_json::Value;
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{
         OnceLock,
         atomic::{AtomicBool, AtomicI64, Ordering},
@@ -251,6 +251,10 @@ pub fn kick(state: &AppState) {
             state.outbox.again.store(false, Ordering::SeqCst);
             if let Err(e) = deliver_now(&state).await {
                 tracing::warn!(error = %e, "commit status delivery pass failed");
+                // Look again soon (the database may be back), not only at the next status.
+                let retry = Utc::now().timestamp_millis()
+                    + state.config.commit_status_retry_base_ms.min(60_000) as i64;
+                state.outbox.next_due_ms.store(retry, Ordering::Relaxed);
             }
             state.outbox.running.store(false, Ordering::SeqCst);
             // A kick between the pass and the store above found `running` set and left.
@@ -294,8 +298,12 @@ pub async fn deliver_now(state: &AppState) -> AppResult<PassReport> {
             .all(&state.db)
             .await?;
         let now = Utc::now();
-        let mut seen = HashSet::new();
-        let mut due = Vec::new();
+        // Per (forge, repository, commit, context), in id order: the rows that are due from
+        // the oldest on; a key whose oldest row is not due waits whole.
+        type Key = (String, String, String, String, String);
+        let mut keys: HashMap<Key, usize> = HashMap::new();
+        let mut blocked: HashSet<Key> = HashSet::new();
+        let mut due: Vec<Vec<commit_status::Model>> = Vec::new();
         let mut next_due: Option<DateTime<Utc>> = None;
         for row in queued {
             let key = (
@@ -305,16 +313,23 @@ pub async fn deliver_now(state: &AppState) -> AppResult<PassReport> {
                 row.sha.clone(),
                 row.context.clone(),
             );
-            if !seen.insert(key) {
+            if blocked.contains(&key) {
                 continue;
             }
             let ready_at = row
                 .lease_until
                 .map_or(row.next_attempt_at, |l| l.max(row.next_attempt_at));
-            if ready_at <= now {
-                due.push(row);
-            } else {
+            if ready_at > now {
                 next_due = Some(next_due.map_or(ready_at, |n| n.min(ready_at)));
+                blocked.insert(key);
+                continue;
+            }
+            match keys.get(&key) {
+                Some(&i) => due[i].push(row),
+                None => {
+                    keys.insert(key, due.len());
+                    due.push(vec![row]);
+                }
             }
         }
         if due.is_empty() {
@@ -323,8 +338,8 @@ pub async fn deliver_now(state: &AppState) -> AppResult<PassReport> {
             state.outbox.next_due_ms.store(next, Ordering::Relaxed);
             return Ok(report);
         }
-        let results: Vec<Option<Delivery>> = futures::stream::iter(due)
-            .map(|row| deliver_one(state, row))
+        let results: Vec<Vec<Delivery>> = futures::stream::iter(due)
+            .map(|rows| deliver_in_order(state, rows))
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
@@ -343,6 +358,23 @@ enum Delivery {
     Delivered,
     Retry,
     GaveUp,
+}
+
+/// Delivers the due rows of one commit and context one after the other; stops at the first that
+/// is not delivered (or that another replica holds), so a later status never overtakes it.
+async fn deliver_in_order(state: &AppState, rows: Vec<commit_status::Model>) -> Vec<Delivery> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        match deliver_one(state, row).await {
+            Some(Delivery::Delivered) => out.push(Delivery::Delivered),
+            Some(other) => {
+                out.push(other);
+                break;
+            }
+            None => break,
+        }
+    }
+    out
 }
 
 /// Claims, posts and settles one row; `None` when another replica holds it.
