@@ -326,8 +326,9 @@ fn ingress(id: &str, summary: &str, params: Vec<openapi::path::Parameter>) -> Op
     let event = object(
         "A CloudEvent 1.0: structured mode (`application/cloudevents+json`) or binary mode \
          (`ce-*` headers, the data as the body). Types handled: `*.pipeline.execute`, \
-         `*.health`, Kubernetes Job events from an ApiServerSource, and any type matched by a \
-         trigger's CQL2-JSON filter. Redelivery of an already seen (source, id) is harmless.",
+         `*.health`, Kubernetes Job events from an ApiServerSource, the commit-status wake-up \
+         (`dev.knative.sources.ping`, `org.eoepca.application-quality.events.wakeup`), and any \
+         type matched by a trigger's CQL2-JSON filter. Redelivery of an already seen (source, id) is harmless.",
     );
     let reply = ResponseBuilder::new()
         .description(

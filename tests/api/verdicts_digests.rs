@@ -488,7 +488,9 @@ async fn demo_digest_and_save_steps_count_and_upload_findings() {
         )
         .unwrap();
         std::fs::write(work.join("report.json"), report.to_string()).unwrap();
-        let out = std::process::Command::new("python3")
+        // The test suite's Python when set (any python3 has the standard library).
+        let python = std::env::var("AQ_PYTHON").unwrap_or_else(|_| "python3".into());
+        let out = std::process::Command::new(python)
             .current_dir(&work)
             .args(["make_digest.py", name, instance, "", "report.json"])
             .output()
