@@ -474,6 +474,66 @@ mod tests {
         assert!(!m("critical <= 5", c));
     }
 
+    /// Random texts over the language's alphabet (a fixed-seed generator, so failures repeat):
+    /// parsing never panics, and whatever parses evaluates without panicking.
+    #[test]
+    fn random_texts_never_panic() {
+        const PIECES: [&str; 24] = [
+            "info",
+            "error",
+            "warning",
+            "critical",
+            "security",
+            "convention",
+            "and",
+            "or",
+            "not",
+            "true",
+            "false",
+            "(",
+            ")",
+            "==",
+            "!=",
+            "<",
+            "<=",
+            ">",
+            ">=",
+            "+",
+            "-",
+            "*",
+            "/",
+            "1.5",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let (mut parsed, mut refused) = (0, 0);
+        for _ in 0..20_000 {
+            let len = (next() % 12) as usize + 1;
+            let text: Vec<&str> = (0..len)
+                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                .collect();
+            match Rule::parse(&text.join(" ")) {
+                Ok(rule) => {
+                    parsed += 1;
+                    let _ = rule.matches(&[0.0, 1.0, 2.0, 0.0, 3.0, 0.5]);
+                }
+                Err(e) => {
+                    refused += 1;
+                    assert!(!e.0.is_empty());
+                }
+            }
+        }
+        assert!(
+            parsed > 100 && refused > 100,
+            "{parsed} parsed, {refused} refused"
+        );
+    }
+
     #[test]
     fn division_by_zero_fails_at_evaluation() {
         let r = Rule::parse("info / error > 1").unwrap();

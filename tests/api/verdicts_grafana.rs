@@ -2,7 +2,8 @@
 //! here with Grafana's `$__timeFilter` macro expanded) run against `executions[_admin]` and
 //! `reports[_admin]` after real runs and return the expected rows. The non-admin views show
 //! the database user's own rows (the reference's were always empty). Always on PostgreSQL,
-//! whatever `TEST_BACKEND` is (SQLite has no views).
+//! whatever `TEST_BACKEND` is (SQLite has no views). Also: a database of the previous release
+//! upgrades in place (on the suite's backend).
 
 use super::digests::{seeded, start};
 use super::support::{finish_job, post_report_multipart, spawn};
@@ -256,4 +257,56 @@ async fn dashboards_queries_return_the_runs() {
         .map(|r| col(r, "run_id"))
         .collect();
     assert_eq!(own, [run]);
+}
+
+/// A database of the previous release (first migration only) with a pipeline, a finished run
+/// and a report upgrades in place: the new columns get their defaults (`""` for a run's digest,
+/// `{}` for a report's, no rules), the old rows read through the API, and on PostgreSQL the
+/// views show them. (Ids above the sequences' start, as PostgreSQL's sequences do not see rows
+/// inserted with explicit ids.)
+#[tokio::test]
+async fn an_existing_database_upgrades_in_place() {
+    use application_quality_api::db::Migrator;
+    use sea_orm::Database;
+    use sea_orm_migration::MigratorTrait;
+    let dir = tempfile::tempdir().unwrap();
+    let url = crate::common::fresh_database_url(&dir).await;
+    let postgres = url.starts_with("postgres");
+    {
+        let db = Database::connect(&url).await.unwrap();
+        Migrator::up(&db, Some(1)).await.unwrap();
+        let backend = db.get_database_backend();
+        for sql in [
+            "INSERT INTO auth_user (id, username, password, email, is_staff, is_active, date_joined) VALUES (1001, 'old', 'x', '', false, true, '2026-11-01T00:00:00Z')",
+            "INSERT INTO backend_pipeline (id, name, template, owner_id) VALUES (1001, 'old pipeline', 'x', NULL)",
+            "INSERT INTO backend_pipelinerun (id, pipeline_id, usage_report, start_time, status, started_by_id, updated_at) VALUES (1001, 1001, '\"\"', '2026-11-01T00:00:00Z', 'succeeded', 1001, '2026-11-01T00:00:00Z')",
+            "INSERT INTO backend_jobreport (id, run_id, name, instance, output) VALUES (1001, 1001, 'ruff', '', '[]')",
+        ] {
+            db.execute_raw(Statement::from_string(backend, sql))
+                .await
+                .unwrap();
+        }
+        db.close().await.unwrap();
+    }
+    let (app, _) = spawn(Vec::new(), Some(url)).await;
+    let (_, admin) = app.user_with_token("admin", true).await;
+    let (s, run) = app.get("/api/pipelines/_/runs/1001/", Some(&admin)).await;
+    assert_eq!(s, 200, "{run}");
+    assert_eq!(run["digest"], "");
+    assert_eq!(run["digest_quality"], "undefined");
+    let (_, reports) = app
+        .get("/api/pipelines/1001/runs/1001/jobreports/", Some(&admin))
+        .await;
+    assert_eq!(reports[0]["digest"], json!({}));
+    let (_, p) = app.get("/api/pipelines/1001/", Some(&admin)).await;
+    assert_eq!(p["quality_rules"], Value::Null);
+    if postgres {
+        let rows = query(
+            &app.state.db,
+            "SELECT id, digest_quality FROM executions_admin",
+            vec![],
+        )
+        .await;
+        assert_eq!(col::<String>(&rows[0], "digest_quality"), "undefined");
+    }
 }
