@@ -246,6 +246,21 @@ async fn github_statuses_arrive_once_in_order_through_500s_an_outage_and_a_resta
     let rows = outbox(&app).await;
     assert!(rows.iter().all(|r| r.outcome == "delivered"), "{rows:#?}");
     assert!(!format!("{rows:?}").contains("ghp-"), "tokens never stored");
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"commit_statuses{forge="github",outcome="delivered"} 3"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"commit_statuses{forge="github",outcome="queued"} 0"#));
+    assert!(!metrics.contains("ghp-"));
 }
 
 #[tokio::test]
