@@ -19,7 +19,9 @@ use crate::{
         runs::{find_visible_run, run_not_found},
         serialize::{self, PipelineScope},
     },
+    quality,
     state::AppState,
+    statuses,
 };
 use axum::{
     Json, Router,
@@ -34,6 +36,7 @@ use axum::{
 use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    TransactionTrait,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -285,6 +288,7 @@ async fn create(
         ));
     }
     let (name, instance) = check_query(query_of(query)?)?;
+    let txn = state.db.begin().await?;
     let report = job_report::ActiveModel {
         run_id: Set(run.id),
         name: Set(name.clone()),
@@ -294,7 +298,7 @@ async fn create(
         digest: Set(digest),
         ..Default::default()
     }
-    .insert(&state.db)
+    .insert(&txn)
     .await
     .map_err(|e| {
         if db::is_unique_violation(&e) {
@@ -305,6 +309,12 @@ async fn create(
             e.into()
         }
     })?;
+    // A report that comes after the run ended still counts.
+    let queued = quality::report_after_end(&txn, &state.config, run).await?;
+    txn.commit().await?;
+    if queued {
+        statuses::kick(&state);
+    }
     Ok((StatusCode::CREATED, Json(serialize::job_report(&report))))
 }
 

@@ -199,12 +199,50 @@ pub async fn conclude<C: ConnectionTrait>(
     config: &Config,
     run: pipeline_run::Model,
 ) -> AppResult<pipeline_run::Model> {
-    let status = RunStatus::parse(&run.status);
-    let executed = matches!(
-        status,
+    let run = if executed(&run) {
+        recompute_digest(db, run).await?
+    } else {
+        run
+    };
+    statuses::enqueue_for_run(db, config, &run, statuses::Moment::Ended).await?;
+    Ok(run)
+}
+
+/// Whether the run was executed and has ended (so it has a digest).
+fn executed(run: &pipeline_run::Model) -> bool {
+    matches!(
+        RunStatus::parse(&run.status),
         Some(RunStatus::Succeeded | RunStatus::Failed | RunStatus::Killed)
-    );
-    let run = if executed {
+    )
+}
+
+/// A job report arrived after its run had ended (a retried upload): the digest is computed
+/// again, and the commit status follows when its state changed. Inside the caller's
+/// transaction; a run that has not ended is left alone (its end will count the report).
+/// Returns whether a status was queued.
+pub async fn report_after_end<C: ConnectionTrait>(
+    db: &C,
+    config: &Config,
+    run: pipeline_run::Model,
+) -> AppResult<bool> {
+    if !executed(&run) {
+        return Ok(false);
+    }
+    let before = statuses::ended_state(&run);
+    let run = recompute_digest(db, run).await?;
+    if statuses::ended_state(&run) == before {
+        return Ok(false);
+    }
+    statuses::enqueue_for_run(db, config, &run, statuses::Moment::Ended).await
+}
+
+/// Stores the run's digest computed from its job reports and its pipeline's current rules; a
+/// manual verdict is kept.
+async fn recompute_digest<C: ConnectionTrait>(
+    db: &C,
+    run: pipeline_run::Model,
+) -> AppResult<pipeline_run::Model> {
+    {
         let digests: Vec<Value> = job_report::Entity::find()
             .select_only()
             .column(job_report::Column::Digest)
@@ -229,12 +267,8 @@ pub async fn conclude<C: ConnectionTrait>(
         }
         let mut active = run.into_active_model();
         active.digest = Set(digest);
-        active.update(db).await?
-    } else {
-        run
-    };
-    statuses::enqueue_for_run(db, config, &run, statuses::Moment::Ended).await?;
-    Ok(run)
+        Ok(active.update(db).await?)
+    }
 }
 
 /// Longest manual verdict.

@@ -137,6 +137,12 @@ fn state_for(run: &pipeline_run::Model, moment: Moment) -> (&'static str, String
     (state, description(state).to_string())
 }
 
+/// The state a run's end reports (`success`, `failure`, `error`), to tell whether a recomputed
+/// digest changes it.
+pub fn ended_state(run: &pipeline_run::Model) -> &'static str {
+    state_for(run, Moment::Ended).0
+}
+
 /// The target URL of a run's status: `GITHUB_STATUS_TARGET_URL` with `{run_id}` and
 /// `{pipeline_id}` replaced, or the run's API URL under `PUBLIC_URL`.
 pub fn target_url(config: &Config, run: &pipeline_run::Model) -> String {

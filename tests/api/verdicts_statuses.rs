@@ -326,6 +326,39 @@ async fn gitlab_statuses_use_its_api_and_the_namespace_token() {
         got[3].body["description"],
         "The quality pipeline did not complete (failed)."
     );
+    // A report that arrives after the first run ended still counts: its verdict and status
+    // change; a late report that leaves the state as it was posts nothing.
+    let (s, _) = post_report_multipart(
+        &app,
+        &format!("/api/pipelines/{p}/runs/{run}/jobreports/?name=bandit"),
+        &k.token(run),
+        &[
+            ("report", "{}"),
+            ("digest", &digest("bandit", json!({"critical": 1}))),
+        ],
+    )
+    .await;
+    assert_eq!(s, 201);
+    let got = forge.wait_for(&app, 5, 20).await;
+    check(&got[4], "failed", "Best practices validation failed");
+    let (s, _) = post_report_multipart(
+        &app,
+        &format!("/api/pipelines/{p}/runs/{run}/jobreports/?name=flake8"),
+        &k.token(run),
+        &[
+            ("report", "{}"),
+            ("digest", &digest("flake8", json!({"error": 1}))),
+        ],
+    )
+    .await;
+    assert_eq!(s, 201);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = app.get("/api/", None).await;
+    assert_eq!(
+        forge.accepted().len(),
+        5,
+        "an unchanged state posts nothing"
+    );
 }
 
 #[tokio::test]
