@@ -16,10 +16,12 @@ pub mod k8s;
 pub mod local;
 pub mod metrics;
 pub mod pipelines;
+pub mod quality;
 pub mod read_cache;
 pub mod replay;
 pub mod runs;
 pub mod state;
+pub mod statuses;
 pub mod telemetry;
 
 use anyhow::Context;
@@ -92,6 +94,7 @@ pub async fn build_state_with(
         run_token_key: auth::run_token::derivation_key(&key),
         launcher,
         metrics: Arc::new(metrics::Metrics::new()),
+        outbox: Arc::new(statuses::Outbox::default()),
     }))
 }
 

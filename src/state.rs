@@ -75,4 +75,6 @@ pub struct AppStateInner {
     pub users: UserCache,
     /// Prometheus metrics of this instance (`GET /metrics`).
     pub metrics: Arc<Metrics>,
+    /// Delivery state of the commit-status outbox (`statuses`).
+    pub outbox: Arc<crate::statuses::Outbox>,
 }

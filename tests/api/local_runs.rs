@@ -323,6 +323,8 @@ async fn notebook_and_lint_pipelines_run_and_report_exactly_their_findings() {
 
     let run = t.wait(lint_run, None).await;
     assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["digest"]["issues"]["error"], 2, "F401 and E711: {run}");
+    assert_eq!(run["digest_quality"], "fail");
     let reports = t.reports(lint_run).await;
     assert_eq!(reports.len(), 1, "{reports:?}");
     let findings: BTreeSet<(String, String, i64)> = reports[0]["output"]
@@ -854,8 +856,13 @@ async fn working_directories_are_removed_after_their_retention() {
     let t = spawn_local(&cwltool, &[("AQBB_SUCCEEDED_RETENTION_SECS", "0")]).await;
     let repo_dir = tempfile::tempdir().unwrap();
     let url = demo_repository(repo_dir.path());
-    let id = t.start(t.lint_pipeline, lint_params(&url)).await;
-    assert_eq!(t.wait(id, None).await["status"], "succeeded");
+    // Only the clean file: a real run whose verdict is `pass`.
+    let mut params = lint_params(&url);
+    params["python_lint_subworkflow"]["filter"] = json!({"regex": ".*/clean\\.py"});
+    let id = t.start(t.lint_pipeline, params).await;
+    let run = t.wait(id, None).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["digest_quality"], "pass", "{run}");
     let dir = t.data_dir.path().join(format!("runs/{id}"));
     let deadline = Instant::now() + Duration::from_secs(30);
     while dir.exists() {

@@ -25,3 +25,4 @@ mod rest_support;
 mod rest_tokens;
 mod schema;
 mod support_http;
+mod verdicts;
