@@ -8,6 +8,7 @@ pub mod index;
 pub mod jobreports;
 pub mod middleware;
 pub mod openapi;
+pub mod paging;
 pub mod pipelines;
 pub mod results;
 pub mod runs;
