@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod k8s;
+pub mod maintenance;
 pub mod metrics;
 pub mod pipelines;
 pub mod read_cache;
@@ -43,7 +44,12 @@ pub async fn build_state_with(
     config: Config,
     launcher: Arc<dyn Launcher>,
 ) -> anyhow::Result<AppState> {
-    let db = db::connect(&config).await.map_err(|e| {
+    // Without migrations to apply and with the JWT key from the environment, nothing needs the
+    // database before the server listens: the pool connects lazily and the schema check runs
+    // beside the first requests ([`check_schema`], readiness waits for it). This takes the
+    // first connection (a TLS handshake on PostgreSQL) off the cold start's critical path.
+    let deferred = !config.auto_migrate() && config.jwt_secret.is_some();
+    let db = db::connect_with(&config, deferred).await.map_err(|e| {
         anyhow::anyhow!(
             "cannot open DATABASE_URL ({}): {e}",
             redact_url(&config.database_url)
@@ -51,15 +57,8 @@ pub async fn build_state_with(
     })?;
     if config.auto_migrate() {
         db::migrate(&db).await.context("migrating the database")?;
-    } else {
-        let pending = db::pending_migrations(&db)
-            .await
-            .context("checking the database schema")?;
-        if pending > 0 {
-            anyhow::bail!(
-                "the database has {pending} pending migration(s): run `application-quality-api migrate` (or set DATABASE_AUTO_MIGRATE=true)"
-            );
-        }
+    } else if !deferred {
+        check_schema_now(&db).await?;
     }
     let key = db::jwt_key(&config, &db)
         .await
@@ -91,7 +90,33 @@ pub async fn build_state_with(
         run_token_key: auth::run_token::derivation_key(&key),
         launcher,
         metrics: Arc::new(metrics::Metrics::new()),
+        maintenance: Arc::new(maintenance::Maintenance::default()),
+        ready: Arc::new(std::sync::atomic::AtomicBool::new(!deferred)),
     }))
+}
+
+async fn check_schema_now(db: &sea_orm::DatabaseConnection) -> anyhow::Result<()> {
+    let pending = db::pending_migrations(db)
+        .await
+        .context("checking the database schema")?;
+    if pending > 0 {
+        anyhow::bail!(
+            "the database has {pending} pending migration(s): run `application-quality-api migrate` (or set DATABASE_AUTO_MIGRATE=true)"
+        );
+    }
+    Ok(())
+}
+
+/// The schema check that [`build_state`] deferred (if any): on success the instance becomes
+/// ready (`/health/readiness` answers 200); on failure the caller stops the server.
+pub async fn check_schema(state: &AppState) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering;
+    if state.ready.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    check_schema_now(&state.db).await?;
+    state.ready.store(true, Ordering::Release);
+    Ok(())
 }
 
 async fn select_launcher(config: &Config) -> anyhow::Result<Arc<dyn Launcher>> {
@@ -140,7 +165,12 @@ pub async fn serve(
 pub async fn run(config: Config, listener: TcpListener) -> anyhow::Result<()> {
     let state = build_state(config).await?;
     tracing::info!(addr = %listener.local_addr()?, launcher = state.launcher.name(), "listening");
-    serve(state, listener, shutdown_signal()).await?;
+    let server = tokio::spawn(serve(state.clone(), listener, shutdown_signal()));
+    if let Err(e) = check_schema(&state).await {
+        server.abort();
+        return Err(e);
+    }
+    server.await.context("server task")??;
     tracing::info!("shut down");
     Ok(())
 }

@@ -57,4 +57,8 @@ pub struct AppStateInner {
     pub users: UserCache,
     /// Prometheus metrics of this instance (`GET /metrics`).
     pub metrics: Arc<Metrics>,
+    /// When this instance last started a retention pass (`crate::maintenance`).
+    pub maintenance: Arc<crate::maintenance::Maintenance>,
+    /// The database schema has been checked (`/health/readiness` answers 200 only then).
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
 }
