@@ -255,6 +255,16 @@ where
         offset: Option<u64>,
         limit: u64,
     ) -> AppResult<Vec<(i64, Value)>> {
+        let rows = self
+            .page_select(after, offset, limit)
+            .into_model::<M>()
+            .all(db)
+            .await?;
+        (self.serialise)(db, rows).await
+    }
+
+    /// The statement of one batch or page (public for the query-plan tests).
+    pub fn page_select(&self, after: Option<i64>, offset: Option<u64>, limit: u64) -> Select<E> {
         let mut q = self.select.clone();
         if let Some(after) = after {
             q = q.filter(if self.descending {
@@ -271,8 +281,7 @@ where
         if let Some(offset) = offset {
             q = q.offset(offset);
         }
-        let rows = q.limit(limit).into_model::<M>().all(db).await?;
-        (self.serialise)(db, rows).await
+        q.limit(limit)
     }
 
     /// Number of rows of the list (the filters only, none of the decorating columns).

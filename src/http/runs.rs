@@ -107,7 +107,8 @@ pub fn list_select(
     Ok(select)
 }
 
-fn serialise_runs(
+/// Serialiser of runs list batches (public for the query-plan tests).
+pub fn serialise_runs(
     _db: &DatabaseConnection,
     rows: Vec<serialize::RunRow>,
 ) -> BoxFuture<'_, AppResult<Vec<(i64, Value)>>> {

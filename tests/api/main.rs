@@ -22,5 +22,6 @@ mod rest_pipelines;
 mod rest_runs;
 mod rest_support;
 mod rest_tokens;
+mod scale;
 mod schema;
 mod support_http;
