@@ -11,6 +11,7 @@ mod fuzz_regressions;
 mod hostile;
 mod k8s_runs;
 mod manifests;
+mod pg_tls;
 mod metrics;
 mod openapi;
 mod process;
