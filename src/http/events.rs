@@ -104,7 +104,12 @@ fn serialise_events(
     _db: &DatabaseConnection,
     rows: Vec<received_event::Model>,
 ) -> BoxFuture<'_, AppResult<Vec<(i64, Value)>>> {
-    Box::pin(async move { Ok(rows.iter().map(|e| (e.id, received_event_json(e))).collect()) })
+    Box::pin(async move {
+        Ok(rows
+            .iter()
+            .map(|e| (e.id, received_event_json(e)))
+            .collect())
+    })
 }
 
 /// `GET /api/events/?type=<prefix>&source=&outcome=`: staff only, newest first; the whole list

@@ -32,8 +32,8 @@ use axum::{
     response::Response,
     routing::get,
 };
-use futures::future::BoxFuture;
 use chrono::Utc;
+use futures::future::BoxFuture;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
 };
@@ -74,7 +74,12 @@ fn serialise_reports(
     _db: &DatabaseConnection,
     rows: Vec<job_report::Model>,
 ) -> BoxFuture<'_, AppResult<Vec<(i64, Value)>>> {
-    Box::pin(async move { Ok(rows.iter().map(|j| (j.id, serialize::job_report(j))).collect()) })
+    Box::pin(async move {
+        Ok(rows
+            .iter()
+            .map(|j| (j.id, serialize::job_report(j)))
+            .collect())
+    })
 }
 
 /// `GET .../jobreports/?name=&instance=`: the run's reports (its starter or staff), oldest

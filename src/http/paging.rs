@@ -24,8 +24,8 @@ use axum::{
 use base64::Engine;
 use futures::future::BoxFuture;
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, QueryFilter,
-    QueryOrder, QuerySelect, Select, sea_query::Expr,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect, Select, sea_query::Expr,
 };
 use serde_json::{Value, json};
 use std::{convert::Infallible, sync::Arc};
@@ -97,7 +97,9 @@ impl ListQuery {
             .map(|v| {
                 chrono::DateTime::parse_from_rfc3339(v)
                     .map(|t| t.with_timezone(&chrono::Utc))
-                    .map_err(|_| bad_param(name, "an RFC 3339 date-time, e.g. 2026-01-31T00:00:00Z"))
+                    .map_err(|_| {
+                        bad_param(name, "an RFC 3339 date-time, e.g. 2026-01-31T00:00:00Z")
+                    })
             })
             .transpose()
     }
@@ -139,7 +141,10 @@ impl ListQuery {
         }
         let offset = self
             .non_empty("offset")
-            .map(|v| v.parse::<u64>().map_err(|_| bad_param("offset", "an integer >= 0")))
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| bad_param("offset", "an integer >= 0"))
+            })
             .transpose()?;
         Ok(match (limit, offset) {
             (None, None) => Mode::Full,

@@ -226,14 +226,20 @@ impl FromQueryResult for RunRow {
 impl RunRow {
     /// The run's JSON ([`run`]).
     pub fn to_json(&self) -> Value {
-        run(&self.run, self.started_by.as_deref(), self.job_reports_count)
+        run(
+            &self.run,
+            self.started_by.as_deref(),
+            self.job_reports_count,
+        )
     }
 }
 
 /// Adds the columns of [`RunRow`] to a runs select: the starter's username and the report
 /// count, as correlated subqueries on indexed keys (the user's primary key, the reports'
 /// `(run_id, ...)` unique index), so a batch costs one statement with fixed parameters.
-pub fn with_run_extras(select: sea_orm::Select<pipeline_run::Entity>) -> sea_orm::Select<pipeline_run::Entity> {
+pub fn with_run_extras(
+    select: sea_orm::Select<pipeline_run::Entity>,
+) -> sea_orm::Select<pipeline_run::Entity> {
     select
         .expr_as(
             Expr::cust(

@@ -95,7 +95,9 @@ async fn verify_full_works_and_readiness_waits_for_the_deferred_schema_check() {
     let client = reqwest::Client::new();
     let readiness = format!("http://{addr}/health/readiness");
     assert_eq!(client.get(&readiness).send().await.unwrap().status(), 503);
-    check_schema(&state).await.expect("schema check over verify-full TLS");
+    check_schema(&state)
+        .await
+        .expect("schema check over verify-full TLS");
     assert_eq!(client.get(&readiness).send().await.unwrap().status(), 200);
     // Requests use the same verified connections, and they are encrypted.
     let r = client

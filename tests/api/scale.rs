@@ -139,9 +139,7 @@ async fn forty_thousand_runs_are_listed_in_full_and_paged() {
     assert_eq!(all[0]["job_reports_count"], 0);
 
     // A user's own runs: half of them, in full.
-    let (status, mine) = app
-        .get("/api/pipelines/_/runs/", Some(&alice_token))
-        .await;
+    let (status, mine) = app.get("/api/pipelines/_/runs/", Some(&alice_token)).await;
     assert_eq!(status, 200);
     let mine = mine.as_array().unwrap();
     assert_eq!(mine.len(), 20_000);
@@ -149,7 +147,10 @@ async fn forty_thousand_runs_are_listed_in_full_and_paged() {
 
     // LimitOffsetPagination.
     let (status, page) = app
-        .get("/api/pipelines/_/runs/?limit=50&offset=100", Some(&staff_token))
+        .get(
+            "/api/pipelines/_/runs/?limit=50&offset=100",
+            Some(&staff_token),
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(page["count"], 40_000);
@@ -158,7 +159,10 @@ async fn forty_thousand_runs_are_listed_in_full_and_paged() {
     assert_eq!(results[0], all[100]);
     let next = page["next"].as_str().unwrap();
     assert!(next.starts_with(&app.base), "{next}");
-    assert!(next.ends_with("/api/pipelines/_/runs/?limit=50&offset=150"), "{next}");
+    assert!(
+        next.ends_with("/api/pipelines/_/runs/?limit=50&offset=150"),
+        "{next}"
+    );
     assert!(
         page["previous"]
             .as_str()
@@ -180,7 +184,9 @@ async fn forty_thousand_runs_are_listed_in_full_and_paged() {
 
     // Filters, alone and with paging.
     let enc = |t: i64| {
-        let at = chrono::DateTime::from_timestamp(BASE + t, 0).unwrap().to_rfc3339();
+        let at = chrono::DateTime::from_timestamp(BASE + t, 0)
+            .unwrap()
+            .to_rfc3339();
         url::form_urlencoded::byte_serialize(at.as_bytes()).collect::<String>()
     };
     for (q, expected) in [
@@ -189,10 +195,16 @@ async fn forty_thousand_runs_are_listed_in_full_and_paged() {
         ("trigger=push-trigger".to_string(), 4_000),
         (format!("pipeline={pid}"), 40_000),
         (format!("started_before={}", enc(1001)), 1_000),
-        (format!("started_after={}&status=succeeded", enc(39_001)), 333),
+        (
+            format!("started_after={}&status=succeeded", enc(39_001)),
+            333,
+        ),
     ] {
         let (status, body) = app
-            .get(&format!("/api/pipelines/_/runs/?limit=1&{q}"), Some(&staff_token))
+            .get(
+                &format!("/api/pipelines/_/runs/?limit=1&{q}"),
+                Some(&staff_token),
+            )
             .await;
         assert_eq!(status, 200, "{q}: {body}");
         assert_eq!(body["count"], expected, "{q}");
@@ -285,9 +297,15 @@ async fn pages_stay_consistent_while_runs_are_added() {
         ("offset", &by_offset, offset_pages),
     ] {
         assert!(pages >= 31, "{name}: {pages} pages");
-        assert!(strictly_ascending(seen), "{name}: no row twice, none out of order");
+        assert!(
+            strictly_ascending(seen),
+            "{name}: no row twice, none out of order"
+        );
         let seen: BTreeSet<i64> = seen.iter().copied().collect();
-        assert!(initial.is_subset(&seen), "{name}: every run that existed was seen");
+        assert!(
+            initial.is_subset(&seen),
+            "{name}: every run that existed was seen"
+        );
         // Whatever was added during the walk is either seen or after the last page.
         let last = *seen.iter().next_back().unwrap();
         assert!(
@@ -315,7 +333,15 @@ async fn retention_deletes_in_batches_while_events_keep_arriving() {
     let mut first = std::collections::HashMap::new();
     for i in 0..20 {
         let id = format!("before-{i}");
-        let r = deliver(execute(app, "/api/events/", &id, "event", t.pipeline_id, &execute_payload())).await;
+        let r = deliver(execute(
+            app,
+            "/api/events/",
+            &id,
+            "event",
+            t.pipeline_id,
+            &execute_payload(),
+        ))
+        .await;
         assert_eq!(r.status, 200, "{:?}", r.body);
         first.insert(id, r.body["run_id"].as_i64().unwrap());
     }
@@ -327,10 +353,26 @@ async fn retention_deletes_in_batches_while_events_keep_arriving() {
         let mut replies = Vec::new();
         for i in 0..40 {
             let id = format!("during-{i}");
-            let r = deliver(execute(app, "/api/events/", &id, "event", t.pipeline_id, &execute_payload())).await;
+            let r = deliver(execute(
+                app,
+                "/api/events/",
+                &id,
+                "event",
+                t.pipeline_id,
+                &execute_payload(),
+            ))
+            .await;
             replies.push((id, r));
             let again = format!("before-{}", i % 20);
-            let r = deliver(execute(app, "/api/events/", &again, "event", t.pipeline_id, &execute_payload())).await;
+            let r = deliver(execute(
+                app,
+                "/api/events/",
+                &again,
+                "event",
+                t.pipeline_id,
+                &execute_payload(),
+            ))
+            .await;
             replies.push((again, r));
         }
         replies
@@ -339,7 +381,11 @@ async fn retention_deletes_in_batches_while_events_keep_arriving() {
     let report = report.expect("maintenance pass");
     assert_eq!(report.events, 2_500, "{report:?}");
     assert!(report.batches >= 25, "bounded batches: {report:?}");
-    assert_eq!((report.runs, report.job_reports), (0, 0), "runs and reports are kept by default");
+    assert_eq!(
+        (report.runs, report.job_reports),
+        (0, 0),
+        "runs and reports are kept by default"
+    );
     for (id, r) in &replies {
         assert_eq!(r.status, 200, "{id}: {:?}", r.body);
         if let Some(run) = first.get(id) {
@@ -359,7 +405,15 @@ async fn retention_deletes_in_batches_while_events_keep_arriving() {
     assert_eq!(by_source("kept").await.unwrap(), 50, "inside the window");
     // Exactly once still holds for everything inside the window.
     for (id, run) in &first {
-        let r = deliver(execute(app, "/api/events/", id, "event", t.pipeline_id, &execute_payload())).await;
+        let r = deliver(execute(
+            app,
+            "/api/events/",
+            id,
+            "event",
+            t.pipeline_id,
+            &execute_payload(),
+        ))
+        .await;
         assert_eq!(r.body["status"], "duplicate", "{id}");
         assert_eq!(r.body["run_id"].as_i64(), Some(*run), "{id}");
     }

@@ -1,8 +1,9 @@
-//! Indexes for lists and retention at any size: every list is read in primary-key order after a
-//! filter, so the filter column comes first and the id second (`WHERE started_by_id = ? AND id
-//! > ? ORDER BY id LIMIT n` is then one index range on both stores); the retention sweeps find
-//! old rows by time; deleting a received event or a run finds the trigger events that point at
-//! it. The two-column indexes replace the one-column ones of the first migration.
+//! Indexes for lists and retention at any size. Every list is read in primary-key order after
+//! a filter, so the filter column comes first and the id second: a keyset batch such as
+//! `WHERE started_by_id = ? AND id > ? ORDER BY id LIMIT n` is then one index range on both
+//! stores. The retention sweeps find old rows by time; deleting a received event or a run
+//! finds the trigger events that point at it. The two-column indexes replace the one-column
+//! ones of the first migration.
 
 use sea_orm_migration::prelude::*;
 
@@ -21,19 +22,31 @@ const CREATED: &[(&str, &str, &[&str])] = &[
         "ix_pipelinerun_pipeline_id",
         &["pipeline_id", "id"],
     ),
-    ("backend_pipelinerun", "ix_pipelinerun_status_id", &["status", "id"]),
+    (
+        "backend_pipelinerun",
+        "ix_pipelinerun_status_id",
+        &["status", "id"],
+    ),
     (
         "backend_pipelinerun",
         "ix_pipelinerun_triggered_by_id",
         &["triggered_by", "id"],
     ),
-    ("backend_pipelinerun", "ix_pipelinerun_start_time", &["start_time"]),
+    (
+        "backend_pipelinerun",
+        "ix_pipelinerun_start_time",
+        &["start_time"],
+    ),
     (
         "backend_pipelinerun",
         "ix_pipelinerun_completion_time",
         &["completion_time"],
     ),
-    ("backend_jobreport", "ix_jobreport_created_at", &["created_at"]),
+    (
+        "backend_jobreport",
+        "ix_jobreport_created_at",
+        &["created_at"],
+    ),
     (
         "backend_triggerevent",
         "ix_triggerevent_trigger_id",
@@ -53,13 +66,21 @@ const CREATED: &[(&str, &str, &[&str])] = &[
 
 /// `(table, index, columns)` of the first migration that the two-column ones replace.
 const REPLACED: &[(&str, &str, &[&str])] = &[
-    ("backend_pipelinerun", "ix_pipelinerun_pipeline", &["pipeline_id"]),
+    (
+        "backend_pipelinerun",
+        "ix_pipelinerun_pipeline",
+        &["pipeline_id"],
+    ),
     (
         "backend_pipelinerun",
         "ix_pipelinerun_started_by",
         &["started_by_id"],
     ),
-    ("backend_triggerevent", "ix_triggerevent_trigger", &["trigger_id"]),
+    (
+        "backend_triggerevent",
+        "ix_triggerevent_trigger",
+        &["trigger_id"],
+    ),
 ];
 
 fn create(table: &str, name: &str, cols: &[&str]) -> IndexCreateStatement {
@@ -72,10 +93,7 @@ fn create(table: &str, name: &str, cols: &[&str]) -> IndexCreateStatement {
 }
 
 fn drop(table: &str, name: &str) -> IndexDropStatement {
-    Index::drop()
-        .name(name)
-        .table(Alias::new(table))
-        .to_owned()
+    Index::drop().name(name).table(Alias::new(table)).to_owned()
 }
 
 #[async_trait::async_trait]
