@@ -289,6 +289,17 @@ where
         q.limit(limit)
     }
 
+    /// The id of the row at `offset` in list order, reading ids only.
+    async fn id_at(&self, db: &DatabaseConnection, offset: u64) -> Result<Option<i64>, DbErr> {
+        let q = self.select.clone().select_only().column(self.id);
+        let q = if self.descending {
+            q.order_by_desc(self.id)
+        } else {
+            q.order_by_asc(self.id)
+        };
+        q.offset(offset).limit(1).into_tuple().one(db).await
+    }
+
     /// Number of rows of the list (the filters only, none of the decorating columns).
     async fn count(&self, db: &DatabaseConnection) -> Result<u64, DbErr> {
         let n: Option<i64> = self
@@ -321,7 +332,20 @@ where
             }
             Mode::Offset { limit, offset } => {
                 let count = self.count(db).await?;
-                let results = self.batch(db, None, Some(offset), limit).await?;
+                let results = if offset == 0 {
+                    self.batch(db, None, None, limit).await?
+                } else {
+                    // Skip on the ids alone, then read the page by key: PostgreSQL would
+                    // otherwise compute every skipped row's columns (the run's starter and
+                    // report count included), 2 s for an offset of 500,000.
+                    match self.id_at(db, offset).await? {
+                        Some(first) => {
+                            let before = if self.descending { first + 1 } else { first - 1 };
+                            self.batch(db, Some(before), None, limit).await?
+                        }
+                        None => Vec::new(),
+                    }
+                };
                 let next = (offset.saturating_add(limit) < count).then(|| {
                     link(
                         url,
