@@ -340,7 +340,11 @@ where
                     // report count included), 2 s for an offset of 500,000.
                     match self.id_at(db, offset).await? {
                         Some(first) => {
-                            let before = if self.descending { first + 1 } else { first - 1 };
+                            let before = if self.descending {
+                                first + 1
+                            } else {
+                                first - 1
+                            };
                             self.batch(db, Some(before), None, limit).await?
                         }
                         None => Vec::new(),
