@@ -4,6 +4,13 @@
 #
 #   scripts/bench.sh                  # SQLite (default)
 #   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench scripts/bench.sh   # PostgreSQL variant
+#   scripts/bench.sh scale            # the scale table: 1k, 100k, 1M runs on SQLite and PostgreSQL
+#
+# The scale table (examples/scale_bench.rs) generates the rows with SQL, then measures the full
+# runs list (time to last byte, peak RSS), pages of 50, a user's own runs, one run, execute
+# events per second and cold starts (on PostgreSQL with TLS). BENCH_SCALE_SIZES overrides the
+# sizes, BENCH_SCALE_PG the PostgreSQL database (created afresh; default aq_scale_bench on
+# TEST_DATABASE_URL's server). Needs several GB of disk at 1M runs and takes a few minutes.
 #
 # Needs: wrk (installed from the distribution's packages when missing), curl. The Kubernetes
 # launch benchmark runs when KUBECONFIG points at a reachable cluster (scripts/kube.sh start).
@@ -16,6 +23,30 @@ OUT=target/bench
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
 trap 'kill ${SERVER_PID:-} 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+if [[ ${1:-} == scale ]]; then
+  echo "building release binary and the scale benchmark" >&2
+  cargo build --release --quiet
+  cargo build --release --quiet --example scale_bench
+  SIZES=${BENCH_SCALE_SIZES:-1000 100000 1000000}
+  PG_SERVER=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
+  PG=${BENCH_SCALE_PG:-${PG_SERVER%/*}/aq_scale_bench}
+  # verify-full needs the server's CA: the certificate file the server names, if readable here.
+  CA=$(psql "$PG_SERVER" -Atc 'SHOW ssl_cert_file' 2>/dev/null || true)
+  if [[ -n $CA && -r $CA ]]; then export BENCH_PG_CA=$CA; fi
+  {
+    echo "## Scale report"
+    echo
+    echo "$(date -u +%Y-%m-%d), $(nproc) cores, release binary, loopback, executed CWL of ${BENCH_CWL_BYTES:-1000} bytes per run"
+    echo
+    # shellcheck disable=SC2086
+    target/release/examples/scale_bench target/release/application-quality-api "sqlite://$WORK/scale.db?mode=rwc" $SIZES
+    echo
+    # shellcheck disable=SC2086
+    target/release/examples/scale_bench target/release/application-quality-api "$PG" $SIZES
+  } | tee "$OUT/scale.md"
+  exit 0
+fi
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need wrk; then

@@ -230,6 +230,28 @@ pub struct Config {
     /// This instance's own writes show at once; other writers' within this time.
     #[serde(default = "default_pipeline_list_cache")]
     pub pipeline_list_cache_ms: u64,
+    /// Received events older than this many days are deleted by the periodic maintenance
+    /// (0 = keep forever). Redeliveries of an event are recognised only while it is kept, so
+    /// this must exceed every sender's redelivery horizon (brokers retry for minutes to hours,
+    /// GitHub redeliveries are manual and limited to recent deliveries).
+    #[serde(default = "default_event_retention_days")]
+    pub event_retention_days: u32,
+    /// Finished runs (and, with them, their job reports) whose completion is older than this many
+    /// days are deleted by the maintenance (0 = keep forever, the default).
+    #[serde(default)]
+    pub run_retention_days: u32,
+    /// Job reports older than this many days are deleted by the maintenance (0 = keep forever,
+    /// the default).
+    #[serde(default)]
+    pub job_report_retention_days: u32,
+    /// Shortest time between two maintenance passes, which requests start opportunistically in
+    /// the background (0 = never from requests; an external wake-up may still call it).
+    #[serde(default = "default_maintenance_interval")]
+    pub maintenance_interval_secs: u64,
+    /// Rows deleted per statement by the maintenance; each batch is its own short statement,
+    /// so requests interleave with a long clean-up.
+    #[serde(default = "default_maintenance_batch")]
+    pub maintenance_batch_size: u32,
     /// Whether the client address is taken from the first `X-Forwarded-For` hop (instead of the
     /// TCP peer) for per-address limits. Enable it only behind a proxy that sets this header
     /// itself, as Knative's ingress and queue-proxy do, and whose outermost hop overwrites rather
@@ -473,6 +495,15 @@ fn default_login_failures_per_address() -> u32 {
 fn default_pipeline_list_cache() -> u64 {
     1000
 }
+fn default_event_retention_days() -> u32 {
+    30
+}
+fn default_maintenance_interval() -> u64 {
+    3600
+}
+fn default_maintenance_batch() -> u32 {
+    500
+}
 fn default_auth_user_cache() -> u64 {
     5
 }
@@ -604,6 +635,22 @@ impl Config {
             return Err(ConfigError(
                 "LOGIN_FAILURE_WINDOW_SECS must be positive".into(),
             ));
+        }
+        if !(1..=10_000).contains(&self.maintenance_batch_size) {
+            return Err(ConfigError(
+                "MAINTENANCE_BATCH_SIZE must be between 1 and 10000".into(),
+            ));
+        }
+        for (name, days) in [
+            ("EVENT_RETENTION_DAYS", self.event_retention_days),
+            ("RUN_RETENTION_DAYS", self.run_retention_days),
+            ("JOB_REPORT_RETENTION_DAYS", self.job_report_retention_days),
+        ] {
+            if days > 36_500 {
+                return Err(ConfigError(format!(
+                    "{name} must be at most 36500 days (0 keeps forever)"
+                )));
+            }
         }
         if self.kube_timeout_ms == 0 {
             return Err(ConfigError("KUBE_TIMEOUT_MS must be positive".into()));

@@ -14,6 +14,7 @@ pub mod events;
 pub mod http;
 pub mod k8s;
 pub mod local;
+pub mod maintenance;
 pub mod metrics;
 pub mod pipelines;
 pub mod quality;
@@ -46,7 +47,12 @@ pub async fn build_state_with(
     config: Config,
     launcher: Arc<dyn Launcher>,
 ) -> anyhow::Result<AppState> {
-    let db = db::connect(&config).await.map_err(|e| {
+    // Without migrations to apply and with the JWT key from the environment, nothing needs the
+    // database before the server listens: the pool connects lazily and the schema check runs
+    // beside the first requests ([`check_schema`], readiness waits for it). This takes the
+    // first connection (a TLS handshake on PostgreSQL) off the cold start's critical path.
+    let deferred = !config.auto_migrate() && config.jwt_secret.is_some();
+    let db = db::connect_with(&config, deferred).await.map_err(|e| {
         anyhow::anyhow!(
             "cannot open DATABASE_URL ({}): {e}",
             redact_url(&config.database_url)
@@ -54,15 +60,8 @@ pub async fn build_state_with(
     })?;
     if config.auto_migrate() {
         db::migrate(&db).await.context("migrating the database")?;
-    } else {
-        let pending = db::pending_migrations(&db)
-            .await
-            .context("checking the database schema")?;
-        if pending > 0 {
-            anyhow::bail!(
-                "the database has {pending} pending migration(s): run `application-quality-api migrate` (or set DATABASE_AUTO_MIGRATE=true)"
-            );
-        }
+    } else if !deferred {
+        check_schema_now(&db).await?;
     }
     let key = db::jwt_key(&config, &db)
         .await
@@ -95,7 +94,33 @@ pub async fn build_state_with(
         launcher,
         metrics: Arc::new(metrics::Metrics::new()),
         outbox: Arc::new(statuses::Outbox::default()),
+        maintenance: Arc::new(maintenance::Maintenance::default()),
+        ready: Arc::new(std::sync::atomic::AtomicBool::new(!deferred)),
     }))
+}
+
+async fn check_schema_now(db: &sea_orm::DatabaseConnection) -> anyhow::Result<()> {
+    let pending = db::pending_migrations(db)
+        .await
+        .context("checking the database schema")?;
+    if pending > 0 {
+        anyhow::bail!(
+            "the database has {pending} pending migration(s): run `application-quality-api migrate` (or set DATABASE_AUTO_MIGRATE=true)"
+        );
+    }
+    Ok(())
+}
+
+/// The schema check that [`build_state`] deferred (if any): on success the instance becomes
+/// ready (`/health/readiness` answers 200); on failure the caller stops the server.
+pub async fn check_schema(state: &AppState) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering;
+    if state.ready.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    check_schema_now(&state.db).await?;
+    state.ready.store(true, Ordering::Release);
+    Ok(())
 }
 
 /// Picks the executor from `EXECUTOR` (or `KUBERNETES`); [`run`] logs the choice and its
@@ -177,7 +202,13 @@ pub async fn run(config: Config, listener: TcpListener) -> anyhow::Result<()> {
         how = %state.launcher.describe(),
         "listening"
     );
-    serve(state.clone(), listener, shutdown_signal()).await?;
+    let server = tokio::spawn(serve(state.clone(), listener, shutdown_signal()));
+    if let Err(e) = check_schema(&state).await {
+        server.abort();
+        state.launcher.shutdown().await;
+        return Err(e);
+    }
+    server.await.context("server task")??;
     state.launcher.shutdown().await;
     tracing::info!("shut down");
     Ok(())

@@ -77,4 +77,8 @@ pub struct AppStateInner {
     pub metrics: Arc<Metrics>,
     /// Delivery state of the commit-status outbox (`statuses`).
     pub outbox: Arc<crate::statuses::Outbox>,
+    /// When this instance last started a retention pass (`crate::maintenance`).
+    pub maintenance: Arc<crate::maintenance::Maintenance>,
+    /// The database schema has been checked (`/health/readiness` answers 200 only then).
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
 }

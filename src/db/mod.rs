@@ -17,7 +17,14 @@ pub use migrations::Migrator;
 /// Opens the configured store. SQLite gets WAL, a busy timeout and foreign keys; both backends
 /// get bounded acquire/connect timeouts so an outage turns into a quick 503, not a hung request.
 pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
+    connect_with(config, false).await
+}
+
+/// [`connect`], optionally without opening a connection yet (`lazy`): the first query does,
+/// so a server can listen before the database has answered.
+pub async fn connect_with(config: &Config, lazy: bool) -> Result<DatabaseConnection, DbErr> {
     let mut opts = ConnectOptions::new(config.database_url.clone());
+    opts.connect_lazy(lazy);
     let wait = outage_wait(config.request_timeout());
     opts.sqlx_logging(false)
         .connect_timeout(wait)
@@ -51,9 +58,34 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
 }
 
-/// Whether the schema is missing migrations (used to fail clearly when PostgreSQL was not migrated).
+/// Whether the schema is missing migrations (used to fail clearly when PostgreSQL was not
+/// migrated). Read-only: one query, no `CREATE TABLE` of the migrations table (a cold start
+/// never runs DDL, and the database user may lack the right to).
 pub async fn pending_migrations(db: &DatabaseConnection) -> Result<usize, DbErr> {
-    Ok(Migrator::get_pending_migrations(db).await?.len())
+    use sea_orm::{ConnectionTrait, Statement};
+    // The common case in one statement on one connection (a cold start's first, over TLS on
+    // PostgreSQL); sea-orm-migration's own check asks the information schema first and may
+    // open a second connection for its second query.
+    let applied = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT version FROM seaql_migrations",
+        ))
+        .await;
+    match applied {
+        Ok(rows) => {
+            let applied: std::collections::HashSet<String> = rows
+                .iter()
+                .filter_map(|r| r.try_get_by_index::<String>(0).ok())
+                .collect();
+            Ok(Migrator::migrations()
+                .iter()
+                .filter(|m| !applied.contains(m.name()))
+                .count())
+        }
+        // No migrations table (or another surprise): the library's careful check decides.
+        Err(_) => Ok(Migrator::get_pending_migrations_read_only(db).await?.len()),
+    }
 }
 
 /// Key of the generated JWT secret in `aq_setting`.

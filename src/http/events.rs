@@ -1,7 +1,7 @@
 //! CloudEvents ingress routes: `POST /` (where `kn func invoke` sends), `POST /api/events/` (the
 //! Knative Trigger's subscriber path), `POST /<namespace>/<broker>` (broker-ingress shaped, so
 //! the broker test scripts work when pointed at the service), and the staff list of received
-//! events, `GET /api/events/?type=<prefix>&limit=<n>` (newest first).
+//! events, `GET /api/events/?type=<prefix>` (newest first, paged like every growing list).
 //!
 //! With `EVENTS_AUTH=oidc` every delivery is authenticated first ([`EventSender`]: 401 without
 //! a valid sender token, 403 for a sender that is not allowed), before the body is even read;
@@ -12,22 +12,21 @@ use crate::{
     db::entities::received_event,
     error::{AppError, AppResult},
     events::{decode::IncomingEvent, dispatch, received_event_json},
-    http::middleware,
+    http::{
+        middleware,
+        paging::{ListQuery, ListUrl, Listing},
+    },
     state::AppState,
 };
 use axum::{
-    Json, Router,
-    extract::{Path, Query, State},
+    Router,
+    extract::{Path, RawQuery, State},
     response::{IntoResponse, Response},
     routing::post,
 };
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use serde::Deserialize;
+use futures::future::BoxFuture;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde_json::Value;
-
-/// Default and largest page of `GET /api/events/`.
-const DEFAULT_LIMIT: u64 = 100;
-const MAX_LIMIT: u64 = 1000;
 
 /// `/api/events/`: the Knative Trigger's subscriber path and the staff list of received
 /// events. It sits with the REST routes (the browser frontend reads the list, so CORS
@@ -101,36 +100,49 @@ fn check_user_naming(sender: &EventSender, event: &IncomingEvent) -> Result<(), 
     )))
 }
 
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    #[serde(rename = "type")]
-    ty: Option<String>,
-    source: Option<String>,
-    outcome: Option<String>,
-    limit: Option<u64>,
+fn serialise_events(
+    _db: &DatabaseConnection,
+    rows: Vec<received_event::Model>,
+) -> BoxFuture<'_, AppResult<Vec<(i64, Value)>>> {
+    Box::pin(async move {
+        Ok(rows
+            .iter()
+            .map(|e| (e.id, received_event_json(e)))
+            .collect())
+    })
 }
 
-/// `GET /api/events/`: staff only.
+/// `GET /api/events/?type=<prefix>&source=&outcome=`: staff only, newest first; the whole list
+/// streamed, or pages (see [`crate::http::paging`]).
 async fn list(
     State(state): State<AppState>,
     StaffUser(_): StaffUser,
-    Query(q): Query<ListQuery>,
-) -> AppResult<Json<Value>> {
-    let mut select = received_event::Entity::find()
-        .order_by_desc(received_event::Column::ReceivedAt)
-        .order_by_desc(received_event::Column::Id)
-        .limit(q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT));
-    if let Some(prefix) = q.ty.filter(|p| !p.is_empty()) {
+    RawQuery(raw): RawQuery,
+    url: ListUrl,
+) -> AppResult<Response> {
+    let query = ListQuery::parse(raw.as_deref())?;
+    let mut select = received_event::Entity::find();
+    if let Some(prefix) = query.text("type", 255)? {
         select = select.filter(received_event::Column::EventType.starts_with(prefix));
     }
-    if let Some(source) = q.source {
+    if let Some(source) = query.text("source", 255)? {
         select = select.filter(received_event::Column::Source.eq(source));
     }
-    if let Some(outcome) = q.outcome {
+    if let Some(outcome) = query.text("outcome", 20)? {
         select = select.filter(received_event::Column::Outcome.eq(outcome));
     }
-    let rows = select.all(&state.db).await?;
-    Ok(Json(Value::Array(
-        rows.iter().map(received_event_json).collect(),
-    )))
+    if let Some(after) = query.time("received_after")? {
+        select = select.filter(received_event::Column::ReceivedAt.gte(after));
+    }
+    if let Some(before) = query.time("received_before")? {
+        select = select.filter(received_event::Column::ReceivedAt.lt(before));
+    }
+    Listing {
+        select,
+        id: received_event::Column::Id,
+        descending: true,
+        serialise: serialise_events,
+    }
+    .respond(&state.db, &query, &url)
+    .await
 }

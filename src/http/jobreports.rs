@@ -16,6 +16,7 @@ use crate::{
     http::{
         extract::{body_rejection, is_json_content_type, parse_json},
         multipart,
+        paging::{ListQuery, ListUrl, Listing},
         runs::{find_visible_run, run_not_found},
         serialize::{self, PipelineScope},
     },
@@ -27,15 +28,17 @@ use axum::{
     Json, Router,
     body::Bytes,
     extract::{
-        Path, Query, State,
+        Path, Query, RawQuery, State,
         rejection::{BytesRejection, QueryRejection},
     },
     http::{HeaderMap, StatusCode, header},
+    response::Response,
     routing::get,
 };
 use chrono::Utc;
+use futures::future::BoxFuture;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
     TransactionTrait,
 };
 use serde::Deserialize;
@@ -71,16 +74,29 @@ fn query_of(q: Result<Query<ReportQuery>, QueryRejection>) -> AppResult<ReportQu
         .map_err(|e| AppError::BadRequest(format!("Invalid query string: {}", e.body_text())))
 }
 
-/// `GET .../jobreports/?name=&instance=`: the run's reports (its starter or staff).
+fn serialise_reports(
+    _db: &DatabaseConnection,
+    rows: Vec<job_report::Model>,
+) -> BoxFuture<'_, AppResult<Vec<(i64, Value)>>> {
+    Box::pin(async move {
+        Ok(rows
+            .iter()
+            .map(|j| (j.id, serialize::job_report(j)))
+            .collect())
+    })
+}
+
+/// `GET .../jobreports/?name=&instance=`: the run's reports (its starter or staff), oldest
+/// first; the whole list streamed, or pages (see [`crate::http::paging`]).
 #[utoipa::path(
     get,
     path = "/api/pipelines/{pipeline}/runs/{run}/jobreports/",
     tag = "jobreports",
     operation_id = "jobreports_list",
     security(("bearer" = [])),
-    params(("pipeline" = String, Path, description = "Pipeline id, or `_` / `-` for every pipeline"), ("run" = String, Path, description = "Run id"), ("name" = Option<String>, Query, description = "Tool slug"), ("instance" = Option<String>, Query, description = "Instance (e.g. a file)")),
+    params(("pipeline" = String, Path, description = "Pipeline id, or `_` / `-` for every pipeline"), ("run" = String, Path, description = "Run id"), ("name" = Option<String>, Query, description = "Tool slug"), ("instance" = Option<String>, Query, description = "Instance (e.g. a file)"), crate::http::openapi::schemas::PageParams),
     responses(
-        (status = 200, description = "Job reports", body = Vec<crate::http::openapi::schemas::JobReport>),
+        (status = 200, description = "Job reports: an array without paging parameters, else a `Page` of them", body = Vec<crate::http::openapi::schemas::JobReport>),
         (status = 400, description = "Malformed query string", body = crate::http::openapi::schemas::ErrorDetail),
         (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
         (status = 404, description = "No such pipeline or run visible to the caller", body = crate::http::openapi::schemas::ErrorDetail),
@@ -90,21 +106,26 @@ async fn list(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path((pipeline, run)): Path<(String, String)>,
-    query: Result<Query<ReportQuery>, QueryRejection>,
-) -> AppResult<Json<Value>> {
-    let q = query_of(query)?;
+    RawQuery(raw): RawQuery,
+    url: ListUrl,
+) -> AppResult<Response> {
+    let query = ListQuery::parse(raw.as_deref())?;
     let run = find_visible_run(&state.db, &user, &pipeline, &run).await?;
-    let mut find = job_report::Entity::find()
-        .filter(job_report::Column::RunId.eq(run.id))
-        .order_by_asc(job_report::Column::Id);
-    if let Some(name) = q.name {
-        find = find.filter(job_report::Column::Name.eq(name));
+    let mut select = job_report::Entity::find().filter(job_report::Column::RunId.eq(run.id));
+    if let Some(name) = query.get("name") {
+        select = select.filter(job_report::Column::Name.eq(name));
     }
-    if let Some(instance) = q.instance {
-        find = find.filter(job_report::Column::Instance.eq(instance));
+    if let Some(instance) = query.get("instance") {
+        select = select.filter(job_report::Column::Instance.eq(instance));
     }
-    let reports = find.all(&state.db).await?;
-    Ok(Json(reports.iter().map(serialize::job_report).collect()))
+    Listing {
+        select,
+        id: job_report::Column::Id,
+        descending: false,
+        serialise: serialise_reports,
+    }
+    .respond(&state.db, &query, &url)
+    .await
 }
 
 /// `GET .../jobreports/{id}/`: one report (the run's starter or staff).

@@ -170,6 +170,8 @@ pub async fn observe_requests(State(state): State<AppState>, req: Request, next:
     // The path is only needed for the log line: skip the copy when it is filtered out.
     let path = tracing::enabled!(tracing::Level::INFO).then(|| req.uri().path().to_owned());
     let started = Instant::now();
+    // Retention runs in the background, started by traffic at most once per interval.
+    crate::maintenance::maybe_start(&state);
     let response = json_error_body(&state, next.run(req).instrument(span.clone()).await);
     let elapsed = started.elapsed();
     // Commit statuses waiting for a retry go out after a request (a spawned task; one atomic

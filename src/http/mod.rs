@@ -9,6 +9,7 @@ pub mod jobreports;
 pub mod middleware;
 pub mod multipart;
 pub mod openapi;
+pub mod paging;
 pub mod pipelines;
 pub mod results;
 pub mod runlogs;

@@ -89,6 +89,9 @@ pub const RUN_TOKEN: &str = "run_token";
         schemas::Pipeline,
         schemas::PipelineWrite,
         schemas::Run,
+        schemas::RunPage,
+        schemas::RunCursorPage,
+        schemas::Page,
         schemas::RunCreate,
         schemas::RunOverride,
         schemas::JobReport,
@@ -257,6 +260,23 @@ fn query_param(name: &str, ty: Type, description: &str) -> openapi::path::Parame
         .description(Some(description))
         .schema(Some(ObjectBuilder::new().schema_type(ty)))
         .build()
+}
+
+/// The paging parameters of every growing list (see `crate::http::paging`).
+fn paging_params() -> Vec<openapi::path::Parameter> {
+    vec![
+        query_param(
+            "limit",
+            Type::Integer,
+            "Page size, 1-1000 (clamped; 100 with only `offset`/`cursor`): answers a `Page`              `{count, next, previous, results}` instead of the whole list",
+        ),
+        query_param("offset", Type::Integer, "Rows to skip (with `limit`)"),
+        query_param(
+            "cursor",
+            Type::String,
+            "Keyset paging: empty for the first page, then the `next` link's value; pages              `{next, previous: null, results}` stay consistent while rows are added",
+        ),
+    ]
 }
 
 /// Who may call an operation.
@@ -493,13 +513,34 @@ fn described_elsewhere() -> Vec<(&'static str, PathItem)> {
                     "events_list",
                     "Received events, newest first (staff)",
                     Access::Staff,
-                    vec![
+                    [
                         query_param("type", Type::String, "Event type prefix"),
                         query_param("source", Type::String, "Exact event source"),
                         query_param("outcome", Type::String, "Exact outcome"),
-                        query_param("limit", Type::Integer, "1-1000, default 100"),
+                        query_param(
+                            "received_after",
+                            Type::String,
+                            "Received at or after this time (RFC 3339)",
+                        ),
+                        query_param(
+                            "received_before",
+                            Type::String,
+                            "Received before this time (RFC 3339)",
+                        ),
+                    ]
+                    .into_iter()
+                    .chain(paging_params())
+                    .collect(),
+                    vec![
+                        (
+                            "200",
+                            ok(
+                                "Received events: all of them as an array (streamed) without                                  paging parameters, else a `Page`",
+                                array_of(received_event()),
+                            ),
+                        ),
+                        ("400", error("Malformed filter or paging parameter")),
                     ],
-                    vec![("200", ok("Received events", array_of(received_event())))],
                 ),
             ),
         ),
@@ -622,12 +663,19 @@ fn described_elsewhere() -> Vec<(&'static str, PathItem)> {
                     "triggers_events",
                     "Events a trigger fired for, newest first (`_`, `-`: all the caller's)",
                     Access::User,
+                    [path_param("slug", "Trigger slug, or `_` / `-` for all")]
+                        .into_iter()
+                        .chain(paging_params())
+                        .collect(),
                     vec![
-                        path_param("slug", "Trigger slug, or `_` / `-` for all"),
-                        query_param("limit", Type::Integer, "1-1000, default 1000"),
-                    ],
-                    vec![
-                        ("200", ok("Trigger events", array_of(trigger_event()))),
+                        (
+                            "200",
+                            ok(
+                                "Trigger events: all of them as an array (streamed) without                                  paging parameters, else a `Page`",
+                                array_of(trigger_event()),
+                            ),
+                        ),
+                        ("400", error("Malformed paging parameter")),
                         ("404", not_found("trigger")),
                     ],
                 ),
@@ -772,7 +820,10 @@ fn described_elsewhere() -> Vec<(&'static str, PathItem)> {
         ),
         (
             "/health/readiness",
-            health("health_readiness", "Readiness probe"),
+            health(
+                "health_readiness",
+                "Readiness probe: 503 until the deferred start-up schema check has passed",
+            ),
         ),
         (
             "/health/liveness",

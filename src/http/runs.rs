@@ -13,6 +13,7 @@ use crate::{
     error::{AppError, AppResult},
     http::{
         extract::{JsonBody, TraceParent},
+        paging::{ListQuery, ListUrl, Listing},
         serialize::{self, PipelineScope},
     },
     quality,
@@ -22,12 +23,15 @@ use crate::{
 };
 use axum::{
     Json, Router,
-    extract::{Path, State},
+    extract::{Path, RawQuery, State},
     http::StatusCode,
+    response::Response,
     routing::{get, post},
 };
+use futures::future::BoxFuture;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Select,
+    TransactionTrait,
 };
 use serde_json::{Value, json};
 
@@ -64,16 +68,78 @@ pub async fn find_visible_run<C: ConnectionTrait>(
         .ok_or_else(run_not_found)
 }
 
-/// `GET /api/pipelines/{id|_|-}/runs/`: the caller's runs (staff: all), oldest first.
+/// Longest `status` filter list.
+const MAX_STATUSES: usize = 10;
+
+/// The runs `user` may list under `scope`, filtered by the query string: `pipeline`, `status`
+/// (comma-separated), `started_after` / `started_before` (RFC 3339, on `start_time`), `trigger`
+/// (slug of the trigger that started the run). Public so the query-plan test checks the very
+/// statement the handler runs.
+pub fn list_select(
+    user: &user::Model,
+    scope: PipelineScope,
+    q: &ListQuery,
+) -> AppResult<Select<pipeline_run::Entity>> {
+    let mut select = pipeline_run::Entity::find();
+    if let PipelineScope::One(id) = scope {
+        select = select.filter(pipeline_run::Column::PipelineId.eq(id));
+    }
+    if let Some(id) = q.id("pipeline")? {
+        select = select.filter(pipeline_run::Column::PipelineId.eq(id));
+    }
+    if !user.is_staff {
+        select = select.filter(pipeline_run::Column::StartedById.eq(user.id));
+    }
+    if let Some(statuses) = q.text("status", 200)? {
+        let list: Vec<String> = statuses
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if list.len() > MAX_STATUSES {
+            return Err(AppError::BadRequest(format!(
+                "'status' takes at most {MAX_STATUSES} values."
+            )));
+        }
+        select = select.filter(pipeline_run::Column::Status.is_in(list));
+    }
+    if let Some(after) = q.time("started_after")? {
+        select = select.filter(pipeline_run::Column::StartTime.gte(after));
+    }
+    if let Some(before) = q.time("started_before")? {
+        select = select.filter(pipeline_run::Column::StartTime.lt(before));
+    }
+    if let Some(slug) = q.text("trigger", 50)? {
+        select = select.filter(pipeline_run::Column::TriggeredBy.eq(slug));
+    }
+    Ok(select)
+}
+
+/// Serialiser of runs list batches (public for the query-plan tests).
+pub fn serialise_runs(
+    _db: &DatabaseConnection,
+    rows: Vec<serialize::RunRow>,
+) -> BoxFuture<'_, AppResult<Vec<(i64, Value)>>> {
+    Box::pin(async move { Ok(rows.iter().map(|r| (r.run.id, r.to_json())).collect()) })
+}
+
+/// `GET /api/pipelines/{id|_|-}/runs/`: the caller's runs (staff: all), oldest first; the
+/// whole list streamed, or pages with `limit`/`offset` or `cursor` (see [`crate::http::paging`]).
 #[utoipa::path(
     get,
     path = "/api/pipelines/{pipeline}/runs/",
     tag = "runs",
     operation_id = "runs_list",
     security(("bearer" = [])),
-    params(("pipeline" = String, Path, description = "Pipeline id, or `_` / `-` for every pipeline")),
+    params(
+        ("pipeline" = String, Path, description = "Pipeline id, or `_` / `-` for every pipeline"),
+        crate::http::openapi::schemas::RunFilters,
+        crate::http::openapi::schemas::PageParams,
+    ),
     responses(
-        (status = 200, description = "Runs", body = Vec<crate::http::openapi::schemas::Run>),
+        (status = 200, description = "Without paging parameters: every run, as an array (streamed). With `limit`/`offset`: a `RunPage`; with `cursor`: a `RunCursorPage`", body = Vec<crate::http::openapi::schemas::Run>),
+        (status = 400, description = "Malformed filter or paging parameter", body = crate::http::openapi::schemas::ErrorDetail),
         (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
         (status = 404, description = "Malformed pipeline id", body = crate::http::openapi::schemas::ErrorDetail),
     )
@@ -82,17 +148,18 @@ async fn list(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(pipeline): Path<String>,
-) -> AppResult<Json<Value>> {
+    RawQuery(raw): RawQuery,
+    url: ListUrl,
+) -> AppResult<Response> {
     let scope = PipelineScope::parse(&pipeline)?;
-    let mut q = pipeline_run::Entity::find().order_by_asc(pipeline_run::Column::Id);
-    if let PipelineScope::One(id) = scope {
-        q = q.filter(pipeline_run::Column::PipelineId.eq(id));
-    }
-    if !user.is_staff {
-        q = q.filter(pipeline_run::Column::StartedById.eq(user.id));
-    }
-    let runs = q.all(&state.db).await?;
-    Ok(Json(serialize::runs(&state.db, &runs).await?))
+    let query = ListQuery::parse(raw.as_deref())?;
+    let listing = Listing {
+        select: serialize::with_run_extras(list_select(&user, scope, &query)?),
+        id: pipeline_run::Column::Id,
+        descending: false,
+        serialise: serialise_runs,
+    };
+    listing.respond(&state.db, &query, &url).await
 }
 
 /// The `parameters` of a start request: the body must be an object; a missing or null

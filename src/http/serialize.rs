@@ -249,8 +249,75 @@ pub async fn trigger_events_of<C: ConnectionTrait>(
     Ok(rows.into_iter().map(|r| (r.run_id, r.event_id)).collect())
 }
 
+/// A run with what its JSON needs besides its own columns, read in the same statement (see
+/// [`with_run_extras`]): lists stream these without any per-list look-up.
+#[derive(Debug, Clone)]
+pub struct RunRow {
+    /// The run's columns.
+    pub run: pipeline_run::Model,
+    /// Username of its starter.
+    pub started_by: Option<String>,
+    /// Number of its job reports.
+    pub job_reports_count: i64,
+    /// Its (first) trigger event.
+    pub trigger_event: Option<i64>,
+}
+
+impl FromQueryResult for RunRow {
+    fn from_query_result(res: &sea_orm::QueryResult, pre: &str) -> Result<Self, DbErr> {
+        Ok(Self {
+            run: pipeline_run::Model::from_query_result(res, pre)?,
+            started_by: res.try_get(pre, "started_by_username")?,
+            job_reports_count: res.try_get(pre, "job_reports_count")?,
+            trigger_event: res.try_get(pre, "trigger_event_id")?,
+        })
+    }
+}
+
+impl RunRow {
+    /// The run's JSON ([`run`]).
+    pub fn to_json(&self) -> Value {
+        run(
+            &self.run,
+            RunExtras {
+                started_by: self.started_by.as_deref(),
+                job_reports_count: self.job_reports_count,
+                trigger_event: self.trigger_event,
+            },
+        )
+    }
+}
+
+/// Adds the columns of [`RunRow`] to a runs select: the starter's username, the report count
+/// and the trigger event, as correlated subqueries on indexed keys (the user's primary key, the
+/// reports' `(run_id, ...)` unique index, the trigger events' run index), so a batch costs one
+/// statement with fixed parameters.
+pub fn with_run_extras(
+    select: sea_orm::Select<pipeline_run::Entity>,
+) -> sea_orm::Select<pipeline_run::Entity> {
+    select
+        .expr_as(
+            Expr::cust(
+                "(SELECT u.username FROM auth_user u WHERE u.id = backend_pipelinerun.started_by_id)",
+            ),
+            "started_by_username",
+        )
+        .expr_as(
+            Expr::cust(
+                "(SELECT COUNT(*) FROM backend_jobreport j WHERE j.run_id = backend_pipelinerun.id)",
+            ),
+            "job_reports_count",
+        )
+        .expr_as(
+            Expr::cust(
+                "(SELECT MIN(te.id) FROM backend_triggerevent te WHERE te.pipeline_run_id = backend_pipelinerun.id)",
+            ),
+            "trigger_event_id",
+        )
+}
+
 /// Serialises runs with their starters' usernames, report counts and trigger events (three
-/// extra queries).
+/// extra queries; for a page or one run, lists stream [`RunRow`]s).
 pub async fn runs<C: ConnectionTrait>(db: &C, runs: &[pipeline_run::Model]) -> AppResult<Value> {
     let names = usernames(db, runs.iter().filter_map(|r| r.started_by_id)).await?;
     let ids: Vec<i64> = runs.iter().map(|r| r.id).collect();

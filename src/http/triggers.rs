@@ -11,19 +11,24 @@ use crate::{
     db::entities::{pipeline_run, trigger, trigger_event, user},
     error::{AppError, AppResult},
     events::triggers::{self as svc, TriggerInput},
-    http::{extract::JsonBody, serialize},
+    http::{
+        extract::JsonBody,
+        paging::{ListQuery, ListUrl, Listing},
+    },
     state::AppState,
 };
 use axum::{
     Json, Router,
-    extract::{Path, Query, State},
+    extract::{Path, RawQuery, State},
     http::StatusCode,
+    response::Response,
     routing::get,
 };
+use futures::future::BoxFuture;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, ModelTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, ModelTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait,
 };
-use serde::Deserialize;
 use serde_json::Value;
 
 /// Routes of this resource.
@@ -120,28 +125,22 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
-struct EventsQuery {
-    limit: Option<u64>,
-}
-
-/// Trigger events visible to `user`: staff all, others those of the triggers they own.
+/// Trigger events visible to `user`: staff all, others those of the triggers they own (a
+/// subquery, not a list of their triggers' slugs).
 async fn events_select(
     state: &AppState,
     user: &user::Model,
     slug: &str,
 ) -> AppResult<sea_orm::Select<trigger_event::Entity>> {
-    let mut select = trigger_event::Entity::find().order_by_desc(trigger_event::Column::Id);
+    let mut select = trigger_event::Entity::find();
     if slug == "_" || slug == "-" {
         if !user.is_staff {
-            let own: Vec<String> = trigger::Entity::find()
-                .filter(trigger::Column::OwnerId.eq(user.id))
-                .all(&state.db)
-                .await?
-                .into_iter()
-                .map(|t| t.slug)
-                .collect();
-            select = select.filter(trigger_event::Column::TriggerId.is_in(own));
+            let own = sea_orm::sea_query::Query::select()
+                .column(trigger::Column::Slug)
+                .from(trigger::Entity)
+                .and_where(trigger::Column::OwnerId.eq(user.id))
+                .to_owned();
+            select = select.filter(trigger_event::Column::TriggerId.in_subquery(own));
         }
     } else {
         let t = visible(state, user, slug).await?;
@@ -150,20 +149,35 @@ async fn events_select(
     Ok(select)
 }
 
+fn serialise_events(
+    db: &DatabaseConnection,
+    rows: Vec<trigger_event::Model>,
+) -> BoxFuture<'_, AppResult<Vec<(i64, Value)>>> {
+    Box::pin(async move {
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let items = svc::trigger_events_json(db, &rows).await?;
+        Ok(ids.into_iter().zip(items).collect())
+    })
+}
+
+/// `GET /api/triggers/{slug|_|-}/events/`: newest first; the whole list streamed, or pages
+/// (see [`crate::http::paging`]).
 async fn events(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(slug): Path<String>,
-    Query(q): Query<EventsQuery>,
-) -> AppResult<Json<Value>> {
-    let rows = events_select(&state, &user, &slug)
-        .await?
-        .limit(q.limit.unwrap_or(1000).clamp(1, 1000))
-        .all(&state.db)
-        .await?;
-    Ok(Json(Value::Array(
-        svc::trigger_events_json(&state.db, &rows).await?,
-    )))
+    RawQuery(raw): RawQuery,
+    url: ListUrl,
+) -> AppResult<Response> {
+    let query = ListQuery::parse(raw.as_deref())?;
+    Listing {
+        select: events_select(&state, &user, &slug).await?,
+        id: trigger_event::Column::Id,
+        descending: true,
+        serialise: serialise_events,
+    }
+    .respond(&state.db, &query, &url)
+    .await
 }
 
 /// `GET /api/triggers/{slug|_|-}/runs/`: the runs started by the events of the trigger (of
@@ -173,29 +187,27 @@ async fn runs(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(slug): Path<String>,
-    Query(q): Query<EventsQuery>,
-) -> AppResult<Json<Value>> {
-    let run_ids: Vec<i64> = events_select(&state, &user, &slug)
+    RawQuery(raw): RawQuery,
+    url: ListUrl,
+) -> AppResult<Response> {
+    let query = ListQuery::parse(raw.as_deref())?;
+    // A subquery, not a list of ids: the statement stays the same size however many runs.
+    let started = events_select(&state, &user, &slug)
         .await?
         .select_only()
         .column(trigger_event::Column::PipelineRunId)
         .filter(trigger_event::Column::PipelineRunId.is_not_null())
-        .into_tuple::<Option<i64>>()
-        .all(&state.db)
-        .await?
-        .into_iter()
-        .flatten()
-        .collect();
-    if run_ids.is_empty() {
-        return Ok(Json(Value::Array(Vec::new())));
+        .into_query();
+    Listing {
+        select: crate::http::serialize::with_run_extras(
+            pipeline_run::Entity::find().filter(pipeline_run::Column::Id.in_subquery(started)),
+        ),
+        id: pipeline_run::Column::Id,
+        descending: true,
+        serialise: crate::http::runs::serialise_runs,
     }
-    let rows = pipeline_run::Entity::find()
-        .filter(pipeline_run::Column::Id.is_in(run_ids))
-        .order_by_desc(pipeline_run::Column::Id)
-        .limit(q.limit.unwrap_or(1000).clamp(1, 1000))
-        .all(&state.db)
-        .await?;
-    Ok(Json(serialize::runs(&state.db, &rows).await?))
+    .respond(&state.db, &query, &url)
+    .await
 }
 
 async fn event(

@@ -458,8 +458,15 @@ async fn staff_list_of_received_events() {
     let (_, body) = app
         .get("/api/events/?type=org.example.&limit=1", Some(&staff))
         .await;
-    assert_eq!(body.as_array().unwrap().len(), 1);
-    assert_eq!(body[0]["type"], "org.example.b");
+    assert_eq!(body["count"], 2, "paged: {body}");
+    assert_eq!(body["results"].as_array().unwrap().len(), 1);
+    assert_eq!(body["results"][0]["type"], "org.example.b");
+    assert!(
+        body["next"]
+            .as_str()
+            .unwrap()
+            .ends_with("/api/events/?type=org.example.&limit=1&offset=1")
+    );
     let (_, body) = app
         .get("/api/events/?type=org.example.", Some(&staff))
         .await;

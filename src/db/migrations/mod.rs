@@ -3,6 +3,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_init;
+mod m20261201_000002_list_indexes;
 mod m20261201_000002_quality;
 
 /// All migrations, in order.
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_init::Migration),
             Box::new(m20261201_000002_quality::Migration),
+            Box::new(m20261201_000002_list_indexes::Migration),
         ]
     }
 }

@@ -242,3 +242,75 @@ pub struct User {
     pub is_admin: bool,
     pub is_active: bool,
 }
+
+/// Paging parameters of every list that grows with use. Without any of them the whole list is
+/// returned as an array (streamed, as the reference's frontend expects).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Page size, 1 to 1000 (larger values are clamped; 100 when only `offset` or `cursor` is
+    /// given). Selects the `LimitOffsetPagination` shape `{count, next, previous, results}`.
+    pub limit: Option<u64>,
+    /// Rows to skip (with `limit`).
+    pub offset: Option<u64>,
+    /// Keyset paging: empty for the first page, then the `next` link's value. Pages
+    /// `{next, previous: null, results}` that neither skip nor repeat rows while rows are
+    /// added. Not together with `offset`.
+    pub cursor: Option<String>,
+}
+
+/// Filters of the runs list (all optional, combined with AND).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunFilters {
+    /// Runs of this pipeline id (with `_` / `-` in the path).
+    pub pipeline: Option<i64>,
+    /// One status or several, comma-separated (at most 10), e.g. `failed,killed`.
+    pub status: Option<String>,
+    /// Runs started at or after this time (RFC 3339).
+    pub started_after: Option<String>,
+    /// Runs started before this time (RFC 3339).
+    pub started_before: Option<String>,
+    /// Runs started by this trigger (its slug).
+    pub trigger: Option<String>,
+}
+
+/// A page of runs (`?limit=&offset=`), as DRF's `LimitOffsetPagination`.
+#[derive(ToSchema)]
+pub struct RunPage {
+    /// Number of runs matching the filters.
+    pub count: u64,
+    /// URL of the next page; null on the last.
+    #[schema(required = true)]
+    pub next: Option<String>,
+    /// URL of the previous page; null on the first.
+    #[schema(required = true)]
+    pub previous: Option<String>,
+    pub results: Vec<Run>,
+}
+
+/// A keyset page of runs (`?cursor=`).
+#[derive(ToSchema)]
+pub struct RunCursorPage {
+    /// URL of the next page; null after the last row.
+    #[schema(required = true)]
+    pub next: Option<String>,
+    /// Always null (keyset pages go forward).
+    #[schema(required = true)]
+    pub previous: Option<String>,
+    pub results: Vec<Run>,
+}
+
+/// A page of any other growing list (job reports, trigger events, received events): the same
+/// shapes as [`RunPage`] / [`RunCursorPage`] (`count` only with `limit`/`offset`), with that
+/// list's items as `results`.
+#[derive(ToSchema)]
+pub struct Page {
+    /// Number of rows matching the filters (`limit`/`offset` only).
+    pub count: Option<u64>,
+    #[schema(required = true)]
+    pub next: Option<String>,
+    #[schema(required = true)]
+    pub previous: Option<String>,
+    pub results: Vec<Value>,
+}
