@@ -102,11 +102,11 @@ async fn user_by_id(state: &AppState, user_id: i64) -> Result<user::Model, AppEr
 /// The valid session of the request's cookie. `Ok(None)`: no session cookie, or (when
 /// `lenient`) one that is expired or invalid, which then counts as anonymous.
 pub fn session_of(
-    parts: &Parts,
+    headers: &http::HeaderMap,
     state: &AppState,
     lenient: bool,
 ) -> Result<Option<Session>, AppError> {
-    let Some(value) = session::cookie(&parts.headers, SESSION_COOKIE) else {
+    let Some(value) = session::cookie(headers, SESSION_COOKIE) else {
         return Ok(None);
     };
     match state.sessions.open_session(value) {
@@ -181,7 +181,7 @@ async fn user_of(
     if let Some(token) = bearer(parts)? {
         return user_from_token(state, token).await.map(Some);
     }
-    let Some(session) = session_of(parts, state, lenient)? else {
+    let Some(session) = session_of(&parts.headers, state, lenient)? else {
         return Ok(None);
     };
     check_csrf(parts, state, &session)?;

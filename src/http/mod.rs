@@ -7,6 +7,7 @@ pub mod health;
 pub mod index;
 pub mod jobreports;
 pub mod middleware;
+pub mod oidc;
 pub mod openapi;
 pub mod pipelines;
 pub mod results;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .merge(triggers::router())
         .merge(events::router())
         .merge(users::router())
+        .merge(oidc::router())
         .merge(settings::router())
         .merge(openapi::router());
     // REST resources (with `/api/events/`, whose list the frontend reads): CORS for the web
