@@ -594,12 +594,24 @@ impl Config {
             return Err(ConfigError("SESSION_LIFETIME_SECS must be positive".into()));
         }
         let urls = [
-            ("OIDC_CONNECT_CONFIG_URL", self.oidc_connect_config_url.as_ref()),
+            (
+                "OIDC_CONNECT_CONFIG_URL",
+                self.oidc_connect_config_url.as_ref(),
+            ),
             ("OIDC_ISSUER", self.oidc_issuer.as_ref()),
-            ("OIDC_OP_AUTHORIZATION_ENDPOINT", self.oidc_op_authorization_endpoint.as_ref()),
-            ("OIDC_OP_TOKEN_ENDPOINT", self.oidc_op_token_endpoint.as_ref()),
+            (
+                "OIDC_OP_AUTHORIZATION_ENDPOINT",
+                self.oidc_op_authorization_endpoint.as_ref(),
+            ),
+            (
+                "OIDC_OP_TOKEN_ENDPOINT",
+                self.oidc_op_token_endpoint.as_ref(),
+            ),
             ("OIDC_OP_JWKS_ENDPOINT", self.oidc_op_jwks_endpoint.as_ref()),
-            ("OIDC_OP_LOGOUT_ENDPOINT", self.oidc_op_logout_endpoint.as_ref()),
+            (
+                "OIDC_OP_LOGOUT_ENDPOINT",
+                self.oidc_op_logout_endpoint.as_ref(),
+            ),
             ("CI_GITHUB_ISSUER", Some(&self.ci_github_issuer)),
             ("CI_GITLAB_ISSUER", Some(&self.ci_gitlab_issuer)),
         ];
@@ -613,16 +625,14 @@ impl Config {
             }
         }
         if self.oidc_rp_sign_algo.as_deref().is_some_and(|a| {
-            a.parse::<jsonwebtoken::Algorithm>()
-                .ok()
-                .is_none_or(|a| {
-                    matches!(
-                        a,
-                        jsonwebtoken::Algorithm::HS256
-                            | jsonwebtoken::Algorithm::HS384
-                            | jsonwebtoken::Algorithm::HS512
-                    )
-                })
+            a.parse::<jsonwebtoken::Algorithm>().ok().is_none_or(|a| {
+                matches!(
+                    a,
+                    jsonwebtoken::Algorithm::HS256
+                        | jsonwebtoken::Algorithm::HS384
+                        | jsonwebtoken::Algorithm::HS512
+                )
+            })
         }) {
             return Err(ConfigError(
                 "OIDC_RP_SIGN_ALGO must name an asymmetric JWS algorithm such as RS256".into(),
@@ -641,7 +651,11 @@ impl Config {
                         .into(),
                 ));
             }
-            if !self.oidc_rp_scopes.split_whitespace().any(|s| s == "openid") {
+            if !self
+                .oidc_rp_scopes
+                .split_whitespace()
+                .any(|s| s == "openid")
+            {
                 return Err(ConfigError("OIDC_RP_SCOPES must include openid".into()));
             }
         }

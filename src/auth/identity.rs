@@ -364,7 +364,11 @@ impl Identities {
         };
         let mut ci = Vec::new();
         for (kind, issuer, label) in [
-            (CiKind::GitHub, &config.ci_github_issuer, "GitHub Actions token"),
+            (
+                CiKind::GitHub,
+                &config.ci_github_issuer,
+                "GitHub Actions token",
+            ),
             (CiKind::GitLab, &config.ci_gitlab_issuer, "GitLab CI token"),
         ] {
             if policies.iter().any(|p| p.kind() == Some(kind)) {
@@ -471,7 +475,9 @@ mod tests {
         assert!(!list[0].matches(&claims(
             json!({"repository": "org/repo", "ref": "refs/tags/v1"})
         )));
-        assert!(!list[0].matches(&claims(json!({"repository": "org/repo2", "ref": "refs/heads/main"}))));
+        assert!(!list[0].matches(&claims(
+            json!({"repository": "org/repo2", "ref": "refs/heads/main"})
+        )));
         assert!(!list[0].matches(&claims(json!({"ref": "refs/heads/main"}))));
         assert!(list[1].matches(&claims(json!({"project_path": "group/project"}))));
         for bad in [

@@ -262,6 +262,8 @@ struct FetchState {
     clients: Vec<(Option<PathBuf>, HttpClient)>,
     last_attempt: Option<Instant>,
     last_failed: bool,
+    /// When a discovery fetch of its own (not one for the keys) last failed.
+    discovery_failed_at: Option<Instant>,
 }
 
 /// The parts of an issuer's discovery document this service uses.
@@ -439,21 +441,19 @@ impl Issuer {
         if let Some(doc) = self.discovery.read().expect("discovery lock").clone() {
             return Ok(doc);
         }
-        if fetch.last_failed
-            && fetch
-                .last_attempt
-                .is_some_and(|at| at.elapsed() < FAILURE_BACKOFF)
+        if fetch
+            .discovery_failed_at
+            .is_some_and(|at| at.elapsed() < FAILURE_BACKOFF)
         {
             return Err(self.unavailable());
         }
-        fetch.last_attempt = Some(Instant::now());
         match tokio::time::timeout(FETCH_TIMEOUT, self.fetch_discovery(&mut fetch)).await {
             Ok(Ok(doc)) => {
-                fetch.last_failed = false;
+                fetch.discovery_failed_at = None;
                 Ok(doc)
             }
             outcome => {
-                fetch.last_failed = true;
+                fetch.discovery_failed_at = Some(Instant::now());
                 let error = match outcome {
                     Ok(Err(e)) => format!("{e:#}"),
                     _ => format!("no answer within {} s", FETCH_TIMEOUT.as_secs()),
@@ -490,9 +490,13 @@ impl Issuer {
             .context("building the request")?;
         if let Some((user, password)) = basic {
             // RFC 6749 2.3.1: both parts form-encoded before the Basic encoding.
-            let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            let credentials = base64::engine::general_purpose::STANDARD
-                .encode(format!("{}:{}", enc(user), enc(password)));
+            let enc =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let credentials = base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                enc(user),
+                enc(password)
+            ));
             req.headers_mut().insert(
                 http::header::AUTHORIZATION,
                 http::HeaderValue::from_str(&format!("Basic {credentials}"))
@@ -880,7 +884,9 @@ fn unknown_key(label: &str) -> AppError {
 
 fn jwks_unavailable(label: &str) -> AppError {
     AppError::Unavailable {
-        detail: format!("The signing keys of the {label}'s issuer cannot be fetched right now; retry later."),
+        detail: format!(
+            "The signing keys of the {label}'s issuer cannot be fetched right now; retry later."
+        ),
         retry_after: RETRY_AFTER_SECS,
     }
 }

@@ -260,11 +260,17 @@ fn session_cookies(state: &AppState, session: &Session) -> Vec<String> {
 async fn exchange_code(iam: &Iam, code: &str, verifier: &str) -> AppResult<String> {
     let endpoint = match &iam.token_endpoint {
         Some(e) => e.clone(),
-        None => iam.issuer.discovery().await?.token_endpoint.clone().ok_or_else(|| {
-            AppError::Internal(anyhow::anyhow!(
-                "the IAM's discovery document has no token_endpoint"
-            ))
-        })?,
+        None => iam
+            .issuer
+            .discovery()
+            .await?
+            .token_endpoint
+            .clone()
+            .ok_or_else(|| {
+                AppError::Internal(anyhow::anyhow!(
+                    "the IAM's discovery document has no token_endpoint"
+                ))
+            })?,
     };
     let (status, body) = iam
         .issuer
@@ -300,10 +306,7 @@ async fn exchange_code(iam: &Iam, code: &str, verifier: &str) -> AppResult<Strin
         )));
     }
     if !status.is_success() {
-        tracing::error!(
-            status = status.as_u16(),
-            "the IAM's token endpoint failed"
-        );
+        tracing::error!(status = status.as_u16(), "the IAM's token endpoint failed");
         return Err(AppError::Unavailable {
             detail: "The IAM cannot exchange the code right now; retry later.".into(),
             retry_after: 2,
@@ -312,9 +315,7 @@ async fn exchange_code(iam: &Iam, code: &str, verifier: &str) -> AppResult<Strin
     serde_json::from_slice::<TokenAnswer>(&body)
         .ok()
         .and_then(|t| t.id_token)
-        .ok_or_else(|| {
-            AppError::Unauthorized("The IAM's token answer carries no ID token.".into())
-        })
+        .ok_or_else(|| AppError::Unauthorized("The IAM's token answer carries no ID token.".into()))
 }
 
 /// `GET /oidc/user-details/`: the signed-in user in the shape the frontend reads.
