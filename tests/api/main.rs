@@ -2,6 +2,7 @@
 //! database (`TEST_BACKEND=postgres`, `TEST_DATABASE_URL`), real HTTP.
 
 mod catalogue;
+mod ci_tokens;
 mod common;
 mod events;
 mod events_auth;
