@@ -867,6 +867,56 @@ mod tests {
     }
 
     #[test]
+    fn oidc_settings() {
+        let c = cfg(&[]).unwrap();
+        assert!(!c.oidc_enabled);
+        assert_eq!(c.oidc_rp_scopes, "openid profile email");
+        assert_eq!(
+            c.oidc_redirect_uri(),
+            "http://localhost:8080/oidc/callback/"
+        );
+        let discovery = (
+            "OIDC_CONNECT_CONFIG_URL",
+            "https://iam.example.org/realms/eoepca/.well-known/openid-configuration",
+        );
+        let err = cfg(&[("OIDC_ENABLED", "true"), discovery])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("OIDC_RP_CLIENT_ID"), "{err}");
+        let client = [("OIDC_RP_CLIENT_ID", "aq"), ("OIDC_RP_CLIENT_SECRET", "s")];
+        let err = cfg(&[("OIDC_ENABLED", "True"), client[0], client[1]])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("OIDC_CONNECT_CONFIG_URL"), "{err}");
+        let c = cfg(&[("OIDC_ENABLED", "True"), client[0], client[1], discovery]).unwrap();
+        assert!(c.oidc_enabled);
+        assert_eq!(
+            c.oidc_issuer().as_deref(),
+            Some("https://iam.example.org/realms/eoepca")
+        );
+        for (name, bad) in [
+            ("OIDC_ENABLED", "maybe"),
+            ("OIDC_CONNECT_CONFIG_URL", "http://iam.example.org/x"),
+            ("OIDC_RP_SIGN_ALGO", "HS256"),
+            ("OIDC_RP_SIGN_ALGO", "nonsense"),
+            ("OIDC_RP_SCOPES", "profile email"),
+            ("SESSION_LIFETIME_SECS", "0"),
+            ("CI_GITHUB_ISSUER", "http://github.example"),
+            ("CI_OIDC_POLICIES", "[{}]"),
+        ] {
+            let mut vars = vec![("OIDC_ENABLED", "true"), client[0], client[1], discovery];
+            vars.retain(|(k, _)| *k != name);
+            vars.push((name, bad));
+            let err = cfg(&vars).unwrap_err().to_string();
+            assert!(
+                err.contains(name) || err.contains(bad),
+                "{name}={bad}: {err}"
+            );
+        }
+        assert!(cfg(&[("OIDC_RP_SIGN_ALGO", "ES256")]).is_ok());
+    }
+
+    #[test]
     fn public_url_must_be_an_origin() {
         for bad in [
             "example.org",
