@@ -406,10 +406,10 @@ impl Issuer {
             ) {
                 Ok(data) => {
                     let claims = data.claims;
-                    if !claims
+                    if claims
                         .get("sub")
                         .and_then(Value::as_str)
-                        .is_some_and(|s| !s.is_empty())
+                        .is_none_or(str::is_empty)
                     {
                         return Err(token_error(
                             &ErrorKind::MissingRequiredClaim("sub".into()),
