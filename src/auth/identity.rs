@@ -183,11 +183,15 @@ impl Iam {
     }
 
     /// The local user of an IAM identity: created on first sight, its e-mail and (with a staff
-    /// rule) staff status updated from the claims. Inactive users are refused.
+    /// rule) staff status updated from the claims. Inactive users are refused. `signing_in`:
+    /// the claims are an ID token's, where a missing staff claim means "not staff"; an access
+    /// token may simply not carry it (a Keycloak mapper added to the ID token only), so there
+    /// a missing claim leaves staff status as the last sign-in set it.
     pub async fn upsert_user(
         &self,
         db: &DatabaseConnection,
         claims: &Map<String, Value>,
+        signing_in: bool,
     ) -> Result<user::Model, AppError> {
         let username = claims
             .get(&self.username_claim)
@@ -214,7 +218,9 @@ impl Iam {
             .chars()
             .take(254)
             .collect::<String>();
-        let staff = self.staff_rule(claims);
+        let staff = self
+            .staff_rule(claims)
+            .filter(|_| signing_in || self.staff_claim_of(claims).is_some());
         let existing = user::Entity::find()
             .filter(user::Column::Username.eq(username))
             .one(db)
@@ -267,17 +273,23 @@ impl Iam {
         Ok(active.update(db).await?)
     }
 
+    /// The staff claim (a dotted path), if present.
+    fn staff_claim_of<'a>(&self, claims: &'a Map<String, Value>) -> Option<&'a Value> {
+        let mut parts = self.staff_claim.split('.');
+        let mut value = claims.get(parts.next().unwrap_or(""));
+        for part in parts {
+            value = value.and_then(|v| v.get(part));
+        }
+        value
+    }
+
     /// Staff status by the rule, `None` when no rule is configured.
     fn staff_rule(&self, claims: &Map<String, Value>) -> Option<bool> {
         if self.staff_values.is_empty() {
             return None;
         }
-        let mut value = claims.get(self.staff_claim.split('.').next().unwrap_or(""));
-        for part in self.staff_claim.split('.').skip(1) {
-            value = value.and_then(|v| v.get(part));
-        }
         let has = |s: &str| self.staff_values.iter().any(|v| v == s);
-        Some(match value {
+        Some(match self.staff_claim_of(claims) {
             Some(Value::String(s)) => has(s),
             Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).any(has),
             Some(Value::Bool(b)) => *b && has("true"),
@@ -412,7 +424,17 @@ impl Identities {
                 .issuer
                 .verify(token, Audience::AnyOrAuthorizedParty(&iam.api_audiences))
                 .await?;
-            return iam.upsert_user(db, &claims).await;
+            // Keycloak marks its ID and refresh tokens in `typ`; only access tokens are
+            // credentials for the API (an ID token is addressed to the client, not to us).
+            if let Some(typ) = claims.get("typ").and_then(Value::as_str)
+                && !typ.eq_ignore_ascii_case("bearer")
+            {
+                return Err(AppError::Unauthorized(format!(
+                    "An IAM token of type {:?} is not an access token.",
+                    typ.chars().take(50).collect::<String>()
+                )));
+            }
+            return iam.upsert_user(db, &claims, false).await;
         }
         let Some((kind, issuer)) = self.ci.iter().find(|(_, i)| i.is_issuer(iss)) else {
             return Err(AppError::Unauthorized(format!(

@@ -212,7 +212,7 @@ async fn callback(
     }
     let id_token = exchange_code(iam, &code, &pending.verifier).await?;
     let claims = iam.verify_id_token(&id_token, &pending.nonce).await?;
-    let user = iam.upsert_user(&state.db, &claims).await?;
+    let user = iam.upsert_user(&state.db, &claims, true).await?;
     state.users.evict(user.id);
     let name = |k: &str| {
         claims
