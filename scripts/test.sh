@@ -9,7 +9,9 @@
 #                when no PostgreSQL can be had: the PostgreSQL half of the suite is never
 #                skipped.
 #   Python       .venv with cloudevents, requests and pytest (the CloudEvents SDK interop
-#                test); exported as AQ_PYTHON.
+#                test), exported as AQ_PYTHON; and the local runner's cwltool and ruff (pinned
+#                in scripts/runner-requirements.txt), exported as AQ_CWLTOOL, with git, curl
+#                and Node.js (cwltool's JavaScript engine) from apt when missing.
 #   Kubernetes   scripts/kube.sh start (a local API server, or the cluster KUBECONFIG points
 #                at); exported as KUBECONFIG.
 #   OpenID       tests/oidc-provider: a real OpenID provider (panva's oidc-provider, npm) for
@@ -17,8 +19,9 @@
 #                needs Node.js 20 or later (the distribution's nodejs/npm when missing).
 #   Runner       cargo-nextest when installed, else cargo test.
 #
-# In CI (CI set, or AQ_REQUIRE_KUBE / AQ_REQUIRE_PYTHON = 1) the Python and Kubernetes tests are
-# required; elsewhere a missing piece only skips those tests, with a note.
+# In CI (CI set, or AQ_REQUIRE_KUBE / AQ_REQUIRE_PYTHON / AQ_REQUIRE_CWLTOOL = 1) the Python,
+# Kubernetes and local-runner tests are required; elsewhere a missing piece only skips those
+# tests, with a note.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -28,6 +31,7 @@ die() { printf 'scripts/test.sh: error: %s\n' "$*" >&2; exit 1; }
 export TEST_DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
 if [ -n "${CI:-}" ]; then
   export AQ_REQUIRE_KUBE=${AQ_REQUIRE_KUBE:-1} AQ_REQUIRE_PYTHON=${AQ_REQUIRE_PYTHON:-1}
+  export AQ_REQUIRE_CWLTOOL=${AQ_REQUIRE_CWLTOOL:-1}
 fi
 SUDO=()
 if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO=(sudo -n); fi
@@ -117,6 +121,22 @@ ensure_oidc_provider() {
   fi
 }
 
+# ---------------------------------------------------------------------------------- local runner
+ensure_runner() {
+  local missing=()
+  command -v git >/dev/null || missing+=(git)
+  command -v curl >/dev/null || missing+=(curl)
+  command -v node >/dev/null || command -v nodejs >/dev/null || missing+=(nodejs)
+  if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}" || true; fi
+  if [ -x .venv/bin/python ] && ! .venv/bin/python -m pip install -q --disable-pip-version-check \
+      -r scripts/runner-requirements.txt; then
+    [ "${AQ_REQUIRE_CWLTOOL:-}" = 1 ] && die "cannot install cwltool and ruff into .venv"
+    say "note: cwltool could not be installed; the local-runner tests will be skipped"
+    return 0
+  fi
+  [ -x .venv/bin/cwltool ] && export AQ_CWLTOOL=$PWD/.venv/bin/cwltool
+}
+
 # ---------------------------------------------------------------------------------- Kubernetes
 ensure_kube() {
   if [ -x scripts/kube.sh ]; then
@@ -137,6 +157,7 @@ ensure_kube() {
 ensure_postgres
 ensure_python
 ensure_oidc_provider
+ensure_runner
 ensure_kube
 
 say "cargo fmt --check"

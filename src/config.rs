@@ -19,6 +19,33 @@ pub enum KubernetesMode {
     Off,
 }
 
+/// Which executor runs pipelines (`EXECUTOR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorMode {
+    /// A cluster when one is configured, else the local runner when cwltool is found, else
+    /// record-only (each choice and its reason is logged at start-up).
+    Auto,
+    /// Calrissian Jobs on Kubernetes; start-up fails without a usable cluster.
+    Kubernetes,
+    /// cwltool child processes on this machine; start-up fails without cwltool.
+    Local,
+    /// Record runs without executing them.
+    Off,
+}
+
+/// Whether the local runner runs tools in containers (`LOCAL_CONTAINERS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerMode {
+    /// docker when its daemon socket is there, else podman when installed, else host tools.
+    Auto,
+    Docker,
+    Podman,
+    /// Host tools only (`cwltool --no-container`).
+    Off,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -108,6 +135,35 @@ pub struct Config {
     /// `auto`, `on` or `off`.
     #[serde(default = "default_kubernetes")]
     pub kubernetes: KubernetesMode,
+    /// `auto`, `kubernetes`, `local` or `off`. Unset: follows `KUBERNETES` (`on` ->
+    /// `kubernetes`, `off` -> `off`, `auto` -> `auto`), so existing deployments keep their
+    /// behaviour.
+    #[serde(default)]
+    pub executor: Option<ExecutorMode>,
+    /// The cwltool executable of the local runner: a path, or a name looked up in `PATH`.
+    #[serde(default = "default_cwltool")]
+    pub cwltool: String,
+    /// Directory holding the local runner's per-run working directories (`runs/<id>/`).
+    #[serde(default = "default_local_data_dir")]
+    pub local_data_dir: String,
+    /// Runs the local runner executes at once; more wait in a FIFO queue. 0: the number of
+    /// cores.
+    #[serde(default)]
+    pub local_concurrency: usize,
+    /// `auto`, `docker`, `podman` or `off` (host tools).
+    #[serde(default = "default_local_containers")]
+    pub local_containers: ContainerMode,
+    /// Base URL the local runner's tools call back to; default: this process's own listening
+    /// address on loopback.
+    #[serde(default)]
+    pub local_callback_url: Option<String>,
+    /// Allows the local runner inside a Knative Service (`K_SERVICE` set), where a scaled-down
+    /// pod would kill its runs.
+    #[serde(default)]
+    pub local_runner_force: bool,
+    /// Set by Knative Serving in every revision's pod.
+    #[serde(default)]
+    pub k_service: Option<String>,
     /// Namespace where run objects are created.
     #[serde(default = "default_runs_namespace")]
     pub aqbb_namespace: String,
@@ -389,6 +445,15 @@ fn default_settings_file() -> String {
 fn default_kubernetes() -> KubernetesMode {
     KubernetesMode::Auto
 }
+fn default_cwltool() -> String {
+    "cwltool".into()
+}
+fn default_local_data_dir() -> String {
+    "application-quality-data".into()
+}
+fn default_local_containers() -> ContainerMode {
+    ContainerMode::Auto
+}
 fn default_runs_namespace() -> String {
     "application-quality-runs".into()
 }
@@ -547,6 +612,16 @@ impl Config {
         }
         self.validate_events_auth()?;
         self.validate_oidc()?;
+        if let Some(url) = &self.local_callback_url
+            && normalize_origin(url).is_none()
+        {
+            return Err(ConfigError(format!(
+                "LOCAL_CALLBACK_URL must look like scheme://host[:port], got {url:?}"
+            )));
+        }
+        if self.local_data_dir.trim().is_empty() {
+            return Err(ConfigError("LOCAL_DATA_DIR must not be empty".into()));
+        }
         if !is_dns_label(&self.aqbb_namespace) {
             return Err(ConfigError(format!(
                 "AQBB_NAMESPACE must be a DNS label (lower-case letters, digits, '-'), got {:?}",
@@ -689,6 +764,23 @@ impl Config {
         self.public_url.starts_with("https://")
     }
 
+    /// The executor choice, with an unset `EXECUTOR` following `KUBERNETES`.
+    pub fn executor_mode(&self) -> ExecutorMode {
+        self.executor.unwrap_or(match self.kubernetes {
+            KubernetesMode::On => ExecutorMode::Kubernetes,
+            KubernetesMode::Off => ExecutorMode::Off,
+            KubernetesMode::Auto => ExecutorMode::Auto,
+        })
+    }
+
+    /// Runs the local runner executes at once.
+    pub fn local_concurrency(&self) -> usize {
+        match self.local_concurrency {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
     /// Whether the configured store is SQLite.
     pub fn is_sqlite(&self) -> bool {
         self.database_url.starts_with("sqlite:")
@@ -798,6 +890,24 @@ mod tests {
         assert!(c.is_sqlite() && c.auto_migrate());
         assert_eq!(c.public_url, "http://localhost:8080");
         assert_eq!(c.kubernetes, KubernetesMode::Auto);
+    }
+
+    #[test]
+    fn executor_follows_kubernetes_unless_set() {
+        let mode = |vars: &[(&str, &str)]| cfg(vars).unwrap().executor_mode();
+        assert_eq!(mode(&[]), ExecutorMode::Auto);
+        assert_eq!(mode(&[("KUBERNETES", "on")]), ExecutorMode::Kubernetes);
+        assert_eq!(mode(&[("KUBERNETES", "off")]), ExecutorMode::Off);
+        assert_eq!(
+            mode(&[("KUBERNETES", "off"), ("EXECUTOR", "local")]),
+            ExecutorMode::Local
+        );
+        let c = cfg(&[("LOCAL_CONCURRENCY", "3")]).unwrap();
+        assert_eq!(c.local_concurrency(), 3);
+        assert!(cfg(&[]).unwrap().local_concurrency() >= 1);
+        assert_eq!(cfg(&[]).unwrap().local_containers, ContainerMode::Auto);
+        assert!(cfg(&[("LOCAL_CALLBACK_URL", "not a url")]).is_err());
+        assert!(cfg(&[("EXECUTOR", "maybe")]).is_err());
     }
 
     #[test]

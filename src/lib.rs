@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod k8s;
+pub mod local;
 pub mod metrics;
 pub mod pipelines;
 pub mod read_cache;
@@ -23,7 +24,7 @@ pub mod telemetry;
 
 use anyhow::Context;
 use axum::{ServiceExt, extract::Request};
-use config::{Config, KubernetesMode};
+use config::{Config, ExecutorMode, KubernetesMode};
 use runs::launcher::{Launcher, RecordingLauncher};
 use state::AppState;
 use std::{future::Future, sync::Arc};
@@ -32,7 +33,7 @@ use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
 
 /// Opens the database (migrating it when configured to), loads the JWT key and chooses the
-/// launcher from `KUBERNETES`.
+/// executor from `EXECUTOR` / `KUBERNETES`.
 pub async fn build_state(config: Config) -> anyhow::Result<AppState> {
     let launcher = select_launcher(&config).await?;
     build_state_with(config, launcher).await
@@ -97,16 +98,62 @@ pub async fn build_state_with(
     }))
 }
 
-async fn select_launcher(config: &Config) -> anyhow::Result<Arc<dyn Launcher>> {
-    if config.kubernetes == KubernetesMode::Off {
+/// Picks the executor from `EXECUTOR` (or `KUBERNETES`), logging the choice and its reason.
+pub async fn select_launcher(config: &Config) -> anyhow::Result<Arc<dyn Launcher>> {
+    let mode = config.executor_mode();
+    if mode == ExecutorMode::Off {
+        tracing::info!(
+            executor = "off",
+            "runs are recorded, not executed (EXECUTOR=off)"
+        );
         return Ok(Arc::new(RecordingLauncher::new(
-            "Not executed: KUBERNETES=off, runs are recorded only.",
+            "Not executed: EXECUTOR=off, runs are recorded only.",
         )));
     }
-    match k8s::launcher_from_config(config).await? {
-        Some(launcher) => Ok(launcher),
+    if matches!(mode, ExecutorMode::Auto | ExecutorMode::Kubernetes)
+        && config.kubernetes != KubernetesMode::Off
+    {
+        let required = mode == ExecutorMode::Kubernetes || config.kubernetes == KubernetesMode::On;
+        if let Some(launcher) = k8s::launcher_from_config(config, required).await? {
+            tracing::info!(executor = "kubernetes", "runs execute as Calrissian Jobs");
+            return Ok(launcher);
+        }
+    }
+    let local = match local::engine::detect(config) {
+        Ok(engine) => Some(engine),
+        Err(why) if mode == ExecutorMode::Local => {
+            anyhow::bail!("EXECUTOR=local but the local runner cannot start: {why}")
+        }
+        Err(why) => {
+            tracing::info!(executor = "off", reason = %why, "no cluster and no local runner: runs are recorded, not executed");
+            None
+        }
+    };
+    match local {
+        Some(engine) if config.k_service.is_some() && !config.local_runner_force => {
+            if mode == ExecutorMode::Local {
+                anyhow::bail!(
+                    "EXECUTOR=local inside a Knative Service (K_SERVICE is set): a scaled-down pod would kill its runs; configure a cluster, or set LOCAL_RUNNER_FORCE=true"
+                );
+            }
+            tracing::info!(executor = "off", cwltool = %engine.cwltool.display(), "running as a Knative Service without a cluster: the local runner is not used (LOCAL_RUNNER_FORCE=true forces it)");
+            Ok(Arc::new(RecordingLauncher::new(
+                "Not executed: no Kubernetes cluster is configured, and the local runner is off inside a Knative Service.",
+            )))
+        }
+        Some(engine) => {
+            tracing::info!(
+                executor = "local",
+                cwltool = %engine.cwltool.display(),
+                containers = engine.containers.as_str(),
+                concurrency = config.local_concurrency(),
+                data_dir = %config.local_data_dir,
+                "runs execute on this machine with cwltool"
+            );
+            Ok(Arc::new(local::LocalLauncher::new(engine, config)))
+        }
         None => Ok(Arc::new(RecordingLauncher::new(
-            "Not executed: no Kubernetes cluster is configured (no in-cluster service account, no KUBECONFIG).",
+            "Not executed: no Kubernetes cluster is configured (no in-cluster service account, no KUBECONFIG) and cwltool is not installed.",
         ))),
     }
 }
@@ -130,6 +177,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     // Trailing slashes are trimmed before routing, so `/api/pipelines/` and `/api/pipelines`
     // reach the same handler without a redirect (the reference 301s, which breaks POSTs).
+    state.launcher.attach(&state, listener.local_addr()?);
     let app = NormalizePathLayer::trim_trailing_slash().layer(http::router(state));
     axum::serve(
         listener,
@@ -143,7 +191,8 @@ pub async fn serve(
 pub async fn run(config: Config, listener: TcpListener) -> anyhow::Result<()> {
     let state = build_state(config).await?;
     tracing::info!(addr = %listener.local_addr()?, launcher = state.launcher.name(), "listening");
-    serve(state, listener, shutdown_signal()).await?;
+    serve(state.clone(), listener, shutdown_signal()).await?;
+    state.launcher.shutdown().await;
     tracing::info!("shut down");
     Ok(())
 }

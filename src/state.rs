@@ -26,6 +26,24 @@ impl AppState {
     pub fn new(inner: AppStateInner) -> Self {
         Self(Arc::new(inner))
     }
+
+    /// A reference that does not keep the state alive (for executors the state owns).
+    pub fn downgrade(&self) -> std::sync::Weak<AppStateInner> {
+        Arc::downgrade(&self.0)
+    }
+
+    /// The state behind a [`AppState::downgrade`] reference, while it lives.
+    pub fn upgrade(weak: &std::sync::Weak<AppStateInner>) -> Option<Self> {
+        weak.upgrade().map(Self)
+    }
+
+    /// Base URL the executing tools call back to (`server_url`): the executor's own (the local
+    /// runner's loopback address) or the configured one.
+    pub fn callback_base_url(&self) -> String {
+        self.launcher
+            .callback_base_url()
+            .unwrap_or_else(|| self.config.callback_base_url())
+    }
 }
 
 impl std::ops::Deref for AppState {

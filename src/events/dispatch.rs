@@ -387,7 +387,7 @@ fn trigger_event_row(
 
 /// Inserts the event and its runs in one transaction, commits, then launches.
 async fn execute_plan(state: &AppState, ev: &IncomingEvent, mut plan: Plan) -> AppResult<Reply> {
-    let callback = state.config.callback_base_url();
+    let callback = state.callback_base_url();
     let txn = state.db.begin().await?;
     let stored = match event_row(ev, outcome::ACCEPTED, None).insert(&txn).await {
         Ok(row) => row,

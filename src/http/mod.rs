@@ -11,6 +11,7 @@ pub mod oidc;
 pub mod openapi;
 pub mod pipelines;
 pub mod results;
+pub mod runlogs;
 pub mod runs;
 pub mod serialize;
 pub mod settings;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tokens::router())
         .merge(pipelines::router())
         .merge(runs::router())
+        .merge(runlogs::router())
         .merge(jobreports::router())
         .merge(results::router())
         .merge(tools::router())

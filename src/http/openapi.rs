@@ -73,6 +73,7 @@ pub const SESSION: &str = "session";
         super::runs::create,
         super::runs::read,
         super::runs::cancel,
+        super::runlogs::read,
         super::jobreports::list,
         super::jobreports::create,
         super::jobreports::read,

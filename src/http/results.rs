@@ -13,6 +13,7 @@ use crate::{
     db::entities::pipeline_run,
     error::{AppError, AppResult},
     http::extract::JsonBody,
+    runs,
     state::AppState,
 };
 use axum::{
@@ -20,8 +21,7 @@ use axum::{
     extract::{Path, State},
     routing::post,
 };
-use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, IntoActiveModel};
+use sea_orm::EntityTrait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -57,11 +57,6 @@ fn ids(pipeline: &str, run: &str) -> AppResult<(Option<i64>, i64)> {
     Ok((pipeline, positive(run).ok_or_else(not_found)?))
 }
 
-/// Whether results were stored already (`usage_report` is `""` until then, as the reference).
-fn has_results(run: &pipeline_run::Model) -> bool {
-    run.output.is_some() || run.usage_report != Value::String(String::new())
-}
-
 /// `POST .../results/`: stores the run's CWL output and Calrissian usage report.
 async fn store_results(
     State(state): State<AppState>,
@@ -94,25 +89,21 @@ async fn store_results(
             "This callback token does not belong to this run.".into(),
         ));
     }
-    if has_results(&run) {
-        return Ok(Json(json!({"id": run.id, "stored": false,
-            "detail": "Results were already stored for this run."})));
+    let results = runs::RunResults {
+        output: body.output,
+        usage_report: body.usage_report,
+    };
+    let (run, stored) = runs::store_results(&state.db, run, results).await?;
+    if !stored {
+        let detail = if runs::has_results(&run) {
+            "Results were already stored for this run."
+        } else {
+            "Nothing to store: output and usage_report are both null."
+        };
+        return Ok(Json(
+            json!({"id": run.id, "stored": false, "detail": detail}),
+        ));
     }
-    let (output, usage) = (
-        body.output.filter(|v| !v.is_null()),
-        body.usage_report.filter(|v| !v.is_null()),
-    );
-    if output.is_none() && usage.is_none() {
-        return Ok(Json(json!({"id": run.id, "stored": false,
-            "detail": "Nothing to store: output and usage_report are both null."})));
-    }
-    let mut active = run.into_active_model();
-    active.output = Set(output);
-    if let Some(usage) = usage {
-        active.usage_report = Set(usage);
-    }
-    active.updated_at = Set(Utc::now());
-    let run = active.update(&state.db).await?;
     tracing::info!(run_id = run.id, "run results stored");
     Ok(Json(json!({"id": run.id, "stored": true})))
 }

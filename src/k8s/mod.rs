@@ -15,10 +15,7 @@ pub mod job_events;
 pub mod objects;
 pub mod status;
 
-use crate::{
-    config::{Config, KubernetesMode},
-    runs::launcher::Launcher,
-};
+use crate::{config::Config, runs::launcher::Launcher};
 use anyhow::Context;
 pub use client::KubeLauncher;
 use std::{sync::Arc, time::Duration};
@@ -99,15 +96,19 @@ pub fn launcher_with(
     ))
 }
 
-/// The Kubernetes launcher when a cluster is configured. `auto`: built from the environment
-/// without contacting the API server (cold starts stay fast); `None` without a cluster.
-/// `on`: a cluster is required and is checked once, failing with one clear line.
-pub async fn launcher_from_config(config: &Config) -> anyhow::Result<Option<Arc<dyn Launcher>>> {
-    let on = config.kubernetes == KubernetesMode::On;
+/// The Kubernetes launcher when a cluster is configured: built from the environment without
+/// contacting the API server (cold starts stay fast); `None` without a cluster. `required`
+/// (`KUBERNETES=on`, `EXECUTOR=kubernetes`): a cluster must exist and is checked once,
+/// failing with one clear line.
+pub async fn launcher_from_config(
+    config: &Config,
+    required: bool,
+) -> anyhow::Result<Option<Arc<dyn Launcher>>> {
+    let on = required;
     let Some(kube_config) = kube_config_from_env().await? else {
         if on {
             anyhow::bail!(
-                "KUBERNETES=on but no cluster is configured: no in-cluster service account (KUBERNETES_SERVICE_HOST) and no KUBECONFIG"
+                "KUBERNETES=on (or EXECUTOR=kubernetes) but no cluster is configured: no in-cluster service account (KUBERNETES_SERVICE_HOST) and no KUBECONFIG"
             );
         }
         return Ok(None);
@@ -116,7 +117,7 @@ pub async fn launcher_from_config(config: &Config) -> anyhow::Result<Option<Arc<
     let launcher = launcher_with(kube_config, config)?;
     if on {
         launcher.check().await.map_err(|e| {
-            anyhow::anyhow!("KUBERNETES=on but the Kubernetes API at {url} is not usable: {e}")
+            anyhow::anyhow!("KUBERNETES=on (or EXECUTOR=kubernetes) but the Kubernetes API at {url} is not usable: {e}")
         })?;
     }
     tracing::info!(cluster = %url, namespace = %config.aqbb_namespace, "Kubernetes launcher ready");

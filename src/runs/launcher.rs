@@ -1,10 +1,12 @@
 //! The seam between run bookkeeping and execution. The Kubernetes launcher (`crate::k8s`)
-//! implements it for real clusters; [`RecordingLauncher`] stands in when no cluster is
-//! configured (embedded demo, `KUBERNETES=off`), recording runs without executing them.
+//! implements it for real clusters, the local runner (`crate::local`) with cwltool child
+//! processes on this machine; [`RecordingLauncher`] stands in when nothing executes runs
+//! (`EXECUTOR=off`), recording runs without executing them.
 
+use crate::state::AppState;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, net::SocketAddr};
 
 /// Everything needed to start one run.
 #[derive(Debug, Clone)]
@@ -28,6 +30,13 @@ pub struct LaunchRequest {
 pub enum LaunchOutcome {
     /// Objects exist in the cluster (created now, or already there).
     Launched { namespace: String, job_name: String },
+    /// Accepted, waiting for a free execution slot: the run stays `starting` with this
+    /// message until the executor reports it `running`.
+    Queued {
+        namespace: String,
+        job_name: String,
+        message: String,
+    },
     /// Nothing executes this run; it is recorded with this explanation.
     NotExecuted { message: String },
 }
@@ -47,8 +56,9 @@ pub enum LaunchError {
     /// The cluster could not be reached or refused us for now: retry later (503).
     #[error("Kubernetes API unavailable: {0}")]
     Unavailable(String),
-    /// The cluster rejected the objects (validation, quota, forbidden): the run fails.
-    #[error("Kubernetes rejected the run: {0}")]
+    /// The executor refuses the run for good (invalid objects, quota, forbidden, tools that
+    /// cannot run here): the run fails.
+    #[error("the run was rejected: {0}")]
     Rejected(String),
 }
 
@@ -63,6 +73,22 @@ pub trait Launcher: Send + Sync + 'static {
     async fn cancel(&self, run_id: i64) -> Result<(), LaunchError>;
     /// Short name for logs and `/api/settings/`.
     fn name(&self) -> &'static str;
+    /// How a [`LaunchError::Rejected`] reads in the run's `status_message`.
+    fn rejection_prefix(&self) -> &'static str {
+        "Kubernetes rejected the run"
+    }
+    /// Called once the server listens: executors that report back to the state (the local
+    /// runner) keep a weak reference to it and learn the loopback address of the service.
+    fn attach(&self, _state: &AppState, _listening: SocketAddr) {}
+    /// Called after a `Launched` or `Queued` outcome was stored: only then may an executor
+    /// move the run further (so its own updates never race the launch record).
+    fn recorded(&self, _run_id: i64) {}
+    /// The `server_url` runs of this executor call back to, when it is not the configured one.
+    fn callback_base_url(&self) -> Option<String> {
+        None
+    }
+    /// The service is stopping: stop what this executor runs (their runs end `failed`).
+    async fn shutdown(&self) {}
 }
 
 /// Records runs without executing them: used when no Kubernetes cluster is configured.

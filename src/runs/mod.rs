@@ -3,8 +3,12 @@
 //!
 //! Lifecycle (see the README for the diagram):
 //! `starting` -> `running` -> `succeeded` | `failed` | `killed`; `starting` -> `pending` when no
-//! cluster executes runs; `starting` -> `failed` when the launch is rejected or the API server is
-//! unreachable (an event redelivery resumes such a launch).
+//! executor runs them; `starting` -> `failed` when the launch is rejected or the API server is
+//! unreachable (an event redelivery resumes such a launch). A queued local run stays `starting`
+//! (with a message) until its process starts.
+//!
+//! Every executor ends a run through [`finish`] (Kubernetes Job events and reconcile-on-read
+//! through [`apply_observation`], the local runner with its output and usage).
 
 pub mod launcher;
 
@@ -18,8 +22,8 @@ use crate::{
 use chrono::{SubsecRound, Utc};
 use launcher::{JobObservation, LaunchError, LaunchOutcome, LaunchRequest};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait, IntoActiveModel,
-    TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
+    IntoActiveModel, QueryFilter, TransactionTrait, sea_query::Expr,
 };
 use serde_json::Value;
 use std::time::Duration;
@@ -186,7 +190,7 @@ pub async fn launch(
         cwl: run.executed_cwl.clone().unwrap_or_default(),
         params,
         callback_token: token,
-        callback_url: state.config.callback_base_url(),
+        callback_url: state.callback_base_url(),
         traceparent,
     };
     let started = std::time::Instant::now();
@@ -194,6 +198,7 @@ pub async fn launch(
     let elapsed = started.elapsed();
     let outcome_label = match &outcome {
         Ok(LaunchOutcome::Launched { .. }) => "launched",
+        Ok(LaunchOutcome::Queued { .. }) => "queued",
         Ok(LaunchOutcome::NotExecuted { .. }) => "not_executed",
         Err(LaunchError::Rejected(_)) => "rejected",
         Err(LaunchError::Unavailable(_)) => "unavailable",
@@ -213,8 +218,10 @@ pub async fn launch(
         "launch"
     );
     let now = Utc::now();
+    let run_id = run.id;
     let mut active = run.into_active_model();
     active.updated_at = Set(now);
+    let mut follow = false;
     let result = match outcome {
         Ok(LaunchOutcome::Launched {
             namespace,
@@ -226,6 +233,21 @@ pub async fn launch(
             active.k8s_job_name = Set(Some(job_name));
             active.launched_at = Set(Some(now));
             active.completion_time = Set(None);
+            follow = true;
+            Ok(())
+        }
+        Ok(LaunchOutcome::Queued {
+            namespace,
+            job_name,
+            message,
+        }) => {
+            active.status = Set(RunStatus::Starting.as_str().into());
+            active.status_message = Set(Some(message));
+            active.k8s_namespace = Set(Some(namespace));
+            active.k8s_job_name = Set(Some(job_name));
+            active.launched_at = Set(Some(now));
+            active.completion_time = Set(None);
+            follow = true;
             Ok(())
         }
         Ok(LaunchOutcome::NotExecuted { message }) => {
@@ -236,7 +258,10 @@ pub async fn launch(
         }
         Err(LaunchError::Rejected(message)) => {
             active.status = Set(RunStatus::Failed.as_str().into());
-            active.status_message = Set(Some(format!("Kubernetes rejected the run: {message}")));
+            active.status_message = Set(Some(format!(
+                "{}: {message}",
+                state.launcher.rejection_prefix()
+            )));
             active.launched_at = Set(Some(now));
             active.completion_time = Set(Some(now));
             Ok(())
@@ -254,6 +279,9 @@ pub async fn launch(
         }
     };
     let run = active.update(&state.db).await?;
+    if follow {
+        state.launcher.recorded(run_id);
+    }
     result.map(|()| run)
 }
 
@@ -266,13 +294,14 @@ pub async fn create_run(
     // One transaction: the run row and its inputs (a second statement) are stored together,
     // so losing the database between them cannot leave a run without its data.
     let txn = state.db.begin().await?;
-    let run = insert_run(&txn, &state.config.callback_base_url(), req).await?;
+    let run = insert_run(&txn, &state.callback_base_url(), req).await?;
     txn.commit().await?;
     launch(state, run, traceparent).await
 }
 
-/// Applies what the cluster says about a run's Job. Terminal runs are left alone, so stale or
-/// replayed observations cannot move a run backwards.
+/// Applies what an executor says about a run. Terminal runs are left alone, so stale or
+/// replayed observations cannot move a run backwards; the update is conditional on the status
+/// it was decided from, so a concurrent change (a cancel) wins over an observation read before it.
 pub async fn apply_observation<C: ConnectionTrait>(
     db: &C,
     run: pipeline_run::Model,
@@ -282,6 +311,7 @@ pub async fn apply_observation<C: ConnectionTrait>(
     if current.is_some_and(RunStatus::is_terminal) || current == Some(obs.status) {
         return Ok(run);
     }
+    let (run_id, read_status) = (run.id, run.status.clone());
     let mut active = run.into_active_model();
     active.status = Set(obs.status.as_str().into());
     active.status_message = Set(obs.message.clone());
@@ -289,7 +319,102 @@ pub async fn apply_observation<C: ConnectionTrait>(
         active.completion_time = Set(Some(obs.completion_time.unwrap_or_else(Utc::now)));
     }
     active.updated_at = Set(Utc::now());
-    Ok(active.update(db).await?)
+    let updated = pipeline_run::Entity::update(active)
+        .validate()?
+        .filter(pipeline_run::Column::Status.eq(read_status))
+        .exec(db)
+        .await;
+    match updated {
+        Ok(run) => Ok(run),
+        // Someone else moved the run first: theirs is the current state.
+        Err(DbErr::RecordNotUpdated) => pipeline_run::Entity::find_by_id(run_id)
+            .one(db)
+            .await?
+            .ok_or_else(|| AppError::NotFound("No PipelineRun matches the given query.".into())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What an executor collected when a run ended.
+#[derive(Debug, Clone, Default)]
+pub struct RunResults {
+    /// The CWL output object.
+    pub output: Option<Value>,
+    /// Resource usage (Calrissian's usage report, or the local runner's).
+    pub usage_report: Option<Value>,
+}
+
+/// Whether results were stored already (`usage_report` is `""` until then, as the reference).
+pub fn has_results(run: &pipeline_run::Model) -> bool {
+    run.output.is_some() || run.usage_report != Value::String(String::new())
+}
+
+/// Stores a run's results once: later deliveries (retries, a replayed pod) are ignored.
+/// Returns the run and whether anything was stored.
+pub async fn store_results<C: ConnectionTrait>(
+    db: &C,
+    run: pipeline_run::Model,
+    results: RunResults,
+) -> AppResult<(pipeline_run::Model, bool)> {
+    let RunResults {
+        output,
+        usage_report,
+    } = results;
+    let (output, usage) = (
+        output.filter(|v| !v.is_null()),
+        usage_report.filter(|v| !v.is_null()),
+    );
+    if has_results(&run) || (output.is_none() && usage.is_none()) {
+        return Ok((run, false));
+    }
+    let mut active = run.into_active_model();
+    active.output = Set(output);
+    if let Some(usage) = usage {
+        active.usage_report = Set(usage);
+    }
+    active.updated_at = Set(Utc::now());
+    Ok((active.update(db).await?, true))
+}
+
+/// A run ended (or moved) as an executor saw it: its results and its new status, stored
+/// together. The one path every executor ends runs through.
+pub async fn finish(
+    state: &AppState,
+    run_id: i64,
+    obs: &JobObservation,
+    results: RunResults,
+) -> AppResult<Option<pipeline_run::Model>> {
+    let txn = state.db.begin().await?;
+    let Some(run) = pipeline_run::Entity::find_by_id(run_id).one(&txn).await? else {
+        return Ok(None);
+    };
+    if RunStatus::parse(&run.status).is_some_and(RunStatus::is_terminal) {
+        return Ok(Some(run));
+    }
+    let (run, _) = store_results(&txn, run, results).await?;
+    let run = apply_observation(&txn, run, obs).await?;
+    txn.commit().await?;
+    Ok(Some(run))
+}
+
+/// Marks a queued run `running` when its execution starts. False when the run is no longer
+/// `starting` (cancelled while it waited).
+pub async fn mark_running(state: &AppState, run_id: i64) -> AppResult<bool> {
+    let result = pipeline_run::Entity::update_many()
+        .col_expr(
+            pipeline_run::Column::Status,
+            Expr::value(RunStatus::Running.as_str()),
+        )
+        .col_expr(
+            pipeline_run::Column::StatusMessage,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(pipeline_run::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(pipeline_run::Column::Id.eq(run_id))
+        .filter(pipeline_run::Column::Status.eq(RunStatus::Starting.as_str()))
+        .exec(&state.db)
+        .await?;
+    Ok(result.rows_affected == 1)
 }
 
 /// Reconcile on read: a launched, non-terminal run checks its Job once, within a bounded time.

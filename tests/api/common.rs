@@ -55,6 +55,9 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     pub launcher: Option<Arc<dyn Launcher>>,
     pub database_url: Option<String>,
+    /// Pick the executor from the configuration (`EXECUTOR`, ...) as the service does,
+    /// instead of the test recorder.
+    pub executor_from_config: bool,
 }
 
 /// A running server.
@@ -95,6 +98,12 @@ impl TestApp {
         let config = Config::from_iter(vars).expect("test config");
         let (launcher, recorder): (Arc<dyn Launcher>, _) = match opts.launcher {
             Some(l) => (l, None),
+            None if opts.executor_from_config => (
+                application_quality_api::select_launcher(&config)
+                    .await
+                    .expect("executor"),
+                None,
+            ),
             None => {
                 let r = Arc::new(RecordingLauncher::new("Not executed: test recorder."));
                 (r.clone() as Arc<dyn Launcher>, Some(r))

@@ -348,6 +348,7 @@ async fn postgres_stopped_under_load_answers_503_then_recovers_by_itself() {
             launcher: Some(launcher.clone()),
             // A short lease for runs whose launch the outage cut off (see the redeliveries).
             env: vec![("REQUEST_TIMEOUT_SECS".into(), "5".into())],
+            ..Default::default()
         })
         .await,
     );

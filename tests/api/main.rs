@@ -11,6 +11,7 @@ mod foundation;
 mod fuzz_regressions;
 mod hostile;
 mod k8s_runs;
+mod local_runs;
 mod manifests;
 mod metrics;
 mod oidc_support;

@@ -81,9 +81,12 @@ $graph:
   doc: |-
     Shallow-clones `repo_url` (optionally at `repo_branch`) into the directory `repo`.
     The URL and branch reach git as separate arguments, never through a shell string.
-  requirements:
+  hints:
     DockerRequirement:
       dockerPull: alpine/git:v2.47.2
+  requirements:
+    NetworkAccess:
+      networkAccess: true
   inputs:
     repo_url: string
     repo_branch:
@@ -155,9 +158,10 @@ $graph:
   doc: |-
     Lists the files of `source_directory` whose path (relative, starting with `./`) matches
     the POSIX regular expression `regex`, one per line, sorted.
-  requirements:
+  hints:
     DockerRequirement:
       dockerPull: alpine:3.21
+  requirements:
     InlineJavascriptRequirement: {}
   inputs:
     source_directory: Directory
@@ -187,9 +191,10 @@ $graph:
     Structural checks on `.ipynb` files with the Python standard library only: valid JSON,
     nbformat 4, a kernel spec, a title cell, no stored error outputs, cells executed in order,
     no empty or over-long code cells. Writes one JSON report; always exits 0 (findings are data).
-  requirements:
+  hints:
     DockerRequirement:
       dockerPull: python:3.13-alpine
+  requirements:
     InlineJavascriptRequirement: {}
     InitialWorkDirRequirement:
       listing:
@@ -293,9 +298,12 @@ $graph:
     from the AQ_CALLBACK_TOKEN environment variable of the step pod; it is never a CWL input, so
     it appears neither in the parameters nor in the stored CWL. `name` and `instance` are
     URL-encoded, and the URL is passed to curl as one argument (no shell quoting involved).
-  requirements:
+  hints:
     DockerRequirement:
       dockerPull: curlimages/curl:8.11.1
+  requirements:
+    NetworkAccess:
+      networkAccess: true
     InlineJavascriptRequirement: {}
   inputs:
     report: File

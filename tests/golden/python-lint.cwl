@@ -71,9 +71,12 @@ $graph:
   doc: |-
     Shallow-clones `repo_url` (optionally at `repo_branch`) into the directory `repo`.
     The URL and branch reach git as separate arguments, never through a shell string.
-  requirements:
+  hints:
     DockerRequirement:
       dockerPull: alpine/git:v2.47.2
+  requirements:
+    NetworkAccess:
+      networkAccess: true
   inputs:
     repo_url: string
     repo_branch:
@@ -141,9 +144,10 @@ $graph:
   doc: |-
     Lists the files of `source_directory` whose path (relative, starting with `./`) matches
     the POSIX regular expression `regex`, one per line, sorted.
-  requirements:
+  hints:
     DockerRequirement:
       dockerPull: alpine:3.21
+  requirements:
     InlineJavascriptRequirement: {}
   inputs:
     source_directory: Directory
@@ -173,7 +177,7 @@ $graph:
     Runs `ruff check` on the selected files and writes Ruff's JSON diagnostics. `select` is a
     comma-separated list of rule codes or prefixes (empty: Ruff's default rules). Findings do
     not fail the step.
-  requirements:
+  hints:
     DockerRequirement:
       dockerPull: ghcr.io/astral-sh/ruff:0.8.6-alpine
   inputs:
@@ -217,9 +221,12 @@ $graph:
     from the AQ_CALLBACK_TOKEN environment variable of the step pod; it is never a CWL input, so
     it appears neither in the parameters nor in the stored CWL. `name` and `instance` are
     URL-encoded, and the URL is passed to curl as one argument (no shell quoting involved).
-  requirements:
+  hints:
     DockerRequirement:
       dockerPull: curlimages/curl:8.11.1
+  requirements:
+    NetworkAccess:
+      networkAccess: true
     InlineJavascriptRequirement: {}
   inputs:
     report: File

@@ -4,9 +4,12 @@
   doc: |-
     Shallow-clones `repo_url` (optionally at `repo_branch`) into the directory `repo`.
     The URL and branch reach git as separate arguments, never through a shell string.
-  requirements:
+  hints:
     DockerRequirement:
       dockerPull: alpine/git:v2.47.2
+  requirements:
+    NetworkAccess:
+      networkAccess: true
   inputs:
     repo_url: string
     repo_branch:

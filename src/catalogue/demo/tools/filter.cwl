@@ -4,9 +4,10 @@
   doc: |-
     Lists the files of `source_directory` whose path (relative, starting with `./`) matches
     the POSIX regular expression `regex`, one per line, sorted.
-  requirements:
+  hints:
     DockerRequirement:
       dockerPull: alpine:3.21
+  requirements:
     InlineJavascriptRequirement: {}
   inputs:
     source_directory: Directory

@@ -5,9 +5,10 @@
     Structural checks on `.ipynb` files with the Python standard library only: valid JSON,
     nbformat 4, a kernel spec, a title cell, no stored error outputs, cells executed in order,
     no empty or over-long code cells. Writes one JSON report; always exits 0 (findings are data).
-  requirements:
+  hints:
     DockerRequirement:
       dockerPull: python:3.13-alpine
+  requirements:
     InlineJavascriptRequirement: {}
     InitialWorkDirRequirement:
       listing:

@@ -5,7 +5,7 @@
     Runs `ruff check` on the selected files and writes Ruff's JSON diagnostics. `select` is a
     comma-separated list of rule codes or prefixes (empty: Ruff's default rules). Findings do
     not fail the step.
-  requirements:
+  hints:
     DockerRequirement:
       dockerPull: ghcr.io/astral-sh/ruff:0.8.6-alpine
   inputs:

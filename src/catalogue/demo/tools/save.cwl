@@ -6,9 +6,12 @@
     from the AQ_CALLBACK_TOKEN environment variable of the step pod; it is never a CWL input, so
     it appears neither in the parameters nor in the stored CWL. `name` and `instance` are
     URL-encoded, and the URL is passed to curl as one argument (no shell quoting involved).
-  requirements:
+  hints:
     DockerRequirement:
       dockerPull: curlimages/curl:8.11.1
+  requirements:
+    NetworkAccess:
+      networkAccess: true
     InlineJavascriptRequirement: {}
   inputs:
     report: File

@@ -1,0 +1,323 @@
+//! What the local runner runs with: the cwltool executable and the container engine, found
+//! without starting anything (start-up stays in milliseconds), and the cwltool command line
+//! built from them (a pure function, unit-tested below).
+
+use crate::config::{Config, ContainerMode};
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+};
+
+/// Where tools run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Containers {
+    /// In their images, through the docker daemon.
+    Docker,
+    /// In their images, through podman.
+    Podman,
+    /// On this machine (`cwltool --no-container`): the tools' programs must be installed.
+    Host,
+}
+
+impl Containers {
+    /// Name for logs and usage reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Containers::Docker => "docker",
+            Containers::Podman => "podman",
+            Containers::Host => "host",
+        }
+    }
+}
+
+/// cwltool and the container engine the local runner uses.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    /// Absolute path of cwltool.
+    pub cwltool: PathBuf,
+    pub containers: Containers,
+}
+
+/// Resolves `name` like a shell does: a path is taken as it is, a bare name is looked up in
+/// `PATH`. Only executable regular files count.
+pub fn find_executable(name: &str) -> Option<PathBuf> {
+    let is_exec = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        let p = if p.is_absolute() {
+            p
+        } else {
+            std::env::current_dir().ok()?.join(p)
+        };
+        return is_exec(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| is_exec(p))
+}
+
+/// Whether a docker daemon is there to talk to: `DOCKER_HOST` set, or its default socket
+/// present. A client without a daemon (common on CI machines) does not count.
+fn docker_daemon_present() -> bool {
+    std::env::var_os("DOCKER_HOST").is_some_and(|h| !h.is_empty())
+        || Path::new("/var/run/docker.sock").exists()
+}
+
+/// Finds cwltool and picks the container engine. `Err` says what is missing, in one line.
+pub fn detect(config: &Config) -> Result<Engine, String> {
+    let cwltool = find_executable(&config.cwltool).ok_or_else(|| {
+        format!(
+            "cwltool not found (CWLTOOL={:?}; install it with `pip install cwltool`)",
+            config.cwltool
+        )
+    })?;
+    let docker = || find_executable("docker").is_some() && docker_daemon_present();
+    let podman = || find_executable("podman").is_some();
+    let containers = match config.local_containers {
+        ContainerMode::Off => Containers::Host,
+        ContainerMode::Docker if docker() => Containers::Docker,
+        ContainerMode::Docker => {
+            return Err(
+                "LOCAL_CONTAINERS=docker but no docker client with a reachable daemon".into(),
+            );
+        }
+        ContainerMode::Podman if podman() => Containers::Podman,
+        ContainerMode::Podman => {
+            return Err("LOCAL_CONTAINERS=podman but podman is not installed".into());
+        }
+        ContainerMode::Auto if docker() => Containers::Docker,
+        ContainerMode::Auto if podman() => Containers::Podman,
+        ContainerMode::Auto => Containers::Host,
+    };
+    Ok(Engine {
+        cwltool,
+        containers,
+    })
+}
+
+/// The per-run working directory's layout.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    pub root: PathBuf,
+}
+
+impl RunDir {
+    /// `<data dir>/runs/<run id>`.
+    pub fn new(data_dir: &Path, run_id: i64) -> Self {
+        Self {
+            root: data_dir.join("runs").join(run_id.to_string()),
+        }
+    }
+    /// The rendered CWL.
+    pub fn cwl(&self) -> PathBuf {
+        self.root.join("pipeline.cwl")
+    }
+    /// The job order (parameters), JSON.
+    pub fn params(&self) -> PathBuf {
+        self.root.join("params.json")
+    }
+    /// cwltool's stdout: the output object.
+    pub fn output(&self) -> PathBuf {
+        self.root.join("output.json")
+    }
+    /// cwltool's stderr and its tools': the run's log.
+    pub fn log(&self) -> PathBuf {
+        self.root.join("run.log")
+    }
+    /// The process group id of the run's cwltool, while it runs.
+    pub fn pid(&self) -> PathBuf {
+        self.root.join("pid")
+    }
+    /// Final outputs.
+    pub fn out(&self) -> PathBuf {
+        self.root.join("out")
+    }
+    /// Intermediate and temporary directories.
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+}
+
+/// The callback token reaches the tools through this variable, never as a CWL input (so it is
+/// neither in the stored parameters nor in the CWL), exactly as in the Kubernetes pods.
+pub const TOKEN_VAR: &str = "AQ_CALLBACK_TOKEN";
+
+/// cwltool's arguments for one run.
+pub fn cwltool_args(engine: &Engine, dir: &RunDir) -> Vec<OsString> {
+    let mut tmp = dir.tmp().into_os_string();
+    tmp.push("/");
+    let mut args: Vec<OsString> = vec![
+        "--disable-color".into(),
+        "--outdir".into(),
+        dir.out().into(),
+        "--tmpdir-prefix".into(),
+        tmp.clone(),
+        "--tmp-outdir-prefix".into(),
+        tmp,
+        "--preserve-environment".into(),
+        TOKEN_VAR.into(),
+    ];
+    match engine.containers {
+        Containers::Host => args.push("--no-container".into()),
+        Containers::Podman => args.push("--podman".into()),
+        Containers::Docker => {}
+    }
+    let mut cwl = dir.cwl().into_os_string();
+    cwl.push("#main");
+    args.push(cwl);
+    args.push(dir.params().into());
+    args
+}
+
+/// The child's environment: nothing of the service's own (its database URL and keys stay
+/// out of reach of the tools), only what programs and container engines need, plus the token.
+/// cwltool's directory goes first in `PATH`, so tools installed beside it (a virtualenv's
+/// `ruff`) are found.
+pub fn child_env(engine: &Engine, token: &str) -> Vec<(OsString, OsString)> {
+    const PASSED: &[&str] = &[
+        "HOME",
+        "LANG",
+        "LC_ALL",
+        "TZ",
+        "USER",
+        "LOGNAME",
+        "DOCKER_HOST",
+        "DOCKER_CONFIG",
+        "DOCKER_CERT_PATH",
+        "DOCKER_TLS_VERIFY",
+        "CONTAINER_HOST",
+        "XDG_RUNTIME_DIR",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+    ];
+    let mut env: Vec<(OsString, OsString)> = PASSED
+        .iter()
+        .filter_map(|k| std::env::var_os(k).map(|v| (OsString::from(k), v)))
+        .collect();
+    let mut dirs: Vec<PathBuf> = engine
+        .cwltool
+        .parent()
+        .map(Path::to_path_buf)
+        .into_iter()
+        .collect();
+    let system = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    dirs.extend(std::env::split_paths(&system));
+    if let Ok(path) = std::env::join_paths(dirs) {
+        env.push(("PATH".into(), path));
+    }
+    env.push((TOKEN_VAR.into(), token.into()));
+    env
+}
+
+/// Processes of a rendered CWL document that *require* a container image
+/// (`DockerRequirement` under `requirements`, map or list form): they cannot run on the host.
+/// Returns their ids (or classes when they have none).
+pub fn container_only_processes(cwl: &str) -> Vec<String> {
+    let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(cwl) else {
+        return Vec::new();
+    };
+    let processes: Vec<&serde_yaml::Value> = match doc.get("$graph") {
+        Some(serde_yaml::Value::Sequence(items)) => items.iter().collect(),
+        _ => vec![&doc],
+    };
+    let requires_docker = |reqs: Option<&serde_yaml::Value>| match reqs {
+        Some(serde_yaml::Value::Mapping(m)) => m.contains_key("DockerRequirement"),
+        Some(serde_yaml::Value::Sequence(items)) => items
+            .iter()
+            .any(|r| r.get("class").and_then(|c| c.as_str()) == Some("DockerRequirement")),
+        _ => false,
+    };
+    processes
+        .into_iter()
+        .filter(|p| requires_docker(p.get("requirements")))
+        .map(|p| {
+            p.get("id")
+                .or_else(|| p.get("class"))
+                .and_then(|v| v.as_str())
+                .unwrap_or("?")
+                .trim_start_matches('#')
+                .to_string()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine(containers: Containers) -> Engine {
+        Engine {
+            cwltool: PathBuf::from("/opt/venv/bin/cwltool"),
+            containers,
+        }
+    }
+
+    #[test]
+    fn command_line_per_engine() {
+        let dir = RunDir::new(Path::new("/data"), 7);
+        let args = cwltool_args(&engine(Containers::Host), &dir);
+        let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into()).collect();
+        assert!(args.contains(&"--no-container".to_string()));
+        assert_eq!(args[args.len() - 2], "/data/runs/7/pipeline.cwl#main");
+        assert_eq!(args[args.len() - 1], "/data/runs/7/params.json");
+        let i = args
+            .iter()
+            .position(|a| a == "--preserve-environment")
+            .unwrap();
+        assert_eq!(args[i + 1], TOKEN_VAR);
+        let podman = cwltool_args(&engine(Containers::Podman), &dir);
+        assert!(podman.iter().any(|a| a == "--podman"));
+        let docker = cwltool_args(&engine(Containers::Docker), &dir);
+        assert!(
+            !docker
+                .iter()
+                .any(|a| a == "--no-container" || a == "--podman")
+        );
+    }
+
+    #[test]
+    fn child_env_has_the_token_and_no_service_secrets() {
+        let env = child_env(&engine(Containers::Host), "aqrun_x");
+        assert!(env.iter().any(|(k, v)| k == TOKEN_VAR && v == "aqrun_x"));
+        let path = &env.iter().find(|(k, _)| k == "PATH").unwrap().1;
+        assert!(path.to_string_lossy().starts_with("/opt/venv/bin:"));
+        for (k, _) in &env {
+            let k = k.to_string_lossy();
+            assert!(!k.contains("DATABASE") && !k.contains("JWT") && !k.contains("SECRET"));
+        }
+    }
+
+    #[test]
+    fn container_only_tools_are_found() {
+        let cwl = r#"
+cwlVersion: v1.2
+$graph:
+- class: Workflow
+  id: main
+  requirements: {SubworkflowFeatureRequirement: {}}
+- class: CommandLineTool
+  id: hinted
+  hints: {DockerRequirement: {dockerPull: alpine}}
+- class: CommandLineTool
+  id: '#needs_image'
+  requirements: {DockerRequirement: {dockerPull: alpine}}
+- class: CommandLineTool
+  id: listed
+  requirements: [{class: DockerRequirement, dockerPull: x}]
+"#;
+        assert_eq!(container_only_processes(cwl), vec!["needs_image", "listed"]);
+        assert!(container_only_processes("not: [valid").is_empty());
+    }
+
+    #[test]
+    fn executables_are_resolved() {
+        assert!(find_executable("sh").is_some());
+        assert!(find_executable("/bin/sh").is_some());
+        assert!(find_executable("no-such-program-here").is_none());
+        assert!(find_executable("/etc/passwd").is_none());
+    }
+}

@@ -1,0 +1,694 @@
+//! The local runner: runs execute on this machine as cwltool child processes (the engine
+//! Calrissian is built on), one per run, in a working directory of their own under
+//! `LOCAL_DATA_DIR`. It is the embedded default when no cluster is configured and cwltool is
+//! installed.
+//!
+//! - **Queue**: at most `LOCAL_CONCURRENCY` runs execute at once; more wait in FIFO order
+//!   (`starting`, with a message) and are never refused.
+//! - **Lifecycle**: `starting` -> `running` when the process starts -> `succeeded` | `failed`
+//!   from its exit, through [`runs::finish`] like the Kubernetes path; `killed` by cancel,
+//!   which stops the whole process group (see [`stop_group`]).
+//! - **Time limit**: `AQBB_ACTIVE_DEADLINE_SECS`, as for Jobs.
+//! - **Results**: tools post job reports through the authenticated callback endpoint with the
+//!   run's token (`AQ_CALLBACK_TOKEN`), as pods do; cwltool's output object and the process
+//!   tree's usage are stored with the final status.
+//! - **Restarts**: runs left `starting`/`running` by an earlier process of this runner are
+//!   failed with a message saying so (their processes die with the service; leftovers are
+//!   killed). Resuming is not attempted: a half-run pipeline may have posted some reports.
+//! - **Retention**: working directories are removed `AQBB_SUCCEEDED_RETENTION_SECS` /
+//!   `AQBB_FAILED_RETENTION_SECS` after their run ended (swept when runs end and at start-up).
+
+pub mod engine;
+pub mod process;
+
+use crate::{
+    config::Config,
+    db::entities::pipeline_run,
+    runs::{
+        self, RunResults, RunStatus,
+        launcher::{JobObservation, LaunchError, LaunchOutcome, LaunchRequest, Launcher},
+    },
+    state::{AppState, AppStateInner},
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use engine::{Containers, Engine, RunDir};
+use process::GroupHandle;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::{Value, json};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex, OnceLock, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+use tokio::sync::{Semaphore, watch};
+
+/// The namespace recorded for local runs (not a DNS label, so it never names a real one).
+pub const NAMESPACE: &str = "@local";
+
+/// How long cwltool gets to stop its tools and containers before the group is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// The most of a run's log the API serves (its end).
+pub const LOG_SERVE_MAX: u64 = 4 * 1024 * 1024;
+
+/// `LOCAL_DATA_DIR`, absolute (relative paths are taken from the working directory at start).
+pub fn data_dir(config: &Config) -> PathBuf {
+    let dir = PathBuf::from(&config.local_data_dir);
+    if dir.is_absolute() {
+        return dir;
+    }
+    std::env::current_dir().map(|d| d.join(&dir)).unwrap_or(dir)
+}
+
+/// Where the log of local run `run_id` is kept (until its retention ends).
+pub fn log_path(config: &Config, run_id: i64) -> PathBuf {
+    RunDir::new(&data_dir(config), run_id).log()
+}
+
+/// Job name recorded for a local run (never the name of a Kubernetes Job of ours).
+fn job_name(run_id: i64) -> String {
+    format!("local-{run_id}")
+}
+
+/// Why the run's process stopped, when we stopped it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Cancelled,
+    TimedOut,
+    Shutdown,
+}
+
+/// A run this process has accepted, from launch to its end.
+struct Active {
+    req: Option<LaunchRequest>,
+    group: GroupHandle,
+    stop: Mutex<Option<Stop>>,
+    /// `true` once the run's task has finished.
+    done: watch::Sender<bool>,
+}
+
+impl Active {
+    fn request_stop(&self, why: Stop) -> bool {
+        let Ok(mut stop) = self.stop.lock() else {
+            return false;
+        };
+        if stop.is_none() {
+            *stop = Some(why);
+        }
+        true
+    }
+
+    fn stop_reason(&self) -> Option<Stop> {
+        self.stop.lock().ok().and_then(|s| *s)
+    }
+}
+
+/// Runs pipelines with cwltool on this machine (cheap to clone: one shared core, which the
+/// supervising tasks hold too).
+#[derive(Clone)]
+pub struct LocalLauncher(Arc<Inner>);
+
+struct Inner {
+    engine: Engine,
+    data_dir: PathBuf,
+    slots: Arc<Semaphore>,
+    concurrency: usize,
+    deadline: Option<Duration>,
+    succeeded_retention: Duration,
+    failed_retention: Duration,
+    configured_callback: Option<String>,
+    callback: OnceLock<String>,
+    state: OnceLock<Weak<AppStateInner>>,
+    active: Mutex<HashMap<i64, Arc<Active>>>,
+    sweeping: AtomicBool,
+    started_at: DateTime<Utc>,
+}
+
+impl LocalLauncher {
+    /// A runner with the given engine and the settings of `config`. Touches nothing yet.
+    pub fn new(engine: Engine, config: &Config) -> Self {
+        Self(Arc::new(Inner::new(engine, config)))
+    }
+
+    /// The engine in use.
+    pub fn engine(&self) -> &Engine {
+        &self.0.engine
+    }
+
+    /// Where working directories live.
+    pub fn data_dir(&self) -> &Path {
+        &self.0.data_dir
+    }
+
+    /// Runs executing or queued in this process.
+    pub fn in_flight(&self) -> usize {
+        self.0.active.lock().map(|a| a.len()).unwrap_or(0)
+    }
+}
+
+impl Inner {
+    fn new(engine: Engine, config: &Config) -> Self {
+        let data_dir = data_dir(config);
+        let concurrency = config.local_concurrency();
+        let secs = |s: i32| Duration::from_secs(s.max(0) as u64);
+        Self {
+            engine,
+            data_dir,
+            slots: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
+            deadline: (config.aqbb_active_deadline_secs > 0)
+                .then(|| Duration::from_secs(config.aqbb_active_deadline_secs as u64)),
+            succeeded_retention: secs(config.aqbb_succeeded_retention_secs),
+            failed_retention: secs(config.aqbb_failed_retention_secs),
+            configured_callback: config.local_callback_url.clone(),
+            callback: OnceLock::new(),
+            state: OnceLock::new(),
+            active: Mutex::new(HashMap::new()),
+            sweeping: AtomicBool::new(false),
+            started_at: Utc::now(),
+        }
+    }
+
+    fn state(&self) -> Option<AppState> {
+        self.state.get().and_then(AppState::upgrade)
+    }
+
+    fn entry(&self, run_id: i64) -> Option<Arc<Active>> {
+        self.active.lock().ok()?.get(&run_id).cloned()
+    }
+
+    /// Writes the run's files. Blocking file I/O, so it runs off the async threads.
+    async fn prepare(&self, req: &LaunchRequest) -> Result<(), LaunchError> {
+        let dir = RunDir::new(&self.data_dir, req.run_id);
+        let cwl = req.cwl.clone();
+        let params = serde_json::to_vec_pretty(&req.params).unwrap_or_default();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            // A relaunch (a redelivered event) starts from a clean directory.
+            if dir.root.exists() {
+                std::fs::remove_dir_all(&dir.root)?;
+            }
+            std::fs::create_dir_all(dir.tmp())?;
+            std::fs::create_dir_all(dir.out())?;
+            std::fs::write(dir.cwl(), cwl)?;
+            std::fs::write(dir.params(), params)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| LaunchError::Unavailable(format!("preparing the run: {e}")))?
+        .map_err(|e| {
+            LaunchError::Unavailable(format!(
+                "cannot write the run's working directory under {}: {e}",
+                self.data_dir.display()
+            ))
+        })
+    }
+
+    /// Fails the runs an earlier process of this runner left in flight, killing what is left
+    /// of their processes, then sweeps expired working directories.
+    async fn recover(self: Arc<Self>, state: AppState) {
+        let stale = pipeline_run::Entity::find()
+            .filter(pipeline_run::Column::K8sNamespace.eq(NAMESPACE))
+            .filter(
+                pipeline_run::Column::Status
+                    .is_in([RunStatus::Starting.as_str(), RunStatus::Running.as_str()]),
+            )
+            .filter(pipeline_run::Column::LaunchedAt.lt(self.started_at))
+            .all(&state.db)
+            .await;
+        let stale = match stale {
+            Ok(stale) => stale,
+            Err(e) => {
+                tracing::warn!(error = %e, "local runner: cannot look for interrupted runs");
+                return;
+            }
+        };
+        for run in stale {
+            let dir = RunDir::new(&self.data_dir, run.id);
+            if let Some(pgid) = std::fs::read_to_string(dir.pid())
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+                .filter(|p| *p > 1)
+                && group_belongs_to(pgid, &dir.root)
+            {
+                // SAFETY: plain syscall on a group whose members work in this run's directory.
+                unsafe {
+                    libc::killpg(pgid, libc::SIGKILL);
+                }
+            }
+            let obs = JobObservation {
+                status: RunStatus::Failed,
+                message: Some(
+                    "Interrupted: the service stopped while this run was in flight on the local runner; start the run again."
+                        .into(),
+                ),
+                completion_time: Some(Utc::now()),
+            };
+            match runs::finish(&state, run.id, &obs, RunResults::default()).await {
+                Ok(_) => tracing::warn!(run_id = run.id, "local runner: interrupted run failed"),
+                Err(e) => {
+                    tracing::warn!(run_id = run.id, error = %e, "local runner: cannot fail interrupted run")
+                }
+            }
+        }
+        self.sweep(&state).await;
+    }
+
+    /// Executes one accepted run: waits for a slot, runs cwltool, records the end.
+    async fn execute(self: Arc<Self>, run_id: i64, entry: Arc<Active>) {
+        let Some(req) = entry.req.clone() else { return };
+        let permit = self.slots.clone().acquire_owned().await;
+        let Some(state) = self.state() else { return };
+        if entry.stop_reason().is_some() {
+            return;
+        }
+        match runs::mark_running(&state, run_id).await {
+            Ok(true) => {}
+            Ok(false) => return, // cancelled while it waited
+            Err(e) => {
+                tracing::warn!(run_id, error = %e, "local runner: cannot mark the run running");
+                return;
+            }
+        }
+        let dir = RunDir::new(&self.data_dir, run_id);
+        let started = Utc::now();
+        let exit = self.spawn_and_wait(&req, &dir, &entry).await;
+        drop(permit);
+        let finished = Utc::now();
+        let stop = entry.stop_reason();
+        if matches!(stop, Some(Stop::Cancelled)) {
+            // `runs::cancel` records `killed`; nothing else to say about this run.
+            return;
+        }
+        let (obs, results) = self.outcome(&dir, exit, stop, started, finished).await;
+        if let Err(e) = runs::finish(&state, run_id, &obs, results).await {
+            tracing::error!(run_id, error = %e, "local runner: cannot record the end of the run");
+        }
+        tracing::info!(
+            run_id,
+            status = obs.status.as_str(),
+            elapsed_ms = (finished - started).num_milliseconds(),
+            "local run ended"
+        );
+    }
+
+    /// Starts cwltool and waits for it within the time limit; `Err` when it could not start.
+    async fn spawn_and_wait(
+        &self,
+        req: &LaunchRequest,
+        dir: &RunDir,
+        entry: &Arc<Active>,
+    ) -> Result<process::Exit, String> {
+        let (stdout, stderr) = match (
+            std::fs::File::create(dir.output()),
+            std::fs::File::create(dir.log()),
+        ) {
+            (Ok(o), Ok(e)) => (o, e),
+            (Err(e), _) | (_, Err(e)) => return Err(format!("cannot create the run's files: {e}")),
+        };
+        let mut cmd = std::process::Command::new(&self.engine.cwltool);
+        cmd.args(engine::cwltool_args(&self.engine, dir))
+            .current_dir(&dir.root)
+            .env_clear()
+            .envs(engine::child_env(&self.engine, &req.callback_token))
+            .stdin(std::process::Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        let group = entry.group.clone();
+        let pid_file = dir.pid();
+        let mut waiter =
+            tokio::task::spawn_blocking(move || process::run(cmd, &group, Some(pid_file)));
+        let joined = match self.deadline {
+            Some(limit) => match tokio::time::timeout(limit, &mut waiter).await {
+                Ok(joined) => joined,
+                Err(_) => {
+                    entry.request_stop(Stop::TimedOut);
+                    stop_group(&entry.group, self.engine.containers).await;
+                    waiter.await
+                }
+            },
+            None => waiter.await,
+        };
+        match joined {
+            Ok(Ok(exit)) => Ok(exit),
+            Ok(Err(e)) => Err(format!(
+                "cannot start cwltool ({}): {e}",
+                self.engine.cwltool.display()
+            )),
+            Err(e) => Err(format!("the run's supervisor failed: {e}")),
+        }
+    }
+
+    /// The run's end as an observation plus its results.
+    async fn outcome(
+        &self,
+        dir: &RunDir,
+        exit: Result<process::Exit, String>,
+        stop: Option<Stop>,
+        started: DateTime<Utc>,
+        finished: DateTime<Utc>,
+    ) -> (JobObservation, RunResults) {
+        let failed = |message: String| JobObservation {
+            status: RunStatus::Failed,
+            message: Some(message),
+            completion_time: Some(finished),
+        };
+        let exit = match exit {
+            Ok(exit) => exit,
+            Err(message) => return (failed(message), RunResults::default()),
+        };
+        let usage = json!({
+            "executor": "local",
+            "containers": self.engine.containers.as_str(),
+            "start_time": crate::http::serialize::iso(&started),
+            "end_time": crate::http::serialize::iso(&finished),
+            "elapsed_seconds": (finished - started).num_milliseconds() as f64 / 1000.0,
+            "cpu_user_seconds": exit.usage.user_cpu_secs,
+            "cpu_system_seconds": exit.usage.system_cpu_secs,
+            "max_rss_kib": exit.usage.max_rss_kib,
+            "exit_code": exit.code,
+            "signal": exit.signal,
+        });
+        let tail = read_tail(&dir.log(), 64 * 1024).await;
+        let obs = match (stop, exit.code) {
+            (Some(Stop::TimedOut), _) => failed(format!(
+                "Stopped: the run exceeded its time limit of {} s (AQBB_ACTIVE_DEADLINE_SECS).",
+                self.deadline.map_or(0, |d| d.as_secs())
+            )),
+            (Some(Stop::Shutdown), _) => failed(
+                "Interrupted: the service stopped while this run was in flight on the local runner; start the run again."
+                    .into(),
+            ),
+            (_, Some(0)) => JobObservation {
+                status: RunStatus::Succeeded,
+                message: None,
+                completion_time: Some(finished),
+            },
+            (_, Some(code)) => failed(failure_message(&format!("cwltool exited with status {code}"), &tail)),
+            (_, None) => failed(failure_message(
+                &format!("cwltool was killed by signal {}", exit.signal.unwrap_or(0)),
+                &tail,
+            )),
+        };
+        let output = if obs.status == RunStatus::Succeeded {
+            tokio::fs::read(dir.output())
+                .await
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        } else {
+            None
+        };
+        let _ = tokio::fs::remove_file(dir.pid()).await;
+        (
+            obs,
+            RunResults {
+                output,
+                usage_report: Some(usage),
+            },
+        )
+    }
+
+    /// Removes working directories whose run ended longer ago than its retention, and those
+    /// of runs that no longer exist. One sweep at a time.
+    async fn sweep(&self, state: &AppState) {
+        if self.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let runs_dir = self.data_dir.join("runs");
+        let mut ids = Vec::new();
+        if let Ok(mut entries) = tokio::fs::read_dir(&runs_dir).await {
+            while let Ok(Some(e)) = entries.next_entry().await {
+                if let Some(id) = e.file_name().to_str().and_then(|n| n.parse::<i64>().ok()) {
+                    ids.push(id);
+                }
+            }
+        }
+        let now = Utc::now();
+        for id in ids {
+            if self.entry(id).is_some() {
+                continue;
+            }
+            let expired = match pipeline_run::Entity::find_by_id(id).one(&state.db).await {
+                Ok(None) => true,
+                Ok(Some(run)) => {
+                    let status = RunStatus::parse(&run.status);
+                    let keep = if status == Some(RunStatus::Succeeded) {
+                        self.succeeded_retention
+                    } else {
+                        self.failed_retention
+                    };
+                    status.is_some_and(RunStatus::is_terminal)
+                        && run.completion_time.is_some_and(|t| {
+                            now.signed_duration_since(t).to_std().unwrap_or_default() >= keep
+                        })
+                }
+                Err(_) => false,
+            };
+            if expired {
+                let _ = tokio::fs::remove_dir_all(runs_dir.join(id.to_string())).await;
+            }
+        }
+        self.sweeping.store(false, Ordering::Release);
+    }
+}
+
+/// Stops a process group. With host tools every process is in the group: SIGKILL at once
+/// (cwltool may linger for many seconds after SIGTERM once a tool has died). With containers,
+/// SIGTERM first so cwltool stops them (its handler runs `docker kill`), SIGKILL after
+/// [`STOP_GRACE`].
+async fn stop_group(group: &GroupHandle, containers: Containers) {
+    if containers == Containers::Host {
+        group.signal(libc::SIGKILL);
+        return;
+    }
+    if !group.signal(libc::SIGTERM) {
+        return;
+    }
+    if tokio::time::timeout(STOP_GRACE, group.ended())
+        .await
+        .is_err()
+    {
+        group.signal(libc::SIGKILL);
+    }
+}
+
+/// Whether a live member of process group `pgid` works inside `dir` (so an old pid file can
+/// never make us kill an unrelated group that reused the id).
+fn group_belongs_to(pgid: i32, dir: &Path) -> bool {
+    process::group_members(pgid).into_iter().any(|pid| {
+        std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
+    })
+}
+
+/// The end of a file, at most `max` bytes, as text.
+async fn read_tail(path: &Path, max: u64) -> String {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let Ok(mut f) = tokio::fs::File::open(path).await else {
+        return String::new();
+    };
+    let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+    if len > max {
+        let _ = f.seek(std::io::SeekFrom::Start(len - max)).await;
+    }
+    let mut buf = Vec::new();
+    let _ = f.take(max).read_to_end(&mut buf).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// A failure's `status_message`: what happened, then the lines of the log that explain it
+/// (the tools' own messages and cwltool's warnings and errors, not its command echoes).
+pub fn failure_message(head: &str, log: &str) -> String {
+    const MAX_LINES: usize = 12;
+    const MAX_CHARS: usize = 1500;
+    let mut lines: Vec<&str> = log
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty() && !l.starts_with("INFO ") && !l.starts_with(char::is_whitespace))
+        .collect();
+    if lines.len() > MAX_LINES {
+        lines.drain(..lines.len() - MAX_LINES);
+    }
+    let mut msg = format!("{head}.");
+    if !lines.is_empty() {
+        msg.push('\n');
+        msg.push_str(&lines.join("\n"));
+    }
+    if msg.len() > MAX_CHARS {
+        let cut = (0..=MAX_CHARS - 3)
+            .rev()
+            .find(|i| msg.is_char_boundary(*i))
+            .unwrap_or(0);
+        msg.truncate(cut);
+        msg.push_str("...");
+    }
+    msg
+}
+
+#[async_trait]
+impl Launcher for LocalLauncher {
+    async fn launch(&self, req: &LaunchRequest) -> Result<LaunchOutcome, LaunchError> {
+        if self.0.engine.containers == engine::Containers::Host {
+            let needs_images = engine::container_only_processes(&req.cwl);
+            if !needs_images.is_empty() {
+                return Err(LaunchError::Rejected(format!(
+                    "its tools {} require container images (DockerRequirement under requirements) and no container engine is available here: install docker or podman, or run it on Kubernetes",
+                    needs_images.join(", ")
+                )));
+            }
+        }
+        if let Some(entry) = self.0.entry(req.run_id)
+            && entry.req.is_none()
+        {
+            // Already executing in this process (a concurrent redelivery): nothing to redo.
+            return Ok(LaunchOutcome::Queued {
+                namespace: NAMESPACE.into(),
+                job_name: job_name(req.run_id),
+                message: "Queued for the local runner.".into(),
+            });
+        }
+        self.0.prepare(req).await?;
+        let (done, _) = watch::channel(false);
+        let entry = Arc::new(Active {
+            req: Some(req.clone()),
+            group: GroupHandle::default(),
+            stop: Mutex::new(None),
+            done,
+        });
+        let waiting = self
+            .0
+            .active
+            .lock()
+            .map(|mut a| {
+                a.insert(req.run_id, entry);
+                a.len()
+            })
+            .unwrap_or(1);
+        let message = if waiting > self.0.concurrency {
+            format!(
+                "Queued for the local runner: {} run(s) ahead, {} at a time.",
+                waiting - 1,
+                self.0.concurrency
+            )
+        } else {
+            "Starting on the local runner.".into()
+        };
+        Ok(LaunchOutcome::Queued {
+            namespace: NAMESPACE.into(),
+            job_name: job_name(req.run_id),
+            message,
+        })
+    }
+
+    fn recorded(&self, run_id: i64) {
+        let this = self.0.clone();
+        let Some(entry) = self.0.entry(run_id) else {
+            return;
+        };
+        tokio::spawn(async move {
+            let task_entry = entry.clone();
+            this.clone().execute(run_id, task_entry).await;
+            if let Ok(mut a) = this.active.lock()
+                && a.get(&run_id).is_some_and(|e| Arc::ptr_eq(e, &entry))
+            {
+                a.remove(&run_id);
+            }
+            let _ = entry.done.send(true);
+            if let Some(state) = this.state() {
+                this.sweep(&state).await;
+            }
+        });
+    }
+
+    async fn observe(&self, _run_id: i64) -> Result<Option<JobObservation>, LaunchError> {
+        // This runner reports every transition itself; nothing to reconcile on read.
+        Ok(None)
+    }
+
+    async fn cancel(&self, run_id: i64) -> Result<(), LaunchError> {
+        let Some(entry) = self.0.entry(run_id) else {
+            return Ok(());
+        };
+        entry.request_stop(Stop::Cancelled);
+        stop_group(&entry.group, self.0.engine.containers).await;
+        // Bounded: a process that ignores SIGKILL (uninterruptible I/O) must not hang the API.
+        let mut done = entry.done.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d)).await;
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn rejection_prefix(&self) -> &'static str {
+        "The local runner cannot execute this run"
+    }
+
+    fn attach(&self, state: &AppState, listening: SocketAddr) {
+        let _ = self.0.state.set(state.downgrade());
+        let url = self.0.configured_callback.clone().unwrap_or_else(|| {
+            let port = listening.port();
+            if listening.is_ipv6()
+                && !listening.ip().is_unspecified()
+                && !listening.ip().is_loopback()
+            {
+                format!("http://[::1]:{port}")
+            } else {
+                format!("http://127.0.0.1:{port}")
+            }
+        });
+        let _ = self.0.callback.set(url);
+        tokio::spawn(self.0.clone().recover(state.clone()));
+    }
+
+    fn callback_base_url(&self) -> Option<String> {
+        self.0.callback.get().cloned()
+    }
+
+    async fn shutdown(&self) {
+        let entries: Vec<Arc<Active>> = self
+            .0
+            .active
+            .lock()
+            .map(|a| a.values().cloned().collect())
+            .unwrap_or_default();
+        for entry in &entries {
+            entry.request_stop(Stop::Shutdown);
+        }
+        let containers = self.0.engine.containers;
+        futures::future::join_all(entries.iter().map(|e| stop_group(&e.group, containers))).await;
+        // Let each run record its end (bounded: shutdown must not hang).
+        let waits = entries.iter().map(|e| {
+            let mut done = e.done.subscribe();
+            async move {
+                let _ = done.wait_for(|d| *d).await;
+            }
+        });
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(waits)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_messages_keep_what_explains() {
+        let log = "INFO [job clone] /tmp/x$ sh \\\n    -c \\\n    'set -eu'\nfatal: repository 'file:///nope' does not exist\nWARNING [job clone] exited with status: 128\nWARNING Final process status is permanentFail\n";
+        let msg = failure_message("cwltool exited with status 1", log);
+        assert_eq!(
+            msg,
+            "cwltool exited with status 1.\nfatal: repository 'file:///nope' does not exist\nWARNING [job clone] exited with status: 128\nWARNING Final process status is permanentFail"
+        );
+        let long = "é".repeat(5000);
+        let msg = failure_message("x", &long);
+        assert!(msg.len() <= 1500 && msg.ends_with("..."));
+        assert_eq!(failure_message("nothing", ""), "nothing.");
+    }
+}
