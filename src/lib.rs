@@ -98,16 +98,13 @@ pub async fn build_state_with(
     }))
 }
 
-/// Picks the executor from `EXECUTOR` (or `KUBERNETES`), logging the choice and its reason.
+/// Picks the executor from `EXECUTOR` (or `KUBERNETES`); [`run`] logs the choice and its
+/// reason ([`Launcher::describe`]) once the server listens.
 pub async fn select_launcher(config: &Config) -> anyhow::Result<Arc<dyn Launcher>> {
     let mode = config.executor_mode();
     if mode == ExecutorMode::Off {
-        tracing::info!(
-            executor = "off",
-            "runs are recorded, not executed (EXECUTOR=off)"
-        );
         return Ok(Arc::new(RecordingLauncher::new(
-            "Not executed: EXECUTOR=off, runs are recorded only.",
+            "Not executed: runs are recorded only (EXECUTOR=off, or KUBERNETES=off without EXECUTOR).",
         )));
     }
     if matches!(mode, ExecutorMode::Auto | ExecutorMode::Kubernetes)
@@ -115,47 +112,31 @@ pub async fn select_launcher(config: &Config) -> anyhow::Result<Arc<dyn Launcher
     {
         let required = mode == ExecutorMode::Kubernetes || config.kubernetes == KubernetesMode::On;
         if let Some(launcher) = k8s::launcher_from_config(config, required).await? {
-            tracing::info!(executor = "kubernetes", "runs execute as Calrissian Jobs");
             return Ok(launcher);
         }
     }
-    let local = match local::engine::detect(config) {
-        Ok(engine) => Some(engine),
+    let engine = match local::engine::detect(config) {
+        Ok(engine) => engine,
         Err(why) if mode == ExecutorMode::Local => {
             anyhow::bail!("EXECUTOR=local but the local runner cannot start: {why}")
         }
         Err(why) => {
-            tracing::info!(executor = "off", reason = %why, "no cluster and no local runner: runs are recorded, not executed");
-            None
+            return Ok(Arc::new(RecordingLauncher::new(format!(
+                "Not executed: no Kubernetes cluster is configured (no in-cluster service account, no KUBECONFIG) and the local runner is unavailable: {why}."
+            ))));
         }
     };
-    match local {
-        Some(engine) if config.k_service.is_some() && !config.local_runner_force => {
-            if mode == ExecutorMode::Local {
-                anyhow::bail!(
-                    "EXECUTOR=local inside a Knative Service (K_SERVICE is set): a scaled-down pod would kill its runs; configure a cluster, or set LOCAL_RUNNER_FORCE=true"
-                );
-            }
-            tracing::info!(executor = "off", cwltool = %engine.cwltool.display(), "running as a Knative Service without a cluster: the local runner is not used (LOCAL_RUNNER_FORCE=true forces it)");
-            Ok(Arc::new(RecordingLauncher::new(
-                "Not executed: no Kubernetes cluster is configured, and the local runner is off inside a Knative Service.",
-            )))
-        }
-        Some(engine) => {
-            tracing::info!(
-                executor = "local",
-                cwltool = %engine.cwltool.display(),
-                containers = engine.containers.as_str(),
-                concurrency = config.local_concurrency(),
-                data_dir = %config.local_data_dir,
-                "runs execute on this machine with cwltool"
+    if config.k_service.is_some() && !config.local_runner_force {
+        if mode == ExecutorMode::Local {
+            anyhow::bail!(
+                "EXECUTOR=local inside a Knative Service (K_SERVICE is set): a scaled-down pod would kill its runs; configure a cluster, or set LOCAL_RUNNER_FORCE=true"
             );
-            Ok(Arc::new(local::LocalLauncher::new(engine, config)))
         }
-        None => Ok(Arc::new(RecordingLauncher::new(
-            "Not executed: no Kubernetes cluster is configured (no in-cluster service account, no KUBECONFIG) and cwltool is not installed.",
-        ))),
+        return Ok(Arc::new(RecordingLauncher::new(
+            "Not executed: no Kubernetes cluster is configured, and the local runner is off inside a Knative Service (LOCAL_RUNNER_FORCE=true turns it on).",
+        )));
     }
+    Ok(Arc::new(local::LocalLauncher::new(engine, config)))
 }
 
 /// Hides the password of a database URL in messages.
@@ -190,7 +171,12 @@ pub async fn serve(
 /// Builds the state and serves until SIGTERM or SIGINT.
 pub async fn run(config: Config, listener: TcpListener) -> anyhow::Result<()> {
     let state = build_state(config).await?;
-    tracing::info!(addr = %listener.local_addr()?, launcher = state.launcher.name(), "listening");
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        executor = state.launcher.name(),
+        how = %state.launcher.describe(),
+        "listening"
+    );
     serve(state.clone(), listener, shutdown_signal()).await?;
     state.launcher.shutdown().await;
     tracing::info!("shut down");

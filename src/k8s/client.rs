@@ -295,4 +295,11 @@ impl Launcher for KubeLauncher {
     fn name(&self) -> &'static str {
         "kubernetes"
     }
+
+    fn describe(&self) -> String {
+        format!(
+            "runs execute as Calrissian Jobs ({}) in namespace {}",
+            self.settings.calrissian_image, self.settings.namespace
+        )
+    }
 }

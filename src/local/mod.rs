@@ -46,7 +46,7 @@ use std::{
     },
     time::Duration,
 };
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 /// The namespace recorded for local runs (not a DNS label, so it never names a real one).
 pub const NAMESPACE: &str = "@local";
@@ -119,6 +119,9 @@ struct Inner {
     data_dir: PathBuf,
     slots: Arc<Semaphore>,
     concurrency: usize,
+    /// Runs whose launch was recorded, in that order; one dispatcher hands them slots (FIFO).
+    queue: mpsc::UnboundedSender<i64>,
+    queued: Mutex<Option<mpsc::UnboundedReceiver<i64>>>,
     deadline: Option<Duration>,
     succeeded_retention: Duration,
     failed_retention: Duration,
@@ -157,11 +160,14 @@ impl Inner {
         let data_dir = data_dir(config);
         let concurrency = config.local_concurrency();
         let secs = |s: i32| Duration::from_secs(s.max(0) as u64);
+        let (queue, queued) = mpsc::unbounded_channel();
         Self {
             engine,
             data_dir,
             slots: Arc::new(Semaphore::new(concurrency)),
             concurrency,
+            queue,
+            queued: Mutex::new(Some(queued)),
             deadline: (config.aqbb_active_deadline_secs > 0)
                 .then(|| Duration::from_secs(config.aqbb_active_deadline_secs as u64)),
             succeeded_retention: secs(config.aqbb_succeeded_retention_secs),
@@ -259,10 +265,45 @@ impl Inner {
         self.sweep(&state).await;
     }
 
-    /// Executes one accepted run: waits for a slot, runs cwltool, records the end.
-    async fn execute(self: Arc<Self>, run_id: i64, entry: Arc<Active>) {
+    /// Hands execution slots to recorded runs in the order they were recorded.
+    async fn dispatch(self: Arc<Self>) {
+        let Some(mut queued) = self.queued.lock().ok().and_then(|mut q| q.take()) else {
+            return;
+        };
+        loop {
+            let Ok(permit) = self.slots.clone().acquire_owned().await else {
+                return;
+            };
+            let Some(run_id) = queued.recv().await else {
+                return;
+            };
+            let Some(entry) = self.entry(run_id) else {
+                continue;
+            };
+            let this = self.clone();
+            tokio::spawn(async move {
+                this.clone().execute(run_id, entry.clone(), permit).await;
+                if let Ok(mut a) = this.active.lock()
+                    && a.get(&run_id).is_some_and(|e| Arc::ptr_eq(e, &entry))
+                {
+                    a.remove(&run_id);
+                }
+                let _ = entry.done.send(true);
+                if let Some(state) = this.state() {
+                    this.sweep(&state).await;
+                }
+            });
+        }
+    }
+
+    /// Executes one run in its slot: runs cwltool, records the end.
+    async fn execute(
+        self: Arc<Self>,
+        run_id: i64,
+        entry: Arc<Active>,
+        permit: OwnedSemaphorePermit,
+    ) {
         let Some(req) = entry.req.clone() else { return };
-        let permit = self.slots.clone().acquire_owned().await;
         let Some(state) = self.state() else { return };
         if entry.stop_reason().is_some() {
             return;
@@ -585,23 +626,7 @@ impl Launcher for LocalLauncher {
     }
 
     fn recorded(&self, run_id: i64) {
-        let this = self.0.clone();
-        let Some(entry) = self.0.entry(run_id) else {
-            return;
-        };
-        tokio::spawn(async move {
-            let task_entry = entry.clone();
-            this.clone().execute(run_id, task_entry).await;
-            if let Ok(mut a) = this.active.lock()
-                && a.get(&run_id).is_some_and(|e| Arc::ptr_eq(e, &entry))
-            {
-                a.remove(&run_id);
-            }
-            let _ = entry.done.send(true);
-            if let Some(state) = this.state() {
-                this.sweep(&state).await;
-            }
-        });
+        let _ = self.0.queue.send(run_id);
     }
 
     async fn observe(&self, _run_id: i64) -> Result<Option<JobObservation>, LaunchError> {
@@ -629,6 +654,20 @@ impl Launcher for LocalLauncher {
         "The local runner cannot execute this run"
     }
 
+    fn describe(&self) -> String {
+        format!(
+            "runs execute on this machine: {}, tools {}, {} at a time, working directories in {}",
+            self.0.engine.cwltool.display(),
+            match self.0.engine.containers {
+                Containers::Host => "on the host (no container engine)",
+                Containers::Docker => "in their images with docker",
+                Containers::Podman => "in their images with podman",
+            },
+            self.0.concurrency,
+            self.0.data_dir.display()
+        )
+    }
+
     fn attach(&self, state: &AppState, listening: SocketAddr) {
         let _ = self.0.state.set(state.downgrade());
         let url = self.0.configured_callback.clone().unwrap_or_else(|| {
@@ -643,6 +682,7 @@ impl Launcher for LocalLauncher {
             }
         });
         let _ = self.0.callback.set(url);
+        tokio::spawn(self.0.clone().dispatch());
         tokio::spawn(self.0.clone().recover(state.clone()));
     }
 

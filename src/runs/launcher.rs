@@ -73,6 +73,10 @@ pub trait Launcher: Send + Sync + 'static {
     async fn cancel(&self, run_id: i64) -> Result<(), LaunchError>;
     /// Short name for logs and `/api/settings/`.
     fn name(&self) -> &'static str;
+    /// What this executor does, and why it was chosen, for the start-up log.
+    fn describe(&self) -> String {
+        self.name().to_string()
+    }
     /// How a [`LaunchError::Rejected`] reads in the run's `status_message`.
     fn rejection_prefix(&self) -> &'static str {
         "Kubernetes rejected the run"
@@ -134,5 +138,9 @@ impl Launcher for RecordingLauncher {
 
     fn name(&self) -> &'static str {
         "recording"
+    }
+
+    fn describe(&self) -> String {
+        format!("runs are recorded, not executed ({})", self.reason)
     }
 }

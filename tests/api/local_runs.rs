@@ -476,8 +476,11 @@ async fn excess_runs_wait_in_order_and_never_exceed_the_limit() {
     let t = spawn_local(&cwltool, &[("LOCAL_CONCURRENCY", "1")]).await;
     let repo_dir = tempfile::tempdir().unwrap();
     let url = demo_repository(repo_dir.path());
-    let starts = (0..limit + 2).map(|_| t.start(t.lint_pipeline, lint_params(&url)));
-    let ids = futures::future::join_all(starts).await;
+    // Started one after the other (each POST returns at once): FIFO is about this order.
+    let mut ids = Vec::new();
+    for _ in 0..limit + 2 {
+        ids.push(t.start(t.lint_pipeline, lint_params(&url)).await);
+    }
     let mut spans = Vec::new();
     for id in &ids {
         let run = t.wait(*id, None).await;

@@ -44,6 +44,8 @@ const SERVED: &[(&str, &str)] = &[
     ("delete", "/api/pipelines/{id}"),
     // results.rs
     ("post", "/api/pipelines/{pipeline}/runs/{run}/results"),
+    // runlogs.rs
+    ("get", "/api/pipelines/{pipeline}/runs/{run}/log"),
     // runs.rs
     ("get", "/api/pipelines/{pipeline}/runs"),
     ("post", "/api/pipelines/{pipeline}/runs"),

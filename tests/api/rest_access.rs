@@ -209,6 +209,13 @@ async fn access_table() {
             None,
             [401, 404, 200, 200],
         ),
+        // Visible to owner and staff, but a recorded (never executed) run has no log.
+        row(
+            "GET",
+            "/api/pipelines/{P}/runs/{R}/log/",
+            None,
+            [401, 404, 404, 404],
+        ),
     ];
 
     let mut failures = Vec::new();
