@@ -359,6 +359,46 @@ pub struct Config {
     /// Issuer of GitLab CI ID tokens (the GitLab instance's URL).
     #[serde(default = "default_gitlab_issuer")]
     pub ci_gitlab_issuer: String,
+    /// Post commit statuses to GitHub for runs started by GitHub push and pull-request events
+    /// (`yes`, `y`, `true`, `1`, `t`, any case, as the reference). Off by default.
+    #[serde(default)]
+    pub github_status_enabled: Option<String>,
+    /// The status `context`: the name a branch-protection rule requires.
+    #[serde(default = "default_status_context")]
+    pub github_status_context: String,
+    /// The status `target_url`; `{run_id}` and `{pipeline_id}` are replaced. Default: the run's
+    /// API URL under `PUBLIC_URL`.
+    #[serde(default)]
+    pub github_status_target_url: Option<String>,
+    /// GitHub's REST API (GitHub Enterprise: `https://<host>/api/v3`).
+    #[serde(default = "default_github_api_url")]
+    pub github_api_url: String,
+    /// Post commit statuses to GitLab for runs started by GitLab push and merge-request events.
+    #[serde(default)]
+    pub gitlab_status_enabled: Option<String>,
+    /// GitLab's REST API (`https://<host>/api/v4`). Default: derived from the event's
+    /// `project.web_url` (https only).
+    #[serde(default)]
+    pub gitlab_api_url: Option<String>,
+    /// The GitLab status `name`. Default: `GITHUB_STATUS_CONTEXT`.
+    #[serde(default)]
+    pub gitlab_status_context: Option<String>,
+    /// Upper bound on one status post, in milliseconds.
+    #[serde(default = "default_commit_status_timeout")]
+    pub commit_status_timeout_ms: u64,
+    /// First retry delay of a failed post, in milliseconds (doubled at each failure).
+    #[serde(default = "default_commit_status_retry_base")]
+    pub commit_status_retry_base_ms: u64,
+    /// Longest retry delay, in seconds.
+    #[serde(default = "default_commit_status_retry_max")]
+    pub commit_status_retry_max_secs: u64,
+    /// Attempts before a status is given up.
+    #[serde(default = "default_commit_status_attempts")]
+    pub commit_status_max_attempts: u32,
+    /// `GITHUB_API_TOKEN[__<owner>]` and `GITLAB_API_TOKEN[__<namespace>]` (not through envy:
+    /// the names are open-ended).
+    #[serde(skip)]
+    forge_tokens: ForgeTokens,
 }
 
 /// `true`/`false` as Django settings read them (`True`, `1`, `yes`, `on` count as true).
@@ -395,6 +435,54 @@ fn default_github_issuer() -> String {
 }
 fn default_gitlab_issuer() -> String {
     "https://gitlab.com".into()
+}
+
+/// Forge API tokens from the environment, by forge and scope (`""` = the fallback token).
+/// Never printed: `Debug` shows the scopes only.
+#[derive(Clone, Default)]
+pub struct ForgeTokens(std::collections::HashMap<(crate::statuses::Forge, String), String>);
+
+impl std::fmt::Debug for ForgeTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.keys().map(|(forge, scope)| (forge.as_str(), scope)))
+            .finish()
+    }
+}
+
+impl ForgeTokens {
+    /// Collects the token variables.
+    pub fn from_vars<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        use crate::statuses::Forge;
+        let mut m = std::collections::HashMap::new();
+        for (name, value) in vars {
+            for (forge, prefix) in [
+                (Forge::GitHub, "GITHUB_API_TOKEN"),
+                (Forge::GitLab, "GITLAB_API_TOKEN"),
+            ] {
+                let Some(rest) = name.strip_prefix(prefix) else {
+                    continue;
+                };
+                let scope = match rest {
+                    "" => "",
+                    r => match r.strip_prefix("__") {
+                        Some(s) if !s.is_empty() => s,
+                        _ => continue,
+                    },
+                };
+                m.insert((forge, scope.to_string()), value.trim().to_string());
+            }
+        }
+        Self(m)
+    }
+
+    /// The token for `scope` (an owner or namespace, case-sensitive), else the fallback.
+    pub fn get(&self, forge: crate::statuses::Forge, scope: &str) -> Option<&str> {
+        self.0
+            .get(&(forge, scope.to_string()))
+            .or_else(|| self.0.get(&(forge, String::new())))
+            .map(String::as_str)
+    }
 }
 
 fn default_port() -> u16 {
@@ -517,6 +605,34 @@ fn default_events_auth() -> EventsAuth {
 fn default_events_oidc_refresh() -> u64 {
     30
 }
+fn default_status_context() -> String {
+    "EOEPCA Application Quality / Quality Check".into()
+}
+fn default_github_api_url() -> String {
+    "https://api.github.com".into()
+}
+fn default_commit_status_timeout() -> u64 {
+    10_000
+}
+fn default_commit_status_retry_base() -> u64 {
+    2_000
+}
+fn default_commit_status_retry_max() -> u64 {
+    300
+}
+fn default_commit_status_attempts() -> u32 {
+    12
+}
+
+/// The reference's reading of a boolean variable.
+fn truthy(v: Option<&str>) -> bool {
+    v.is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "yes" | "y" | "true" | "1" | "t"
+        )
+    })
+}
 
 /// A configuration problem, reported as one line at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -536,13 +652,15 @@ impl Config {
         vars: I,
     ) -> Result<Self, ConfigError> {
         // envy fails on empty strings for typed fields; an empty variable means "unset" here.
-        let vars = vars.into_iter().filter(|(_, v)| !v.is_empty());
+        let vars: Vec<(String, String)> = vars.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+        let tokens = ForgeTokens::from_vars(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let mut config: Config = envy::from_iter(vars).map_err(|e| match e {
             envy::Error::MissingValue(name) => {
                 ConfigError(format!("{} is required", name.to_uppercase()))
             }
             envy::Error::Custom(msg) => ConfigError(format!("invalid configuration: {msg}")),
         })?;
+        config.forge_tokens = tokens;
         config.validate()?;
         Ok(config)
     }
@@ -622,6 +740,7 @@ impl Config {
         if self.local_data_dir.trim().is_empty() {
             return Err(ConfigError("LOCAL_DATA_DIR must not be empty".into()));
         }
+        self.validate_statuses()?;
         if !is_dns_label(&self.aqbb_namespace) {
             return Err(ConfigError(format!(
                 "AQBB_NAMESPACE must be a DNS label (lower-case letters, digits, '-'), got {:?}",
@@ -778,6 +897,59 @@ impl Config {
         match self.local_concurrency {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
+        }
+    }
+
+    /// Commit-status settings: API URLs are https (http only to loopback), bounds positive.
+    fn validate_statuses(&self) -> Result<(), ConfigError> {
+        for (name, value) in [
+            ("GITHUB_API_URL", Some(&self.github_api_url)),
+            ("GITLAB_API_URL", self.gitlab_api_url.as_ref()),
+        ] {
+            if let Some(value) = value
+                && !url::Url::parse(value).is_ok_and(|u| is_secure_or_loopback(&u))
+            {
+                return Err(ConfigError(format!(
+                    "{name} must be an https:// URL (http:// only to a loopback address), got {value:?}"
+                )));
+            }
+        }
+        if self.commit_status_timeout_ms == 0
+            || self.commit_status_retry_base_ms == 0
+            || self.commit_status_max_attempts == 0
+        {
+            return Err(ConfigError(
+                "COMMIT_STATUS_TIMEOUT_MS, COMMIT_STATUS_RETRY_BASE_MS and COMMIT_STATUS_MAX_ATTEMPTS must be positive".into(),
+            ));
+        }
+        if self.github_status_context.chars().count() > 255 {
+            return Err(ConfigError(
+                "GITHUB_STATUS_CONTEXT is longer than 255 characters".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The forge API tokens (`GITHUB_API_TOKEN[__<owner>]`, `GITLAB_API_TOKEN[__<namespace>]`).
+    pub fn forge_tokens(&self) -> &ForgeTokens {
+        &self.forge_tokens
+    }
+
+    /// Whether GitHub statuses are on (`GITHUB_STATUS_ENABLED`).
+    pub fn github_status_enabled(&self) -> bool {
+        truthy(self.github_status_enabled.as_deref())
+    }
+
+    /// Whether GitLab statuses are on (`GITLAB_STATUS_ENABLED`).
+    pub fn gitlab_status_enabled(&self) -> bool {
+        truthy(self.gitlab_status_enabled.as_deref())
+    }
+
+    /// The status context (GitHub) or name (GitLab).
+    pub fn status_context(&self, forge: crate::statuses::Forge) -> &str {
+        match (forge, &self.gitlab_status_context) {
+            (crate::statuses::Forge::GitLab, Some(c)) => c,
+            _ => &self.github_status_context,
         }
     }
 

@@ -16,10 +16,12 @@ pub mod k8s;
 pub mod local;
 pub mod metrics;
 pub mod pipelines;
+pub mod quality;
 pub mod read_cache;
 pub mod replay;
 pub mod runs;
 pub mod state;
+pub mod statuses;
 pub mod telemetry;
 
 use anyhow::Context;
@@ -95,6 +97,7 @@ pub async fn build_state_with(
         identities,
         launcher,
         metrics: Arc::new(metrics::Metrics::new()),
+        outbox: Arc::new(statuses::Outbox::default()),
     }))
 }
 

@@ -5,7 +5,8 @@
 //!   `route` is the matched route template (`/api/pipelines/{id}`), `unmatched` for the 404
 //!   fallback; unusual methods count as `OTHER`. Health probes and `/metrics` are not counted.
 //! - `cloudevents_received_total{type_family, outcome}`: `type_family` is `health`, `execute`,
-//!   `job` (ApiServerSource Job events) or `trigger` (any other type, matched against triggers);
+//!   `job` (ApiServerSource Job events), `wakeup` (the PingSource's outbox wake-up) or
+//!   `trigger` (any other type, matched against triggers);
 //!   `outcome` is `ok`, `accepted`, `duplicate`, `ignored`, `rejected` (a 4xx answer) or `error`
 //!   (5xx, e.g. the database or the Kubernetes API is unavailable). Requests that are not a
 //!   CloudEvent at all never reach dispatch: they show as 400s in `http_requests_total`.
@@ -13,13 +14,20 @@
 //! - `pipeline_runs{status}`: a gauge computed on each scrape with one `GROUP BY` over the runs
 //!   table. Counters live in one process and restart at zero with every cold start of a
 //!   scale-to-zero service, so the number of runs per status is read where it is durable.
+//! - `commit_statuses{forge, outcome}`: the commit-status outbox by forge (`github`, `gitlab`)
+//!   and outcome (`queued`, `delivered`, `failed`), computed on scrape the same way; a growing
+//!   `queued` means a forge is unreachable or a token is missing.
 //!
 //! Access: anyone who reaches the service may read the metrics, like the health probes, and the
 //! route is outside the `Host` check because Prometheus scrapes pods by IP. The text holds only
 //! aggregate counts; block `/metrics` at the ingress if even those should stay internal.
 //! `docs/observability.md` has the details.
 
-use crate::{db::entities::pipeline_run, runs::RunStatus, state::AppState};
+use crate::{
+    db::entities::{commit_status, pipeline_run},
+    runs::RunStatus,
+    state::AppState,
+};
 use axum::{
     Router,
     extract::State,
@@ -86,6 +94,20 @@ struct StatusLabels {
     status: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutboxLabels {
+    forge: &'static str,
+    outcome: &'static str,
+}
+
+/// Every forge and outbox outcome, so each has a series.
+const FORGES: [&str; 2] = ["github", "gitlab"];
+const OUTCOMES: [&str; 3] = [
+    crate::statuses::outcome::QUEUED,
+    crate::statuses::outcome::DELIVERED,
+    crate::statuses::outcome::FAILED,
+];
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn http_histogram() -> Histogram {
@@ -104,6 +126,7 @@ pub struct Metrics {
     events: Family<EventLabels, Counter>,
     launches: HistogramFamily<LaunchLabels>,
     runs: Family<StatusLabels, Gauge>,
+    statuses: Family<OutboxLabels, Gauge>,
     /// Scrapes set the run gauge and encode under this lock, so two concurrent scrapes cannot
     /// interleave a reset with an encoding.
     scrape: tokio::sync::Mutex<()>,
@@ -157,6 +180,12 @@ impl Metrics {
             "Pipeline runs stored in the database, by status (computed on scrape)",
             runs.clone(),
         );
+        let statuses = Family::<OutboxLabels, Gauge>::default();
+        registry.register(
+            "commit_statuses",
+            "Commit statuses in the outbox, by forge and outcome (computed on scrape)",
+            statuses.clone(),
+        );
         Metrics {
             registry,
             http_requests,
@@ -164,6 +193,7 @@ impl Metrics {
             events,
             launches,
             runs,
+            statuses,
             scrape: tokio::sync::Mutex::new(()),
         }
     }
@@ -229,6 +259,25 @@ impl Metrics {
                 self.runs.clear();
             }
         }
+        match statuses_by_outcome(db).await {
+            Ok(counts) => {
+                for forge in FORGES {
+                    for outcome in OUTCOMES {
+                        let n = counts
+                            .iter()
+                            .find(|(f, o, _)| f == forge && o == outcome)
+                            .map_or(0, |(_, _, n)| *n);
+                        self.statuses
+                            .get_or_create(&OutboxLabels { forge, outcome })
+                            .set(n);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics: cannot count commit statuses");
+                self.statuses.clear();
+            }
+        }
         let mut out = String::new();
         // Writing into a String cannot fail; an error here would be a bug in the encoder.
         if let Err(e) = prometheus_text::encode(&mut out, &self.registry) {
@@ -260,6 +309,22 @@ async fn runs_by_status(db: &DatabaseConnection) -> Result<Vec<(String, i64)>, s
         .column_as(Expr::col(pipeline_run::Column::Id).count(), "n")
         .group_by(pipeline_run::Column::Status)
         .into_tuple::<(String, i64)>()
+        .all(db)
+        .await
+}
+
+/// `(forge, outcome, count)` of the commit-status outbox, one query.
+async fn statuses_by_outcome(
+    db: &DatabaseConnection,
+) -> Result<Vec<(String, String, i64)>, sea_orm::DbErr> {
+    commit_status::Entity::find()
+        .select_only()
+        .column(commit_status::Column::Forge)
+        .column(commit_status::Column::Outcome)
+        .column_as(Expr::col(commit_status::Column::Id).count(), "n")
+        .group_by(commit_status::Column::Forge)
+        .group_by(commit_status::Column::Outcome)
+        .into_tuple::<(String, String, i64)>()
         .all(db)
         .await
 }

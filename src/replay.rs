@@ -332,7 +332,7 @@ impl fmt::Display for Summary {
     }
 }
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Sends events one by one, in order, and keeps the [`Summary`].
 struct Replayer {
@@ -468,7 +468,7 @@ fn detail(body: &[u8]) -> String {
 /// An HTTP/1.1 client for http and https URLs. TLS uses the ring provider explicitly (no
 /// process-wide default needed) and the system's root certificates; when there are none, only
 /// plain http targets work.
-fn http_client(https: bool) -> anyhow::Result<HttpClient> {
+pub(crate) fn http_client(https: bool) -> anyhow::Result<HttpClient> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = || {
         rustls::ClientConfig::builder_with_provider(provider.clone())

@@ -82,4 +82,6 @@ pub struct AppStateInner {
     pub identities: Identities,
     /// Prometheus metrics of this instance (`GET /metrics`).
     pub metrics: Arc<Metrics>,
+    /// Delivery state of the commit-status outbox (`statuses`).
+    pub outbox: Arc<crate::statuses::Outbox>,
 }

@@ -324,6 +324,7 @@ pub fn cwl_graph(data: &[u8]) -> (PipelineGraph, Value) {
             created_at: None,
             edited_at: None,
             default_inputs,
+            quality_rules: None,
         },
         subworkflows,
     };

@@ -413,6 +413,16 @@ async fn apply_one<C: ConnectionTrait>(db: &C, o: &Object) -> anyhow::Result<boo
                 Some(Value::Null) => None,
                 Some(v) => Some(v.clone()),
             };
+            // Pipelines of fixtures older than the rules get the reference's defaults.
+            let quality_rules = match o.fields.get("quality_rules") {
+                None => Some(crate::quality::default_rules()),
+                Some(Value::Null) => None,
+                Some(v) => {
+                    crate::quality::validate_rules(v)
+                        .map_err(|e| anyhow::anyhow!("field \"quality_rules\": {e}"))?;
+                    Some(v.clone())
+                }
+            };
             let created = upsert!(
                 db,
                 pipeline,
@@ -427,6 +437,7 @@ async fn apply_one<C: ConnectionTrait>(db: &C, o: &Object) -> anyhow::Result<boo
                     created_at: f.opt_time("created_at")?,
                     edited_at: f.opt_time("edited_at")?,
                     default_inputs,
+                    quality_rules,
                 }
             );
             let tools = f.list("tools", |v| v.as_str().map(str::to_string))?;

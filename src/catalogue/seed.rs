@@ -29,6 +29,7 @@ const FILES: &[(&str, &str)] = &[
     ("tools/filter.cwl", include_str!("demo/tools/filter.cwl")),
     ("tools/nbcheck.cwl", include_str!("demo/tools/nbcheck.cwl")),
     ("tools/ruff.cwl", include_str!("demo/tools/ruff.cwl")),
+    ("tools/digest.cwl", include_str!("demo/tools/digest.cwl")),
     ("tools/save.cwl", include_str!("demo/tools/save.cwl")),
     (
         "subworkflows/clone.cwl.j2",
@@ -458,6 +459,7 @@ async fn upsert_pipeline<C: ConnectionTrait>(
         .await?;
     let now = chrono::Utc::now();
     let default_inputs = Some(Value::Object(Default::default()));
+    let rules = Some(crate::quality::default_rules());
     let (id, mut change) = match existing {
         None => {
             let p = pipeline::ActiveModel {
@@ -469,6 +471,7 @@ async fn upsert_pipeline<C: ConnectionTrait>(
                 created_at: Set(Some(now)),
                 edited_at: Set(Some(now)),
                 default_inputs: Set(default_inputs),
+                quality_rules: Set(rules),
                 ..Default::default()
             }
             .insert(db)
@@ -478,7 +481,8 @@ async fn upsert_pipeline<C: ConnectionTrait>(
         Some(p)
             if p.description.as_deref() == Some(spec.description.as_str())
                 && p.template == spec.template
-                && p.default_inputs == default_inputs =>
+                && p.default_inputs == default_inputs
+                && p.quality_rules == rules =>
         {
             (p.id, Change::Unchanged)
         }
@@ -488,6 +492,7 @@ async fn upsert_pipeline<C: ConnectionTrait>(
             active.description = Set(Some(spec.description.clone()));
             active.template = Set(spec.template.clone());
             active.default_inputs = Set(default_inputs);
+            active.quality_rules = Set(rules);
             active.edited_at = Set(Some(now));
             active.update(db).await?;
             (id, Change::Updated)

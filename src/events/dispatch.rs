@@ -17,14 +17,17 @@ use super::{
     triggers,
 };
 use crate::{
+    config::Config,
     db::{
         self,
         entities::{pipeline_run, received_event, trigger, trigger_event, user},
     },
     error::{AppError, AppResult},
     http::extract::{trace_id_of, valid_traceparent},
+    quality,
     runs::{self, RunRequest},
     state::AppState,
+    statuses,
 };
 use chrono::{Duration, Utc};
 use sea_orm::{
@@ -89,6 +92,8 @@ pub fn event_traceparent(ev: &IncomingEvent) -> Option<String> {
 pub fn type_family(ty: &str) -> &'static str {
     if is_health(ty) {
         "health"
+    } else if statuses::is_wakeup(ty) {
+        "wakeup"
     } else if EXECUTE_TYPES.contains(&ty) {
         "execute"
     } else if crate::k8s::job_events::is_job_event_type(ty) {
@@ -111,6 +116,19 @@ fn outcome_label(result: &AppResult<Reply>) -> &'static str {
 async fn handle_event(state: &AppState, ev: IncomingEvent) -> AppResult<Reply> {
     if is_health(&ev.ty) {
         return Ok(Reply::new(ReplyKind::Ok, &ev.id, "Healthy."));
+    }
+    if statuses::is_wakeup(&ev.ty) {
+        // Awaited, not spawned: the PingSource's request keeps a scaled-to-zero instance up
+        // until the due statuses are out.
+        let r = statuses::deliver_now(state).await?;
+        return Ok(Reply::new(
+            ReplyKind::Ok,
+            &ev.id,
+            format!(
+                "Commit statuses: {} delivered, {} to retry, {} given up.",
+                r.delivered, r.retried, r.failed
+            ),
+        ));
     }
     if crate::k8s::job_events::is_job_event_type(&ev.ty) {
         let data = ev.data.clone().unwrap_or(Value::Null);
@@ -432,8 +450,9 @@ async fn execute_plan(state: &AppState, ev: &IncomingEvent, mut plan: Plan) -> A
             }
         }
     }
-    let message = finish_record(&txn, ev, &stored, &plan, &created).await?;
+    let message = finish_record(&txn, &state.config, ev, &stored, &plan, &created).await?;
     txn.commit().await?;
+    statuses::kick(state);
     let mut launched = Vec::with_capacity(created.len());
     for (run, _) in created {
         launched.push(launch_owned(state, run, ev.traceparent.clone()).await?);
@@ -444,6 +463,7 @@ async fn execute_plan(state: &AppState, ev: &IncomingEvent, mut plan: Plan) -> A
 /// Writes run ids, outcome and trigger events of a processed event (inside its transaction).
 async fn finish_record(
     txn: &DatabaseTransaction,
+    config: &Config,
     ev: &IncomingEvent,
     stored: &received_event::Model,
     plan: &Plan,
@@ -466,6 +486,13 @@ async fn finish_record(
             trigger_event_row(ev, t, stored.id, Some(run.id))
                 .insert(txn)
                 .await?;
+            // The commit's status, in this transaction: `pending` for a run about to launch,
+            // the end for one that failed already (its template did not render).
+            if run.status == runs::RunStatus::Failed.as_str() {
+                quality::conclude(txn, config, run.clone()).await?;
+            } else {
+                statuses::enqueue_for_run(txn, config, run, statuses::Moment::Started).await?;
+            }
         }
     }
     for (t, _) in &plan.skipped {

@@ -609,6 +609,8 @@ pub async fn trigger_events_json<C: ConnectionTrait>(
                 "source": e.source,
                 "event_time": e.event_time,
                 "event_type": e.event_type,
+                "event_headers": e.event_headers,
+                "event_body": e.event_body,
                 "trigger": e.trigger_id,
                 "trigger_type": ty.map(|t| t.slug.clone()),
                 "trigger_type_name": ty.map(|t| t.name.clone()),

@@ -15,10 +15,13 @@ use crate::{
     error::{AppError, AppResult},
     http::{
         extract::{body_rejection, is_json_content_type, parse_json},
+        multipart,
         runs::{find_visible_run, run_not_found},
         serialize::{self, PipelineScope},
     },
+    quality,
     state::AppState,
+    statuses,
 };
 use axum::{
     Json, Router,
@@ -33,6 +36,7 @@ use axum::{
 use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    TransactionTrait,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -170,25 +174,62 @@ fn check_query(q: ReportQuery) -> AppResult<(String, String)> {
     Ok((name, instance))
 }
 
-/// The report document. Pipeline steps post it with `curl -d @file`, which says
-/// `application/x-www-form-urlencoded` unless told otherwise, so that type and a missing one are
-/// read as JSON too; other types are 415.
-fn callback_body(headers: &HeaderMap, body: &Bytes) -> AppResult<Value> {
+/// The report document and its digest. Pipeline steps post either the report alone with
+/// `curl -d @file`, which says `application/x-www-form-urlencoded` unless told otherwise, so that
+/// type and a missing one are read as JSON too (the digest is then `{}`), or a
+/// `multipart/form-data` body with a `report` and a `digest` part (`curl -F`), as the
+/// reference's upload step. Other types are 415.
+fn callback_body(headers: &HeaderMap, body: &Bytes) -> AppResult<(Value, Value)> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    if let Some(boundary) = multipart::boundary(content_type) {
+        return multipart_body(body, &boundary?);
+    }
     let mime = content_type.split(';').next().unwrap_or("").trim();
     if is_json_content_type(content_type)
         || mime.is_empty()
         || mime.eq_ignore_ascii_case("application/x-www-form-urlencoded")
     {
-        parse_json(body)
+        Ok((parse_json(body)?, Value::Object(Default::default())))
     } else {
         Err(AppError::UnsupportedMediaType(format!(
             "Unsupported media type \"{content_type}\" in request; send application/json."
         )))
     }
+}
+
+/// The `report` and `digest` parts of a multipart upload; each is required, and each must be
+/// JSON (an empty digest file counts as `{}`, as the reference's upload step writes then).
+fn multipart_body(body: &[u8], boundary: &str) -> AppResult<(Value, Value)> {
+    let parts = multipart::parts(body, boundary)?;
+    let part = |name: &str| {
+        parts
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, content)| *content)
+            .ok_or_else(|| {
+                AppError::field(name, format!("The multipart body has no '{name}' part."))
+            })
+    };
+    let json_part = |name: &str, content: &[u8]| {
+        parse_json::<Value>(content).map_err(|e| AppError::field(name, e.to_string()))
+    };
+    let report = json_part("report", part("report")?)?;
+    let digest_bytes = part("digest")?;
+    let digest = if digest_bytes.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Default::default())
+    } else {
+        json_part("digest", digest_bytes)?
+    };
+    if !digest.is_object() {
+        return Err(AppError::field(
+            "digest",
+            "The digest must be a JSON object ({\"tool\", \"counts\", \"created_at\", \"status\"}).",
+        ));
+    }
+    Ok((report, digest))
 }
 
 /// `POST .../jobreports/?name=&instance=` with the run's callback token: stores the body.
@@ -204,15 +245,16 @@ fn callback_body(headers: &HeaderMap, body: &Bytes) -> AppResult<Value> {
         ("instance" = Option<String>, Query, description = "Instance, at most 200 characters"),
     ),
     request_body(
-        description = "The report, any JSON (`curl -d` form and missing content types are read as JSON)",
+        description = "The report, any JSON (`curl -d` form and missing content types are read as JSON; the digest is then `{}`), or a multipart upload with a `report` part and a `digest` part (`curl -F report=@r.json -F digest=@digest.json`)",
         content(
             (serde_json::Value = "application/json"),
             (serde_json::Value = "application/x-www-form-urlencoded"),
+            (crate::http::openapi::schemas::ReportUpload = "multipart/form-data"),
         )
     ),
     responses(
         (status = 201, description = "Stored", body = crate::http::openapi::schemas::JobReport),
-        (status = 400, description = "Bad JSON, missing or invalid `name`, or a duplicate (name, instance)", body = crate::http::openapi::schemas::FieldErrors),
+        (status = 400, description = "Bad JSON, a missing or malformed multipart part, a digest that is not an object, missing or invalid `name`, or a duplicate (name, instance)", body = crate::http::openapi::schemas::FieldErrors),
         (status = 401, description = "Missing or malformed callback token", body = crate::http::openapi::schemas::ErrorDetail),
         (status = 403, description = "The token does not belong to this run", body = crate::http::openapi::schemas::ErrorDetail),
         (status = 404, description = "No such run in this pipeline", body = crate::http::openapi::schemas::ErrorDetail),
@@ -228,7 +270,7 @@ async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> AppResult<(StatusCode, Json<Value>)> {
-    let output = callback_body(&headers, &body.map_err(body_rejection)?)?;
+    let (output, digest) = callback_body(&headers, &body.map_err(body_rejection)?)?;
     let scope = PipelineScope::parse(&pipeline)?;
     let run_id = serialize::parse_id(&run)?;
     let run = pipeline_run::Entity::find_by_id(run_id)
@@ -246,15 +288,17 @@ async fn create(
         ));
     }
     let (name, instance) = check_query(query_of(query)?)?;
+    let txn = state.db.begin().await?;
     let report = job_report::ActiveModel {
         run_id: Set(run.id),
         name: Set(name.clone()),
         instance: Set(instance.clone()),
         created_at: Set(Some(Utc::now())),
         output: Set(output),
+        digest: Set(digest),
         ..Default::default()
     }
-    .insert(&state.db)
+    .insert(&txn)
     .await
     .map_err(|e| {
         if db::is_unique_violation(&e) {
@@ -265,6 +309,12 @@ async fn create(
             e.into()
         }
     })?;
+    // A report that comes after the run ended still counts.
+    let queued = quality::report_after_end(&txn, &state.config, run).await?;
+    txn.commit().await?;
+    if queued {
+        statuses::kick(&state);
+    }
     Ok((StatusCode::CREATED, Json(serialize::job_report(&report))))
 }
 
@@ -293,7 +343,11 @@ mod tests {
             Some("application/x-www-form-urlencoded"),
             None,
         ] {
-            assert_eq!(with(ct).unwrap(), serde_json::json!({"a": 1}), "{ct:?}");
+            assert_eq!(
+                with(ct).unwrap(),
+                (serde_json::json!({"a": 1}), serde_json::json!({})),
+                "{ct:?}"
+            );
         }
         assert_eq!(with(Some("text/html")).unwrap_err().status(), 415);
     }

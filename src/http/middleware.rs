@@ -177,6 +177,9 @@ pub async fn observe_requests(State(state): State<AppState>, req: Request, next:
     let started = Instant::now();
     let response = json_error_body(&state, next.run(req).instrument(span.clone()).await);
     let elapsed = started.elapsed();
+    // Commit statuses waiting for a retry go out after a request (a spawned task; one atomic
+    // read when none is due).
+    crate::statuses::poke(&state);
     let route = matched.as_ref().map(MatchedPath::as_str);
     let quiet = response.extensions().get::<QuietRequest>().is_some();
     if let Some(path) = path {

@@ -7,6 +7,7 @@ pub mod health;
 pub mod index;
 pub mod jobreports;
 pub mod middleware;
+pub mod multipart;
 pub mod oidc;
 pub mod openapi;
 pub mod pipelines;

@@ -72,6 +72,7 @@ pub const SESSION: &str = "session";
         super::runs::list,
         super::runs::create,
         super::runs::read,
+        super::runs::override_quality,
         super::runs::cancel,
         super::runlogs::read,
         super::jobreports::list,
@@ -95,7 +96,9 @@ pub const SESSION: &str = "session";
         schemas::PipelineWrite,
         schemas::Run,
         schemas::RunCreate,
+        schemas::RunOverride,
         schemas::JobReport,
+        schemas::ReportUpload,
         schemas::Tool,
         schemas::Tag,
         schemas::User,
@@ -340,8 +343,9 @@ fn ingress(id: &str, summary: &str, params: Vec<openapi::path::Parameter>) -> Op
     let event = object(
         "A CloudEvent 1.0: structured mode (`application/cloudevents+json`) or binary mode \
          (`ce-*` headers, the data as the body). Types handled: `*.pipeline.execute`, \
-         `*.health`, Kubernetes Job events from an ApiServerSource, and any type matched by a \
-         trigger's CQL2-JSON filter. Redelivery of an already seen (source, id) is harmless.",
+         `*.health`, Kubernetes Job events from an ApiServerSource, the commit-status wake-up \
+         (`dev.knative.sources.ping`, `org.eoepca.application-quality.events.wakeup`), and any \
+         type matched by a trigger's CQL2-JSON filter. Redelivery of an already seen (source, id) is harmless.",
     );
     let reply = ResponseBuilder::new()
         .description(
@@ -439,8 +443,13 @@ fn described_elsewhere() -> Vec<(&'static str, PathItem)> {
     };
     let trigger_type =
         || object("A trigger type: `{slug, name, description, status, data, available}`.");
-    let trigger_event =
-        || object("An event a trigger fired for, with the runs it started and the outcome.");
+    let trigger_event = || {
+        object(
+            "An event a trigger fired for: `{id, source, event_time, event_type, event_headers, \
+             event_body, trigger, trigger_type, trigger_type_name}`, plus `pipeline_run_id`, \
+             `pipeline_id`, `pipeline_name`, `pipeline_version` and `user` when it started a run.",
+        )
+    };
     let received_event = || {
         object(
             "A received CloudEvent: `{id, source, event_id, type, subject, time, user, outcome, \
@@ -635,6 +644,36 @@ fn described_elsewhere() -> Vec<(&'static str, PathItem)> {
                     ],
                     vec![
                         ("200", ok("Trigger events", array_of(trigger_event()))),
+                        ("404", not_found("trigger")),
+                    ],
+                ),
+            ),
+        ),
+        (
+            "/api/triggers/{slug}/runs/",
+            PathItem::new(
+                HttpMethod::Get,
+                operation(
+                    "triggers",
+                    "triggers_runs",
+                    "Runs a trigger started, newest first (`_`, `-`: all the caller's triggers'; staff: all)",
+                    Access::User,
+                    vec![
+                        path_param("slug", "Trigger slug, or `_` / `-` for all"),
+                        query_param("limit", Type::Integer, "1-1000, default 1000"),
+                    ],
+                    vec![
+                        (
+                            "200",
+                            ok(
+                                "Runs",
+                                openapi::schema::ArrayBuilder::new().items(
+                                    openapi::schema::ArrayItems::RefOrSchema(Box::new(schema_ref(
+                                        "Run",
+                                    ))),
+                                ),
+                            ),
+                        ),
                         ("404", not_found("trigger")),
                     ],
                 ),
@@ -876,6 +915,7 @@ mod tests {
             created_at: Some(now),
             edited_at: None,
             default_inputs: None,
+            quality_rules: None,
         };
         assert_eq!(
             keys(&serialize::pipeline(&p, &[], Some("alice"))),
@@ -904,12 +944,17 @@ mod tests {
             k8s_job_name: None,
             launched_at: None,
             updated_at: now,
+            digest: json!(""),
         };
+        let alice = serialize::RunExtras {
+            started_by: Some("alice"),
+            ..Default::default()
+        };
+        assert_eq!(keys(&serialize::run(&r, alice)), properties(&doc, "Run"));
         assert_eq!(
-            keys(&serialize::run(&r, Some("alice"), 0)),
-            properties(&doc, "Run")
+            keys(&serialize::run(&r, Default::default())),
+            required(&doc, "Run")
         );
-        assert_eq!(keys(&serialize::run(&r, None, 0)), required(&doc, "Run"));
         let j = job_report::Model {
             id: 1,
             run_id: 1,
@@ -917,6 +962,7 @@ mod tests {
             instance: String::new(),
             created_at: None,
             output: json!({}),
+            digest: json!({}),
         };
         assert_eq!(
             keys(&serialize::job_report(&j)),

@@ -72,6 +72,7 @@ struct Changes {
     version: Option<Option<String>>,
     tools: Option<Vec<String>>,
     default_inputs: Option<Option<Value>>,
+    quality_rules: Option<Option<Value>>,
     owner: Option<Option<i64>>,
     template: Option<String>,
 }
@@ -182,6 +183,15 @@ fn parse_changes(body: &Value, require_name: bool) -> AppResult<Changes> {
             Ok(d) => c.default_inputs = Some(d),
             Err(m) => {
                 err("default_inputs", m);
+            }
+        }
+    }
+    if let Some(v) = body.get("quality_rules") {
+        // Checked here, so a bad rule is a 400 now rather than an `exception` verdict later.
+        match crate::quality::validate_rules(v) {
+            Ok(()) => c.quality_rules = Some((!v.is_null()).then(|| v.clone())),
+            Err(m) => {
+                err("quality_rules", m);
             }
         }
     }
@@ -433,6 +443,7 @@ struct ListedPipeline {
     created_at: Option<chrono::DateTime<Utc>>,
     edited_at: Option<chrono::DateTime<Utc>>,
     default_inputs: Option<Value>,
+    quality_rules: Option<Value>,
     owner_name: Option<String>,
     /// JSON array text of the subworkflow slugs in pipeline order.
     tools: Option<String>,
@@ -463,6 +474,7 @@ async fn list_all<C: ConnectionTrait>(db: &C) -> AppResult<Vec<(Option<i64>, Val
             pipeline::Column::CreatedAt,
             pipeline::Column::EditedAt,
             pipeline::Column::DefaultInputs,
+            pipeline::Column::QualityRules,
         ])
         .column_as(Expr::cust(owner_name), "owner_name")
         .column_as(Expr::cust(tools), "tools")
@@ -489,6 +501,7 @@ async fn list_all<C: ConnectionTrait>(db: &C) -> AppResult<Vec<(Option<i64>, Val
                 created_at: r.created_at,
                 edited_at: r.edited_at,
                 default_inputs: r.default_inputs,
+                quality_rules: r.quality_rules,
             };
             (
                 p.owner_id,
@@ -579,6 +592,9 @@ async fn create(
                 .flatten()
                 .unwrap_or_else(|| Value::Object(Map::new())),
         )),
+        quality_rules: Set(c
+            .quality_rules
+            .unwrap_or_else(|| Some(Value::Object(Map::new())))),
         ..Default::default()
     }
     .insert(&txn)
@@ -698,6 +714,9 @@ async fn apply_update(
     if let Some(d) = c.default_inputs {
         active.default_inputs = Set(Some(d.unwrap_or_else(|| Value::Object(Map::new()))));
     }
+    if let Some(r) = c.quality_rules {
+        active.quality_rules = Set(r);
+    }
     if let Some(t) = c.template {
         active.template = Set(t);
     }
@@ -788,6 +807,7 @@ mod tests {
             default_inputs: Some(
                 json!({"clone_subworkflow": {"clone": {"repo_url": {"default": "https://x"}}}}),
             ),
+            quality_rules: None,
         };
         PipelineGraph {
             pipeline: p,

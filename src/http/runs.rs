@@ -4,7 +4,8 @@
 //! Access: a user sees, reads and cancels the runs they started; staff all of them. Starting a
 //! run needs a pipeline the caller can see (404 otherwise; the reference let anyone run others'
 //! private pipelines). A run's status, output and usage are written only by the execution side:
-//! PUT, PATCH and DELETE are 405. Reading a running run reconciles it with its Job first.
+//! PUT and DELETE are 405, and PATCH only lets staff override the verdict
+//! (`{"digest": {"digest_quality": X}}`). Reading a running run reconciles it with its Job first.
 
 use crate::{
     auth::CurrentUser,
@@ -14,8 +15,10 @@ use crate::{
         extract::{JsonBody, TraceParent},
         serialize::{self, PipelineScope},
     },
+    quality,
     runs::{self, RunRequest},
     state::AppState,
+    statuses,
 };
 use axum::{
     Json, Router,
@@ -23,14 +26,19 @@ use axum::{
     http::StatusCode,
     routing::{get, post},
 };
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
+};
 use serde_json::{Value, json};
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/pipelines/{pipeline}/runs", get(list).post(create))
-        .route("/api/pipelines/{pipeline}/runs/{run}", get(read))
+        .route(
+            "/api/pipelines/{pipeline}/runs/{run}",
+            get(read).patch(override_quality),
+        )
         .route("/api/pipelines/{pipeline}/runs/{run}/cancel", post(cancel))
 }
 
@@ -176,6 +184,47 @@ async fn read(
 ) -> AppResult<Json<Value>> {
     let run = find_visible_run(&state.db, &user, &pipeline, &run).await?;
     let run = runs::reconcile(&state, run).await;
+    Ok(Json(serialize::one_run(&state.db, &run).await?))
+}
+
+/// `PATCH /api/pipelines/{id|_|-}/runs/{run}/` `{"digest": {"digest_quality": X}}`: staff
+/// record their verdict (`digest.manual`, with time and user; the computed verdict stays) and,
+/// for a run started by a push or pull/merge request, its commit status follows.
+#[utoipa::path(
+    patch,
+    path = "/api/pipelines/{pipeline}/runs/{run}/",
+    tag = "runs",
+    operation_id = "runs_override_quality",
+    security(("bearer" = [])),
+    params(("pipeline" = String, Path, description = "Pipeline id, or `_` / `-` for every pipeline"), ("run" = String, Path, description = "Run id")),
+    request_body = crate::http::openapi::schemas::RunOverride,
+    responses(
+        (status = 200, description = "The run, with `digest.manual`", body = crate::http::openapi::schemas::Run),
+        (status = 400, description = "Not `{\"digest\": {\"digest_quality\": X}}` with X a non-empty string, or other fields", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 403, description = "Not staff", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 404, description = "No such pipeline or run", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 413, description = "Body too large", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 415, description = "Not JSON", body = crate::http::openapi::schemas::ErrorDetail),
+    )
+)]
+async fn override_quality(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path((pipeline, run)): Path<(String, String)>,
+    JsonBody(body): JsonBody<Value>,
+) -> AppResult<Json<Value>> {
+    if !user.is_staff {
+        return Err(AppError::Forbidden(
+            "You must be an administrator to manually update digest quality.".into(),
+        ));
+    }
+    let run = find_visible_run(&state.db, &user, &pipeline, &run).await?;
+    let verdict = quality::manual_verdict(&body).map_err(AppError::BadRequest)?;
+    let txn = state.db.begin().await?;
+    let run = quality::override_verdict(&txn, &state.config, run, &verdict, &user.username).await?;
+    txn.commit().await?;
+    statuses::kick(&state);
     Ok(Json(serialize::one_run(&state.db, &run).await?))
 }
 

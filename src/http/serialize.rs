@@ -3,7 +3,7 @@
 //! of queries whatever its length.
 
 use crate::{
-    db::entities::{job_report, pipeline, pipeline_run, subworkflow, tag, user},
+    db::entities::{job_report, pipeline, pipeline_run, subworkflow, tag, trigger_event, user},
     error::{AppError, AppResult},
 };
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -68,6 +68,7 @@ pub fn pipeline(p: &pipeline::Model, tools: &[String], owner_name: Option<&str>)
     m.insert("description".into(), json!(p.description));
     m.insert("tools".into(), json!(tools));
     m.insert("default_inputs".into(), json!(p.default_inputs));
+    m.insert("quality_rules".into(), json!(p.quality_rules));
     m.insert("owner".into(), json!(p.owner_id));
     if let Some(name) = owner_name {
         m.insert("owner_name".into(), json!(name));
@@ -78,9 +79,20 @@ pub fn pipeline(p: &pipeline::Model, tools: &[String], owner_name: Option<&str>)
     Value::Object(m)
 }
 
+/// What a run's JSON needs besides its row (looked up in batches by [`runs`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunExtras<'a> {
+    /// Username of the starter.
+    pub started_by: Option<&'a str>,
+    pub job_reports_count: i64,
+    /// Id of the trigger event that started the run.
+    pub trigger_event: Option<i64>,
+}
+
 /// A run: `{id, pipeline, usage_report, start_time, completion_time, status, status_message,
-/// inputs, output, executed_cwl, started_by?, job_reports_count, triggered_by}`.
-pub fn run(r: &pipeline_run::Model, started_by: Option<&str>, job_reports_count: i64) -> Value {
+/// inputs, output, digest, digest_quality, executed_cwl, started_by?, trigger_event,
+/// job_reports_count, triggered_by}`.
+pub fn run(r: &pipeline_run::Model, extras: RunExtras<'_>) -> Value {
     let mut m = Map::new();
     m.insert("id".into(), json!(r.id));
     m.insert("pipeline".into(), json!(r.pipeline_id));
@@ -97,16 +109,22 @@ pub fn run(r: &pipeline_run::Model, started_by: Option<&str>, job_reports_count:
         r.inputs.clone().unwrap_or_else(|| json!({})),
     );
     m.insert("output".into(), json!(r.output));
+    m.insert("digest".into(), r.digest.clone());
+    m.insert(
+        "digest_quality".into(),
+        json!(crate::quality::digest_quality(&r.digest)),
+    );
     m.insert("executed_cwl".into(), json!(r.executed_cwl));
-    if let Some(name) = started_by {
+    if let Some(name) = extras.started_by {
         m.insert("started_by".into(), json!(name));
     }
-    m.insert("job_reports_count".into(), json!(job_reports_count));
+    m.insert("trigger_event".into(), json!(extras.trigger_event));
+    m.insert("job_reports_count".into(), json!(extras.job_reports_count));
     m.insert("triggered_by".into(), json!(r.triggered_by));
     Value::Object(m)
 }
 
-/// A job report: `{id, name, instance, created_at, output, run}`.
+/// A job report: `{id, name, instance, created_at, output, digest, run}`.
 pub fn job_report(j: &job_report::Model) -> Value {
     json!({
         "id": j.id,
@@ -114,6 +132,7 @@ pub fn job_report(j: &job_report::Model) -> Value {
         "instance": j.instance,
         "created_at": iso_opt(j.created_at.as_ref()),
         "output": j.output,
+        "digest": j.digest,
         "run": j.run_id,
     })
 }
@@ -201,19 +220,57 @@ pub async fn job_report_counts<C: ConnectionTrait>(
     Ok(rows.into_iter().map(|r| (r.run_id, r.n)).collect())
 }
 
-/// Serialises runs with their starters' usernames and report counts (two extra queries).
+#[derive(FromQueryResult)]
+struct RunEvent {
+    run_id: i64,
+    event_id: i64,
+}
+
+/// The first trigger event of each run (one grouped query).
+pub async fn trigger_events_of<C: ConnectionTrait>(
+    db: &C,
+    run_ids: &[i64],
+) -> Result<HashMap<i64, i64>, DbErr> {
+    if run_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = trigger_event::Entity::find()
+        .select_only()
+        .column_as(trigger_event::Column::PipelineRunId, "run_id")
+        .column_as(
+            Expr::from(Func::min(Expr::col(trigger_event::Column::Id))),
+            "event_id",
+        )
+        .filter(trigger_event::Column::PipelineRunId.is_in(run_ids.to_vec()))
+        .group_by(trigger_event::Column::PipelineRunId)
+        .into_model::<RunEvent>()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.run_id, r.event_id)).collect())
+}
+
+/// Serialises runs with their starters' usernames, report counts and trigger events (three
+/// extra queries).
 pub async fn runs<C: ConnectionTrait>(db: &C, runs: &[pipeline_run::Model]) -> AppResult<Value> {
     let names = usernames(db, runs.iter().filter_map(|r| r.started_by_id)).await?;
     let ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
     let counts = job_report_counts(db, &ids).await?;
+    let events = trigger_events_of(db, &ids).await?;
     Ok(Value::Array(
         runs.iter()
             .map(|r| {
-                let who = r
+                let started_by = r
                     .started_by_id
                     .and_then(|id| names.get(&id))
                     .map(String::as_str);
-                run(r, who, counts.get(&r.id).copied().unwrap_or(0))
+                run(
+                    r,
+                    RunExtras {
+                        started_by,
+                        job_reports_count: counts.get(&r.id).copied().unwrap_or(0),
+                        trigger_event: events.get(&r.id).copied(),
+                    },
+                )
             })
             .collect(),
     ))

@@ -1,5 +1,6 @@
 //! Triggers: `GET/POST /api/triggers/`, `GET/PUT/PATCH/DELETE /api/triggers/{slug}/`, and the
-//! events they fired for, `GET /api/triggers/{slug|_|-}/events/[{id}/]`.
+//! events they fired for, `GET /api/triggers/{slug|_|-}/events/[{id}/]`, and the runs those
+//! events started, `GET /api/triggers/{slug|_|-}/runs/`.
 //!
 //! Access: authenticated. Staff see and change every trigger; other users their own. The owner
 //! is the creator (staff may assign another one); the pipeline must be visible to the owner.
@@ -7,10 +8,10 @@
 
 use crate::{
     auth::CurrentUser,
-    db::entities::{trigger, trigger_event, user},
+    db::entities::{pipeline_run, trigger, trigger_event, user},
     error::{AppError, AppResult},
     events::triggers::{self as svc, TriggerInput},
-    http::extract::JsonBody,
+    http::{extract::JsonBody, serialize},
     state::AppState,
 };
 use axum::{
@@ -34,6 +35,7 @@ pub fn router() -> Router<AppState> {
             get(one).put(update).patch(update).delete(remove),
         )
         .route("/api/triggers/{slug}/events", get(events))
+        .route("/api/triggers/{slug}/runs", get(runs))
         .route("/api/triggers/{slug}/events/{id}", get(event))
 }
 
@@ -162,6 +164,38 @@ async fn events(
     Ok(Json(Value::Array(
         svc::trigger_events_json(&state.db, &rows).await?,
     )))
+}
+
+/// `GET /api/triggers/{slug|_|-}/runs/`: the runs started by the events of the trigger (of
+/// every trigger the caller may see for `_`/`-`), newest first. The reference answered 500 to
+/// non-staff users naming a trigger.
+async fn runs(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(slug): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> AppResult<Json<Value>> {
+    let run_ids: Vec<i64> = events_select(&state, &user, &slug)
+        .await?
+        .select_only()
+        .column(trigger_event::Column::PipelineRunId)
+        .filter(trigger_event::Column::PipelineRunId.is_not_null())
+        .into_tuple::<Option<i64>>()
+        .all(&state.db)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    if run_ids.is_empty() {
+        return Ok(Json(Value::Array(Vec::new())));
+    }
+    let rows = pipeline_run::Entity::find()
+        .filter(pipeline_run::Column::Id.is_in(run_ids))
+        .order_by_desc(pipeline_run::Column::Id)
+        .limit(q.limit.unwrap_or(1000).clamp(1, 1000))
+        .all(&state.db)
+        .await?;
+    Ok(Json(serialize::runs(&state.db, &rows).await?))
 }
 
 async fn event(

@@ -61,7 +61,7 @@ pub async fn handle(
     let deleted = event_type.ends_with(".delete");
     let obs = status::observe(&job, deleted);
     let before = RunStatus::parse(&run.status);
-    let updated = runs::apply_observation(&state.db, run, &obs).await?;
+    let updated = runs::apply_observation(state, run, &obs).await?;
     let became_succeeded = before != Some(RunStatus::Succeeded)
         && RunStatus::parse(&updated.status) == Some(RunStatus::Succeeded);
     if became_succeeded && !deleted {

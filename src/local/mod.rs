@@ -86,7 +86,7 @@ enum Stop {
 
 /// A run this process has accepted, from launch to its end.
 struct Active {
-    req: Option<LaunchRequest>,
+    req: LaunchRequest,
     group: GroupHandle,
     stop: Mutex<Option<Stop>>,
     /// `true` once the run's task has finished.
@@ -247,14 +247,7 @@ impl Inner {
                     libc::killpg(pgid, libc::SIGKILL);
                 }
             }
-            let obs = JobObservation {
-                status: RunStatus::Failed,
-                message: Some(
-                    "Interrupted: the service stopped while this run was in flight on the local runner; start the run again."
-                        .into(),
-                ),
-                completion_time: Some(Utc::now()),
-            };
+            let obs = interrupted(Utc::now());
             match runs::finish(&state, run.id, &obs, RunResults::default()).await {
                 Ok(_) => tracing::warn!(run_id = run.id, "local runner: interrupted run failed"),
                 Err(e) => {
@@ -303,7 +296,7 @@ impl Inner {
         entry: Arc<Active>,
         permit: OwnedSemaphorePermit,
     ) {
-        let Some(req) = entry.req.clone() else { return };
+        let req = entry.req.clone();
         let Some(state) = self.state() else { return };
         if entry.stop_reason().is_some() {
             return;
@@ -345,25 +338,20 @@ impl Inner {
         dir: &RunDir,
         entry: &Arc<Active>,
     ) -> Result<process::Exit, String> {
-        let (stdout, stderr) = match (
-            std::fs::File::create(dir.output()),
-            std::fs::File::create(dir.log()),
-        ) {
-            (Ok(o), Ok(e)) => (o, e),
-            (Err(e), _) | (_, Err(e)) => return Err(format!("cannot create the run's files: {e}")),
-        };
         let mut cmd = std::process::Command::new(&self.engine.cwltool);
         cmd.args(engine::cwltool_args(&self.engine, dir))
             .current_dir(&dir.root)
             .env_clear()
             .envs(engine::child_env(&self.engine, &req.callback_token))
-            .stdin(std::process::Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
-        let group = entry.group.clone();
-        let pid_file = dir.pid();
-        let mut waiter =
-            tokio::task::spawn_blocking(move || process::run(cmd, &group, Some(pid_file)));
+            .stdin(std::process::Stdio::null());
+        let (group, output, log, pid_file) =
+            (entry.group.clone(), dir.output(), dir.log(), dir.pid());
+        // File creation and the wait both block: one dedicated thread does them.
+        let mut waiter = tokio::task::spawn_blocking(move || {
+            cmd.stdout(std::fs::File::create(output)?)
+                .stderr(std::fs::File::create(log)?);
+            process::run(cmd, &group, Some(pid_file))
+        });
         let joined = match self.deadline {
             Some(limit) => match tokio::time::timeout(limit, &mut waiter).await {
                 Ok(joined) => joined,
@@ -421,16 +409,16 @@ impl Inner {
                 "Stopped: the run exceeded its time limit of {} s (AQBB_ACTIVE_DEADLINE_SECS).",
                 self.deadline.map_or(0, |d| d.as_secs())
             )),
-            (Some(Stop::Shutdown), _) => failed(
-                "Interrupted: the service stopped while this run was in flight on the local runner; start the run again."
-                    .into(),
-            ),
+            (Some(Stop::Shutdown), _) => interrupted(finished),
             (_, Some(0)) => JobObservation {
                 status: RunStatus::Succeeded,
                 message: None,
                 completion_time: Some(finished),
             },
-            (_, Some(code)) => failed(failure_message(&format!("cwltool exited with status {code}"), &tail)),
+            (_, Some(code)) => failed(failure_message(
+                &format!("cwltool exited with status {code}"),
+                &tail,
+            )),
             (_, None) => failed(failure_message(
                 &format!("cwltool was killed by signal {}", exit.signal.unwrap_or(0)),
                 &tail,
@@ -498,13 +486,13 @@ impl Inner {
     }
 }
 
-/// Stops a process group. With host tools every process is in the group: SIGKILL at once
-/// (cwltool may linger for many seconds after SIGTERM once a tool has died). With containers,
-/// SIGTERM first so cwltool stops them (its handler runs `docker kill`), SIGKILL after
-/// [`STOP_GRACE`].
+/// Stops a process group, or dooms it when it has not started yet. With host tools every
+/// process is in the group: SIGKILL at once (cwltool may linger for many seconds after SIGTERM
+/// once a tool has died). With containers, SIGTERM first so cwltool stops them (its handler
+/// runs `docker kill`), SIGKILL after [`STOP_GRACE`].
 async fn stop_group(group: &GroupHandle, containers: Containers) {
-    if containers == Containers::Host {
-        group.signal(libc::SIGKILL);
+    if containers == Containers::Host || group.pgid().is_none() {
+        group.kill();
         return;
     }
     if !group.signal(libc::SIGTERM) {
@@ -514,7 +502,7 @@ async fn stop_group(group: &GroupHandle, containers: Containers) {
         .await
         .is_err()
     {
-        group.signal(libc::SIGKILL);
+        group.kill();
     }
 }
 
@@ -524,6 +512,18 @@ fn group_belongs_to(pgid: i32, dir: &Path) -> bool {
     process::group_members(pgid).into_iter().any(|pid| {
         std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
     })
+}
+
+/// How a run the service stopped (or left behind) ends.
+fn interrupted(at: DateTime<Utc>) -> JobObservation {
+    JobObservation {
+        status: RunStatus::Failed,
+        message: Some(
+            "Interrupted: the service stopped while this run was in flight on the local runner; start the run again."
+                .into(),
+        ),
+        completion_time: Some(at),
+    }
 }
 
 /// The end of a file, at most `max` bytes, as text.
@@ -582,20 +582,10 @@ impl Launcher for LocalLauncher {
                 )));
             }
         }
-        if let Some(entry) = self.0.entry(req.run_id)
-            && entry.req.is_none()
-        {
-            // Already executing in this process (a concurrent redelivery): nothing to redo.
-            return Ok(LaunchOutcome::Queued {
-                namespace: NAMESPACE.into(),
-                job_name: job_name(req.run_id),
-                message: "Queued for the local runner.".into(),
-            });
-        }
         self.0.prepare(req).await?;
         let (done, _) = watch::channel(false);
         let entry = Arc::new(Active {
-            req: Some(req.clone()),
+            req: req.clone(),
             group: GroupHandle::default(),
             stop: Mutex::new(None),
             done,
@@ -639,10 +629,12 @@ impl Launcher for LocalLauncher {
             return Ok(());
         };
         entry.request_stop(Stop::Cancelled);
+        let started = entry.group.pgid().is_some();
         stop_group(&entry.group, self.0.engine.containers).await;
-        // Bounded: a process that ignores SIGKILL (uninterruptible I/O) must not hang the API.
-        let mut done = entry.done.subscribe();
-        let _ = tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d)).await;
+        if started {
+            // Bounded: a process stuck in uninterruptible I/O must not hang the API.
+            let _ = tokio::time::timeout(Duration::from_secs(5), entry.group.ended()).await;
+        }
         Ok(())
     }
 
@@ -691,26 +683,37 @@ impl Launcher for LocalLauncher {
     }
 
     async fn shutdown(&self) {
-        let entries: Vec<Arc<Active>> = self
+        let entries: Vec<(i64, Arc<Active>)> = self
             .0
             .active
             .lock()
-            .map(|a| a.values().cloned().collect())
+            .map(|a| a.iter().map(|(id, e)| (*id, e.clone())).collect())
             .unwrap_or_default();
-        for entry in &entries {
-            entry.request_stop(Stop::Shutdown);
-        }
         let containers = self.0.engine.containers;
-        futures::future::join_all(entries.iter().map(|e| stop_group(&e.group, containers))).await;
-        // Let each run record its end (bounded: shutdown must not hang).
-        let waits = entries.iter().map(|e| {
+        let mut started = Vec::new();
+        for (run_id, entry) in &entries {
+            entry.request_stop(Stop::Shutdown);
+            let running = entry.group.pgid().is_some();
+            stop_group(&entry.group, containers).await;
+            if running {
+                started.push(entry.clone());
+            } else if let Some(state) = self.0.state() {
+                // Still queued: nothing will report it, so record its end here.
+                let obs = interrupted(Utc::now());
+                if let Err(e) = runs::finish(&state, *run_id, &obs, RunResults::default()).await {
+                    tracing::warn!(run_id, error = %e, "local runner: cannot fail a queued run");
+                }
+            }
+        }
+        // Running ones record their own end once their process is gone (bounded).
+        let waits = started.iter().map(|e| {
             let mut done = e.done.subscribe();
             async move {
                 let _ = done.wait_for(|d| *d).await;
             }
         });
         let _ =
-            tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(waits)).await;
+            tokio::time::timeout(Duration::from_secs(15), futures::future::join_all(waits)).await;
     }
 }
 

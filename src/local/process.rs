@@ -35,6 +35,8 @@ pub struct Exit {
 struct Group {
     pgid: Option<i32>,
     reaped: bool,
+    /// Killed before it started: [`run`] kills the group as soon as it exists.
+    doomed: bool,
 }
 
 /// Signals the run's process group from other tasks (cancel, time limit, shutdown).
@@ -74,6 +76,23 @@ impl GroupHandle {
         }
     }
 
+    /// Kills the whole group now, or as soon as it is started (a stop that races the start
+    /// must not let the run go on: both sides decide under the same lock).
+    pub fn kill(&self) {
+        let Ok(mut g) = self.group.lock() else {
+            return;
+        };
+        g.doomed = true;
+        if let Some(pgid) = g.pgid
+            && !g.reaped
+        {
+            // SAFETY: plain syscall; the group id is held by our unreaped child (module doc).
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
+    }
+
     /// The group id, once started.
     pub fn pgid(&self) -> Option<i32> {
         self.group.lock().ok().and_then(|g| g.pgid)
@@ -100,6 +119,12 @@ pub fn run(mut cmd: Command, group: &GroupHandle, pid_file: Option<PathBuf>) -> 
             .map_err(|_| io::Error::other("poisoned process-group lock"))?;
         let child = cmd.spawn()?;
         g.pgid = Some(child.id() as i32);
+        if g.doomed {
+            // SAFETY: the group of the child we just started.
+            unsafe {
+                libc::killpg(child.id() as i32, libc::SIGKILL);
+            }
+        }
         child
     };
     let pid = child.id() as libc::pid_t;
@@ -243,6 +268,16 @@ mod tests {
             std::thread::yield_now();
         }
         assert!(group_members(pgid).is_empty());
+    }
+
+    #[test]
+    fn a_group_killed_before_it_starts_never_runs() {
+        let group = GroupHandle::default();
+        group.kill();
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "sleep 60"]);
+        let exit = run(cmd, &group, None).unwrap();
+        assert_eq!(exit.signal, Some(libc::SIGKILL));
     }
 
     #[test]

@@ -17,13 +17,15 @@ use crate::{
     db::entities::{pipeline, pipeline_run, user},
     error::{AppError, AppResult},
     pipelines::{PipelineGraph, params, render},
+    quality,
     state::AppState,
+    statuses,
 };
 use chrono::{SubsecRound, Utc};
 use launcher::{JobObservation, LaunchError, LaunchOutcome, LaunchRequest};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, TransactionTrait, sea_query::Expr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
+    QueryFilter, TransactionTrait, sea_query::Expr,
 };
 use serde_json::Value;
 use std::time::Duration;
@@ -137,6 +139,7 @@ pub async fn insert_run<C: ConnectionTrait>(
         k8s_job_name: Set(None),
         launched_at: Set(None),
         updated_at: Set(now),
+        digest: Set(Value::String(String::new())),
         ..Default::default()
     }
     .insert(db)
@@ -219,6 +222,7 @@ pub async fn launch(
     );
     let now = Utc::now();
     let run_id = run.id;
+    let ended = !matches!(outcome, Ok(LaunchOutcome::Launched { .. }));
     let mut active = run.into_active_model();
     active.updated_at = Set(now);
     let mut follow = false;
@@ -278,7 +282,17 @@ pub async fn launch(
             })
         }
     };
-    let run = active.update(&state.db).await?;
+    // A launch that ended the run (rejected, unavailable, or nothing executes runs) concludes
+    // it in the same transaction.
+    let txn = state.db.begin().await?;
+    let mut run = active.update(&txn).await?;
+    if ended {
+        run = quality::conclude(&txn, &state.config, run).await?;
+    }
+    txn.commit().await?;
+    if ended {
+        statuses::kick(state);
+    }
     if follow {
         state.launcher.recorded(run_id);
     }
@@ -299,11 +313,12 @@ pub async fn create_run(
     launch(state, run, traceparent).await
 }
 
-/// Applies what an executor says about a run. Terminal runs are left alone, so stale or
-/// replayed observations cannot move a run backwards; the update is conditional on the status
-/// it was decided from, so a concurrent change (a cancel) wins over an observation read before it.
-pub async fn apply_observation<C: ConnectionTrait>(
-    db: &C,
+/// Applies what the executor says about a run (its Kubernetes Job, the local runner). Terminal
+/// runs are left alone, so stale or replayed observations cannot move a run backwards. A run
+/// that ends here is concluded ([`quality::conclude`]: digest, verdict, commit status) in the
+/// same transaction, and its status is delivered after commit.
+pub async fn apply_observation(
+    state: &AppState,
     run: pipeline_run::Model,
     obs: &JobObservation,
 ) -> AppResult<pipeline_run::Model> {
@@ -311,7 +326,8 @@ pub async fn apply_observation<C: ConnectionTrait>(
     if current.is_some_and(RunStatus::is_terminal) || current == Some(obs.status) {
         return Ok(run);
     }
-    let (run_id, read_status) = (run.id, run.status.clone());
+    let id = run.id;
+    let from = run.status.clone();
     let mut active = run.into_active_model();
     active.status = Set(obs.status.as_str().into());
     active.status_message = Set(obs.message.clone());
@@ -319,20 +335,55 @@ pub async fn apply_observation<C: ConnectionTrait>(
         active.completion_time = Set(Some(obs.completion_time.unwrap_or_else(Utc::now)));
     }
     active.updated_at = Set(Utc::now());
-    let updated = pipeline_run::Entity::update(active)
-        .validate()?
-        .filter(pipeline_run::Column::Status.eq(read_status))
-        .exec(db)
-        .await;
-    match updated {
-        Ok(run) => Ok(run),
-        // Someone else moved the run first: theirs is the current state.
-        Err(DbErr::RecordNotUpdated) => pipeline_run::Entity::find_by_id(run_id)
-            .one(db)
-            .await?
-            .ok_or_else(|| AppError::NotFound("No PipelineRun matches the given query.".into())),
-        Err(e) => Err(e.into()),
+    let txn = state.db.begin().await?;
+    let (run, ended) = match observe_in(&txn, &state.config, id, from, active, obs).await? {
+        Some(moved) => moved,
+        None => {
+            txn.rollback().await?;
+            return pipeline_run::Entity::find_by_id(id)
+                .one(&state.db)
+                .await?
+                .ok_or_else(|| {
+                    AppError::NotFound("No PipelineRun matches the given query.".into())
+                });
+        }
+    };
+    txn.commit().await?;
+    if ended {
+        statuses::kick(state);
     }
+    Ok(run)
+}
+
+/// The stored part of [`apply_observation`], inside the caller's transaction: moves run `id`
+/// out of status `from` (only one observer can: two replicas may apply the same event) and
+/// concludes it when it ended. `None` when someone else moved it first.
+async fn observe_in<C: ConnectionTrait>(
+    txn: &C,
+    config: &crate::config::Config,
+    id: i64,
+    from: String,
+    active: pipeline_run::ActiveModel,
+    obs: &JobObservation,
+) -> AppResult<Option<(pipeline_run::Model, bool)>> {
+    let moved = pipeline_run::Entity::update_many()
+        .col_expr(
+            pipeline_run::Column::Status,
+            Expr::value(obs.status.as_str()),
+        )
+        .filter(pipeline_run::Column::Id.eq(id))
+        .filter(pipeline_run::Column::Status.eq(from))
+        .exec(txn)
+        .await?;
+    if moved.rows_affected != 1 {
+        return Ok(None);
+    }
+    let mut run = active.update(txn).await?;
+    let ended = obs.status.is_terminal();
+    if ended {
+        run = quality::conclude(txn, config, run).await?;
+    }
+    Ok(Some((run, ended)))
 }
 
 /// What an executor collected when a run ended.
@@ -376,8 +427,10 @@ pub async fn store_results<C: ConnectionTrait>(
     Ok((active.update(db).await?, true))
 }
 
-/// A run ended (or moved) as an executor saw it: its results and its new status, stored
-/// together. The one path every executor ends runs through.
+/// A run ended (or moved) as an executor saw it: its results, its new status and its
+/// conclusion (digest, verdict, commit status) stored together. The local runner's way in;
+/// Kubernetes runs get their results through the callback and their status through
+/// [`apply_observation`], which shares the stored part ([`observe_in`]).
 pub async fn finish(
     state: &AppState,
     run_id: i64,
@@ -388,12 +441,30 @@ pub async fn finish(
     let Some(run) = pipeline_run::Entity::find_by_id(run_id).one(&txn).await? else {
         return Ok(None);
     };
-    if RunStatus::parse(&run.status).is_some_and(RunStatus::is_terminal) {
+    let current = RunStatus::parse(&run.status);
+    if current.is_some_and(RunStatus::is_terminal) || current == Some(obs.status) {
         return Ok(Some(run));
     }
     let (run, _) = store_results(&txn, run, results).await?;
-    let run = apply_observation(&txn, run, obs).await?;
+    let from = run.status.clone();
+    let mut active = run.clone().into_active_model();
+    active.status = Set(obs.status.as_str().into());
+    active.status_message = Set(obs.message.clone());
+    if obs.status.is_terminal() {
+        active.completion_time = Set(Some(obs.completion_time.unwrap_or_else(Utc::now)));
+    }
+    active.updated_at = Set(Utc::now());
+    let Some((run, ended)) = observe_in(&txn, &state.config, run_id, from, active, obs).await?
+    else {
+        txn.rollback().await?;
+        return Ok(pipeline_run::Entity::find_by_id(run_id)
+            .one(&state.db)
+            .await?);
+    };
     txn.commit().await?;
+    if ended {
+        statuses::kick(state);
+    }
     Ok(Some(run))
 }
 
@@ -427,7 +498,7 @@ pub async fn reconcile(state: &AppState, run: pipeline_run::Model) -> pipeline_r
     }
     let budget = Duration::from_millis(state.config.kube_timeout_ms.min(2000));
     match tokio::time::timeout(budget, state.launcher.observe(run.id)).await {
-        Ok(Ok(Some(obs))) => match apply_observation(&state.db, run.clone(), &obs).await {
+        Ok(Ok(Some(obs))) => match apply_observation(state, run.clone(), &obs).await {
             Ok(updated) => updated,
             Err(e) => {
                 tracing::warn!(run_id = run.id, error = %e, "could not store observed status");
@@ -469,5 +540,10 @@ pub async fn cancel(state: &AppState, run: pipeline_run::Model) -> AppResult<pip
     active.status_message = Set(Some("Cancelled by a user.".into()));
     active.completion_time = Set(Some(now));
     active.updated_at = Set(now);
-    Ok(active.update(&state.db).await?)
+    let txn = state.db.begin().await?;
+    let run = active.update(&txn).await?;
+    let run = quality::conclude(&txn, &state.config, run).await?;
+    txn.commit().await?;
+    statuses::kick(state);
+    Ok(run)
 }

@@ -323,6 +323,8 @@ async fn notebook_and_lint_pipelines_run_and_report_exactly_their_findings() {
 
     let run = t.wait(lint_run, None).await;
     assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["digest"]["issues"]["error"], 2, "F401 and E711: {run}");
+    assert_eq!(run["digest_quality"], "fail");
     let reports = t.reports(lint_run).await;
     assert_eq!(reports.len(), 1, "{reports:?}");
     let findings: BTreeSet<(String, String, i64)> = reports[0]["output"]
@@ -854,8 +856,13 @@ async fn working_directories_are_removed_after_their_retention() {
     let t = spawn_local(&cwltool, &[("AQBB_SUCCEEDED_RETENTION_SECS", "0")]).await;
     let repo_dir = tempfile::tempdir().unwrap();
     let url = demo_repository(repo_dir.path());
-    let id = t.start(t.lint_pipeline, lint_params(&url)).await;
-    assert_eq!(t.wait(id, None).await["status"], "succeeded");
+    // Only the clean file: a real run whose verdict is `pass`.
+    let mut params = lint_params(&url);
+    params["python_lint_subworkflow"]["filter"] = json!({"regex": ".*/clean\\.py"});
+    let id = t.start(t.lint_pipeline, params).await;
+    let run = t.wait(id, None).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["digest_quality"], "pass", "{run}");
     let dir = t.data_dir.path().join(format!("runs/{id}"));
     let deadline = Instant::now() + Duration::from_secs(30);
     while dir.exists() {
@@ -937,4 +944,56 @@ async fn executor_choice_is_explicit_and_the_local_runner_is_refused_inside_knat
         };
         assert_eq!(launcher.name(), expected, "{extra:?}");
     }
+}
+
+#[tokio::test]
+async fn a_queued_run_waits_with_a_message_and_can_be_cancelled_before_it_starts() {
+    let Some(cwltool) = cwltool() else { return };
+    let t = spawn_local(&cwltool, &[("LOCAL_CONCURRENCY", "1")]).await;
+    let url = hanging_server().await;
+    let busy = t.start(t.lint_pipeline, clone_params(&url)).await;
+    t.wait(busy, Some("running")).await;
+    let queued = t.start(t.lint_pipeline, clone_params(&url)).await;
+    let run = t.run(queued).await;
+    assert_eq!(run["status"], "starting");
+    assert_eq!(
+        run["status_message"],
+        "Queued for the local runner: 1 run(s) ahead, 1 at a time."
+    );
+    let (status, _) = t
+        .app
+        .get(
+            &format!("/api/pipelines/_/runs/{queued}/log/"),
+            Some(&t.token),
+        )
+        .await;
+    assert_eq!(status, 404, "no log before it starts");
+
+    let started = Instant::now();
+    let (status, run) = t
+        .app
+        .post(
+            &format!("/api/pipelines/_/runs/{queued}/cancel/"),
+            Some(&t.token),
+            &json!({}),
+        )
+        .await;
+    assert_eq!((status, run["status"].as_str()), (200, Some("killed")));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "cancelling a queued run does not wait"
+    );
+    let (status, run) = t
+        .app
+        .post(
+            &format!("/api/pipelines/_/runs/{busy}/cancel/"),
+            Some(&t.token),
+            &json!({}),
+        )
+        .await;
+    assert_eq!((status, run["status"].as_str()), (200, Some("killed")));
+    // The slot it would have had passes on without ever starting it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(t.run(queued).await["status"], "killed");
+    assert!(t.pgid(queued).is_none(), "the cancelled run never started");
 }

@@ -28,3 +28,4 @@ mod rest_tokens;
 mod schema;
 mod signin;
 mod support_http;
+mod verdicts;

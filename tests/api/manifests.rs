@@ -321,6 +321,50 @@ async fn manifests_cross_reference_each_other_and_the_routes() {
         }
     }
 
+    // --- The wake-up: a PingSource sinks into a defined Broker, a Trigger of ours routes its
+    // type to the Service, and the Service answers that type as a wake-up.
+    let mut pings = 0;
+    for (ns, src) in objects.of_kind("PingSource") {
+        pings += 1;
+        let sink = &src["spec"]["sink"]["ref"];
+        objects.require(
+            s(sink, "kind").unwrap(),
+            s(sink, "namespace").unwrap_or(ns),
+            s(sink, "name").unwrap(),
+            "PingSource sink",
+        );
+        assert!(s(src, "spec.schedule").is_some());
+    }
+    assert_eq!(pings, 1, "one PingSource wakes the service");
+    let wakeup = objects.require(
+        "Trigger",
+        NAMESPACE,
+        "application-quality-api-wakeup",
+        "the PingSource",
+    );
+    let ping_type = s(&wakeup["spec"]["filters"][0], "exact.type").unwrap();
+    assert_eq!(ping_type, "dev.knative.sources.ping");
+    let (status, body) = app
+        .send(
+            app.client
+                .post(app.url("/api/events/"))
+                .header("ce-specversion", "1.0")
+                .header("ce-id", "manifest-ping")
+                .header("ce-source", "/apis/v1/namespaces/application-quality/pingsources/application-quality-wakeup")
+                .header("ce-type", ping_type)
+                .header("content-type", "application/json")
+                .body(s(&objects.require("PingSource", NAMESPACE, "application-quality-wakeup", "test")["spec"], "data").unwrap().to_string()),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Commit statuses:"),
+        "{body}"
+    );
+
     // --- RBAC: bindings refer to defined roles and service accounts.
     for kind in ["RoleBinding", "ClusterRoleBinding"] {
         for (ns, b) in objects.of_kind(kind) {

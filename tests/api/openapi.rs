@@ -50,6 +50,7 @@ const SERVED: &[(&str, &str)] = &[
     ("get", "/api/pipelines/{pipeline}/runs"),
     ("post", "/api/pipelines/{pipeline}/runs"),
     ("get", "/api/pipelines/{pipeline}/runs/{run}"),
+    ("patch", "/api/pipelines/{pipeline}/runs/{run}"),
     ("post", "/api/pipelines/{pipeline}/runs/{run}/cancel"),
     // settings.rs
     ("get", "/api/settings"),
@@ -70,6 +71,7 @@ const SERVED: &[(&str, &str)] = &[
     ("patch", "/api/triggers/{slug}"),
     ("delete", "/api/triggers/{slug}"),
     ("get", "/api/triggers/{slug}/events"),
+    ("get", "/api/triggers/{slug}/runs"),
     ("get", "/api/triggers/{slug}/events/{id}"),
     // triggertypes.rs
     ("get", "/api/triggertypes"),

@@ -173,11 +173,18 @@ async fn access_table() {
             Some(json!({"status": "x"})),
             [405, 405, 405, 405],
         ),
+        // Only staff override the verdict, and nothing else of a run is writable.
         row(
             "PATCH",
             "/api/pipelines/{P}/runs/{R}/",
             Some(json!({"status": "x"})),
-            [405, 405, 405, 405],
+            [401, 403, 403, 400],
+        ),
+        row(
+            "PATCH",
+            "/api/pipelines/{P}/runs/{R}/",
+            Some(json!({"digest": {"digest_quality": "pass"}})),
+            [401, 403, 403, 200],
         ),
         row(
             "DELETE",

@@ -1,7 +1,8 @@
 //! The same migrations give equivalent schemas on SQLite and PostgreSQL: tables, columns in
 //! order (name, nullability, type family, text length, presence of a default), primary keys,
 //! indexes (unique or not) and foreign keys (columns, target, ON DELETE). This test always
-//! needs PostgreSQL (`TEST_DATABASE_URL`), whatever `TEST_BACKEND` is.
+//! needs PostgreSQL (`TEST_DATABASE_URL`), whatever `TEST_BACKEND` is. Views (the Grafana ones
+//! exist on PostgreSQL only) are not tables and are left out; `grafana.rs` tests them.
 
 use crate::common::fresh_postgres_database;
 use application_quality_api::{config::Config, db};
@@ -155,6 +156,8 @@ async fn postgres_schema(db: &DatabaseConnection) -> Schema {
                 character_maximum_length::bigint, (column_default IS NOT NULL \
                 AND column_default NOT LIKE 'nextval(%') OR false, is_identity::text \
          FROM information_schema.columns WHERE table_schema = 'public' \
+           AND table_name IN (SELECT table_name FROM information_schema.tables \
+                              WHERE table_schema = 'public' AND table_type = 'BASE TABLE') \
          ORDER BY table_name, ordinal_position",
     )
     .await;

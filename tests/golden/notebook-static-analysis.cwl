@@ -142,10 +142,18 @@ $graph:
         allow_error_outputs: nbcheck.allow_error_outputs
         max_cell_lines: nbcheck.max_cell_lines
       out: [report]
+    digest:
+      run: '#digest_tool'
+      in:
+        report: check/report
+        name:
+          default: nbcheck
+      out: [digest]
     save:
       run: '#save_tool'
       in:
         report: check/report
+        digest: digest/digest
         name:
           default: nbcheck
         server_url: server_url
@@ -291,10 +299,117 @@ $graph:
   - "$(inputs.allow_error_outputs ? 'yes' : 'no')"
   - $(inputs.max_cell_lines)
 - class: CommandLineTool
+  id: digest_tool
+  label: Count a report's findings by severity
+  doc: |-
+    Reads one tool report and writes `digest.json`: the six counters (info, convention, warning,
+    error, security, critical) the run's verdict is computed from, with the Python standard
+    library only. The mapping of each tool's findings is in the README ("Verdicts"). A report
+    that cannot be read gives zero counters and a `status` saying why; the step never fails.
+  hints:
+    DockerRequirement:
+      dockerPull: python:3.13-alpine
+  requirements:
+    InlineJavascriptRequirement: {}
+    InitialWorkDirRequirement:
+      listing:
+      - entryname: make_digest.py
+        entry: |-
+          import datetime
+          import json
+          import sys
+
+          name, instance, version, report_path = sys.argv[1:5]
+          counters = dict.fromkeys(
+              ["info", "convention", "warning", "error", "security", "critical"], 0)
+          status = "ok"
+
+          # Longest prefix wins (ERA before E, FIX before F, C90 before C4), as the reference.
+          RUFF = [("ERA", "info"), ("T20", "info"), ("FIX", "info"), ("C90", "convention"),
+                  ("C4", "convention"), ("UP", "convention"), ("S", "security"),
+                  ("F", "error"), ("E", "error"), ("W", "warning"), ("N", "convention"),
+                  ("D", "convention"), ("I", "convention"), ("B", "critical")]
+          PYLINT = {"fatal": "critical", "error": "error", "warning": "warning",
+                    "convention": "convention", "refactor": "info"}
+          NBCHECK = {"error": "error", "warning": "warning", "info": "info"}
+          AP_VALIDATOR = {"error": "error", "hint": "convention", "note": "info"}
+
+          def ruff_category(code):
+              for prefix, category in sorted(RUFF, key=lambda p: -len(p[0])):
+                  if code.startswith(prefix):
+                      return category
+              return "warning"
+
+          try:
+              with open(report_path, encoding="utf-8") as handle:
+                  report = json.load(handle)
+              if name == "ruff":
+                  for item in report:
+                      code = item.get("code") or ""
+                      if code:
+                          counters[ruff_category(code)] += 1
+              elif name == "nbcheck":
+                  for notebook in report.get("files", []):
+                      for issue in notebook.get("issues", []):
+                          category = NBCHECK.get(issue.get("severity"))
+                          if category:
+                              counters[category] += 1
+              elif name == "pylint":
+                  for message in report:
+                      category = PYLINT.get(str(message.get("type", "")).lower())
+                      if category:
+                          counters[category] += 1
+              elif name == "bandit":
+                  totals = report.get("metrics", {}).get("_totals", {})
+                  counters["info"] = int(totals.get("SEVERITY.LOW", 0))
+                  counters["warning"] = int(totals.get("SEVERITY.MEDIUM", 0))
+                  counters["error"] = int(totals.get("SEVERITY.HIGH", 0))
+              elif name == "ap_validator":
+                  for issue in report.get("issues", []):
+                      category = AP_VALIDATOR.get(issue.get("type"))
+                      if category:
+                          counters[category] += 1
+              else:
+                  status = "Unsupported tool: " + name
+          except Exception as err:  # any unreadable report: zero counters, and say why
+              counters = dict.fromkeys(counters, 0)
+              status = "Failed to generate the digest: " + str(err)
+
+          with open("digest.json", "w", encoding="utf-8") as out:
+              json.dump({
+                  "tool": {"name": name, "instance": instance, "version": version},
+                  "issues": counters,
+                  "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                  "status": status,
+              }, out)
+  inputs:
+    report: File
+    name: string
+    instance:
+      type: string
+      default: ""
+    version:
+      type: string
+      default: ""
+  outputs:
+    digest:
+      type: File
+      outputBinding:
+        glob: digest.json
+  baseCommand: python3
+  arguments:
+  - make_digest.py
+  - $(inputs.name)
+  - $(inputs.instance)
+  - $(inputs.version)
+  - $(inputs.report.path)
+- class: CommandLineTool
   id: save_tool
   label: Send a job report to the Application Quality API
   doc: |-
-    POSTs the JSON `report` to the run's job-report endpoint. The per-run callback token comes
+    POSTs the JSON `report` to the run's job-report endpoint, with its `digest` when one is given
+    (then as `multipart/form-data` with the parts `report` and `digest`, as the reference's
+    upload step; an empty digest file counts as `{}`). The per-run callback token comes
     from the AQ_CALLBACK_TOKEN environment variable of the step pod; it is never a CWL input, so
     it appears neither in the parameters nor in the stored CWL. `name` and `instance` are
     URL-encoded, and the URL is passed to curl as one argument (no shell quoting involved).
@@ -307,6 +422,7 @@ $graph:
     InlineJavascriptRequirement: {}
   inputs:
     report: File
+    digest: File?
     name: string
     instance:
       type: string
@@ -324,10 +440,17 @@ $graph:
       echo "AQ_CALLBACK_TOKEN is not set: cannot authenticate the job report" >&2
       exit 1
     fi
-    curl --silent --show-error --fail-with-body --retry 5 --retry-connrefused \
-      -X POST -H "Content-Type: application/json" \
-      -H "Authorization: Bearer $AQ_CALLBACK_TOKEN" \
-      --data-binary "@$2" "$1"
+    if [ -n "$3" ]; then
+      curl --silent --show-error --fail-with-body --retry 5 --retry-connrefused \
+        -X POST -H "Authorization: Bearer $AQ_CALLBACK_TOKEN" \
+        -F "report=@$2;type=application/json" -F "digest=@$3;type=application/json" "$1"
+    else
+      curl --silent --show-error --fail-with-body --retry 5 --retry-connrefused \
+        -X POST -H "Content-Type: application/json" \
+        -H "Authorization: Bearer $AQ_CALLBACK_TOKEN" \
+        --data-binary "@$2" "$1"
+    fi
   - save
   - $(inputs.server_url + '/api/pipelines/' + encodeURIComponent(inputs.pipeline_id) + '/runs/' + encodeURIComponent(inputs.run_id) + '/jobreports/?name=' + encodeURIComponent(inputs.name) + '&instance=' + encodeURIComponent(inputs.instance))
   - $(inputs.report.path)
+  - "$(inputs.digest ? inputs.digest.path : '')"

@@ -13,6 +13,10 @@ pub struct Model {
     pub created_at: Option<DateTimeUtc>,
     #[sea_orm(column_type = "JsonBinary")]
     pub output: Json,
+    /// The tool's counters (`{"tool", "counts"|"issues", "created_at", "status"}`); `{}` when the
+    /// step uploaded none.
+    #[sea_orm(column_type = "JsonBinary")]
+    pub digest: Json,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

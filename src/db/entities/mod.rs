@@ -2,6 +2,7 @@
 //! (`backend_*`, `auth_user`) so dashboards that query the database directly keep working.
 
 pub mod command_line_tool;
+pub mod commit_status;
 pub mod job_report;
 pub mod kv_setting;
 pub mod pipeline;

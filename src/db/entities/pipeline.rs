@@ -21,6 +21,9 @@ pub struct Model {
     /// `{subworkflow: {tool: {input: {"default": value}}}}` overriding the subworkflows' defaults.
     #[sea_orm(column_type = "JsonBinary", nullable)]
     pub default_inputs: Option<Json>,
+    /// `{"pass": rule, "pass_with_comments": rule}` (see [`crate::quality::rules`]).
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub quality_rules: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -38,6 +38,10 @@ pub struct Model {
     pub k8s_job_name: Option<String>,
     pub launched_at: Option<DateTimeUtc>,
     pub updated_at: DateTimeUtc,
+    /// Summed job-report counters and the verdict, written when the run ends; `""` before
+    /// (as the reference). See [`crate::quality`].
+    #[sea_orm(column_type = "JsonBinary")]
+    pub digest: Json,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -79,6 +79,9 @@ pub struct Pipeline {
     pub tools: Vec<String>,
     /// `{subworkflow: {tool: {input: {"default": value}}}}`.
     pub default_inputs: Value,
+    /// `{"pass": rule, "pass_with_comments": rule}` (see the README's verdict model).
+    #[schema(required = true)]
+    pub quality_rules: Option<Value>,
     /// Owner's user id; `null` for a public pipeline.
     #[schema(required = true)]
     pub owner: Option<i64>,
@@ -105,6 +108,9 @@ pub struct PipelineWrite {
     pub tools: Option<Vec<String>>,
     /// `{subworkflow: {tool: {input: {"default": value}}}}` or null.
     pub default_inputs: Option<Value>,
+    /// `{"pass": rule, "pass_with_comments": rule}` or null; each rule is parsed when saved
+    /// (400 naming the problem).
+    pub quality_rules: Option<Value>,
     /// Staff only (others may send their own id or the current value).
     pub owner: Option<i64>,
     /// Jinja CWL template; staff only.
@@ -132,12 +138,22 @@ pub struct Run {
     /// The CWL output document, once stored.
     #[schema(required = true)]
     pub output: Option<Value>,
+    /// `""` until the run ended; then the six counters summed over its job reports (`issues`),
+    /// the rules used (`quality_rules`), the verdict (`digest_quality`), `created_at`, and
+    /// `manual` (`{digest_quality, time, user}`) once staff overrode the verdict.
+    pub digest: Value,
+    /// The computed verdict: `undefined` before the run ended, then `pass`,
+    /// `pass_with_comments`, `fail`, `unknown` or `exception`.
+    pub digest_quality: String,
     /// The CWL the run executed.
     #[schema(required = true)]
     pub executed_cwl: Option<String>,
     /// Username of the starter; absent when unknown.
     #[schema(required = false)]
     pub started_by: Option<String>,
+    /// Id of the trigger event that started the run, if any.
+    #[schema(required = true)]
+    pub trigger_event: Option<i64>,
     pub job_reports_count: i64,
     /// Slug of the trigger that started it, if any.
     #[schema(required = true)]
@@ -165,8 +181,29 @@ pub struct JobReport {
     pub created_at: Option<String>,
     /// The report document, verbatim.
     pub output: Value,
+    /// The tool's counters as its digest step wrote them (`{}` when none was uploaded).
+    pub digest: Value,
     /// Run id.
     pub run: i64,
+}
+
+/// The multipart upload of a job report (`curl -F report=@r.json -F digest=@digest.json`).
+#[derive(ToSchema)]
+pub struct ReportUpload {
+    /// The report document (JSON).
+    #[schema(format = Binary)]
+    pub report: String,
+    /// The digest (a JSON object; an empty file counts as `{}`).
+    #[schema(format = Binary)]
+    pub digest: String,
+}
+
+/// Staff's override of a run's verdict (`PATCH .../runs/{run}/`).
+#[derive(ToSchema)]
+#[schema(example = json!({"digest": {"digest_quality": "pass"}}))]
+pub struct RunOverride {
+    /// `{"digest_quality": <non-empty string, at most 50 characters>}`.
+    pub digest: Value,
 }
 
 /// A tool (subworkflow) pipelines are made of.

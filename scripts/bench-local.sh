@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Benchmark of the local runner with the release binary (not part of CI: timings on shared
+# machines are noisy). Real cwltool, real git, the demo catalogue's tools on the host.
+# Writes Markdown to stdout and target/bench/local.md:
+#   - POST -> succeeded of the notebook pipeline on a demo repository (sequential runs),
+#   - the service's own overhead while runs are in flight (added RSS, CPU of the service
+#     process itself, children excluded),
+#   - runs per minute at the default concurrency (a burst of runs submitted at once).
+#
+#   scripts/bench-local.sh                       # BENCH_RUNS=5 sequential, BENCH_BURST=20
+# Needs what scripts/dev.sh needs (git, curl, python3, Node.js; cwltool and ruff in .venv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS=${BENCH_RUNS:-5}
+BURST=${BENCH_BURST:-20}
+OUT=target/bench
+mkdir -p "$OUT"
+WORK=$(mktemp -d)
+trap 'kill ${SERVER_PID:-} 2>/dev/null || true; wait ${SERVER_PID:-} 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+if [ ! -x .venv/bin/cwltool ] || [ ! -x .venv/bin/ruff ]; then
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r scripts/runner-requirements.txt
+fi
+echo "building release binary" >&2
+cargo build --release --locked --quiet
+BIN=$PWD/target/release/application-quality-api
+
+# A demo repository: two notebooks (one clean, one with findings) and two Python files.
+REPO=$WORK/repo
+mkdir -p "$REPO/notebooks"
+python3 - "$REPO" <<'PY'
+import json, sys
+root = sys.argv[1]
+meta = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"}}
+title = {"cell_type": "markdown", "metadata": {}, "source": ["# Title\n"]}
+def code(n, src, outputs=()):
+    return {"cell_type": "code", "execution_count": n, "metadata": {}, "outputs": list(outputs), "source": [src]}
+def nb(cells):
+    return json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": meta, "cells": cells})
+open(f"{root}/notebooks/clean.ipynb", "w").write(nb([title, code(1, "x = 1\n"), code(2, "print(x)\n")]))
+open(f"{root}/notebooks/messy.ipynb", "w").write(nb([title, code(2, "y = 2\n"), code(1, "z = 3\n"), code(None, ""),
+    code(3, "1 / 0\n", [{"output_type": "error", "ename": "ZeroDivisionError", "evalue": "", "traceback": []}])]))
+open(f"{root}/bad.py", "w").write("import os\n\n\ndef check(value):\n    return value == None\n")
+open(f"{root}/clean.py", "w").write("def add(a, b):\n    return a + b\n")
+PY
+git -C "$REPO" init -q && git -C "$REPO" add . && git -C "$REPO" -c user.name=b -c user.email=b@example.org commit -qm demo
+
+export DATABASE_URL="sqlite://$WORK/bench.db?mode=rwc" LOG_FORMAT=json EXECUTOR=local \
+  CWLTOOL=$PWD/.venv/bin/cwltool LOCAL_CONTAINERS=off LOCAL_DATA_DIR=$WORK/data
+unset RUST_LOG KUBECONFIG
+"$BIN" migrate >/dev/null
+"$BIN" seed >/dev/null
+APPLICATION_QUALITY_PASSWORD=bench-password-1 "$BIN" user add bench >/dev/null 2>&1
+PORT=18098
+PORT=$PORT BIND_ADDRESS=127.0.0.1 "$BIN" serve 2>"$WORK/server.log" &
+SERVER_PID=$!
+for _ in $(seq 200); do curl -sf "http://127.0.0.1:$PORT/health/readiness" >/dev/null && break; sleep 0.05; done
+
+SERVER_PID=$SERVER_PID BASE=http://127.0.0.1:$PORT REPO=$REPO RUNS=$RUNS BURST=$BURST \
+  CORES=$(nproc) python3 - <<'PY' | tee "$OUT/local.md"
+import json, os, statistics, threading, time, urllib.request
+
+base, pid = os.environ["BASE"], int(os.environ["SERVER_PID"])
+runs, burst, repo = int(os.environ["RUNS"]), int(os.environ["BURST"]), os.environ["REPO"]
+tick = os.sysconf("SC_CLK_TCK")
+
+def call(method, path, body=None, token=None):
+    req = urllib.request.Request(base + path, method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **({"Authorization": "Bearer " + token} if token else {})})
+    with urllib.request.urlopen(req) as r:
+        return json.load(r)
+
+token = call("POST", "/api/token/", {"username": "bench", "password": "bench-password-1"})["access"]
+pipelines = {p["name"]: p["id"] for p in call("GET", "/api/pipelines/", token=token)}
+nb = pipelines["Notebook static analysis"]
+params = {"parameters": {"clone_subworkflow": {"clone": {"repo_url": "file://" + repo}}}}
+
+def rss_kib():
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1])
+
+def cpu_secs():  # the service process itself: utime + stime (children excluded)
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / tick
+
+peak = [0]
+stop = threading.Event()
+def sample():
+    while not stop.is_set():
+        peak[0] = max(peak[0], rss_kib()); time.sleep(0.01)
+
+def wait(run_id):
+    while True:
+        r = call("GET", f"/api/pipelines/_/runs/{run_id}/", token=token)
+        if r["status"] in ("succeeded", "failed", "killed"):
+            return r
+        time.sleep(0.02)
+
+idle = rss_kib()
+threading.Thread(target=sample, daemon=True).start()
+lat = []
+cpu0 = cpu_secs()
+for _ in range(runs):
+    t0 = time.monotonic()
+    run = call("POST", f"/api/pipelines/{nb}/runs/", params, token)
+    assert wait(run["id"])["status"] == "succeeded"
+    lat.append(time.monotonic() - t0)
+cpu_seq = cpu_secs() - cpu0
+
+cpu0 = cpu_secs()
+t0 = time.monotonic()
+ids = [call("POST", f"/api/pipelines/{nb}/runs/", params, token)["id"] for _ in range(burst)]
+done = [wait(i) for i in ids]
+elapsed = time.monotonic() - t0
+cpu_burst = cpu_secs() - cpu0
+stop.set()
+ok = sum(1 for r in done if r["status"] == "succeeded")
+child_cpu = statistics.median(r["usage_report"]["cpu_user_seconds"] + r["usage_report"]["cpu_system_seconds"] for r in done)
+
+print(f"## Local runner ({time.strftime('%Y-%m-%d')}, {os.environ['CORES']} cores, release build, SQLite, host tools)\n")
+print("| What | Result |\n|---|---|")
+print(f"| Notebook pipeline, POST -> `succeeded` ({runs} sequential runs) | median {statistics.median(lat)*1000:.0f} ms, min {min(lat)*1000:.0f} ms, max {max(lat)*1000:.0f} ms |")
+print(f"| CPU of one run's process tree (cwltool, git, python3, curl, node) | median {child_cpu:.2f} s |")
+print(f"| The service's own CPU per run (process itself, children excluded) | {cpu_seq/runs*1000:.1f} ms sequential, {cpu_burst/burst*1000:.1f} ms in the burst |")
+print(f"| The service's RSS | {idle/1024:.1f} MiB idle, peak {peak[0]/1024:.1f} MiB with runs in flight (+{(peak[0]-idle)/1024:.1f} MiB) |")
+print(f"| Burst of {burst} runs at the default concurrency ({os.environ['CORES']}) | {ok}/{burst} succeeded in {elapsed:.1f} s: {burst/elapsed*60:.1f} runs/minute |")
+PY
