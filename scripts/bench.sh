@@ -57,6 +57,7 @@ fi
 echo "building release binary" >&2
 cargo build --release --quiet
 cargo build --release --quiet --example coldstart
+cargo build --release --quiet --example session_cookie
 BIN=target/release/application-quality-api
 COLD=target/release/examples/coldstart
 
@@ -79,6 +80,8 @@ for _ in $(seq 200); do curl -sf "http://127.0.0.1:$PORT/health/readiness" >/dev
 BASE=http://127.0.0.1:$PORT
 TOKEN=$(curl -sf -X POST "$BASE/api/token/" -H 'Content-Type: application/json' \
   -d '{"username":"bench","password":"bench-password-1"}' | sed -E 's/.*"access":"([^"]+)".*/\1/')
+# A browser session of the same user, sealed as /oidc/callback/ seals it.
+COOKIE=$(target/release/examples/session_cookie bench)
 
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$SERVER_PID/status"; }
 hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$SERVER_PID/status"; }
@@ -95,6 +98,9 @@ wrk.headers["ce-type"] = "org.eoepca.application-quality.probes.health"
 LUA
 cat > "$WORK/auth.lua" <<LUA
 wrk.headers["Authorization"] = "Bearer $TOKEN"
+LUA
+cat > "$WORK/cookie.lua" <<LUA
+wrk.headers["Cookie"] = "$COOKIE"
 LUA
 cat > "$WORK/token.lua" <<'LUA'
 wrk.method = "POST"
@@ -124,6 +130,7 @@ run_wrk() {
 
 for c in 1 16 64; do run_wrk "health CloudEvent (POST /)" "$WORK/health.lua" / "$c"; done
 for c in 1 16 64; do run_wrk "GET /api/pipelines/ (JWT)" "$WORK/auth.lua" /api/pipelines/ "$c"; done
+for c in 1 16 64; do run_wrk "GET /api/pipelines/ (session cookie)" "$WORK/cookie.lua" /api/pipelines/ "$c"; done
 for c in 16 64; do run_wrk "GET /api/pipelines/_/runs/ (JWT)" "$WORK/auth.lua" /api/pipelines/_/runs/ "$c"; done
 for c in 1 4; do run_wrk "POST /api/token/ (argon2id)" "$WORK/token.lua" /api/token/ "$c"; done
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=

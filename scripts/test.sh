@@ -14,6 +14,9 @@
 #                and Node.js (cwltool's JavaScript engine) from apt when missing.
 #   Kubernetes   scripts/kube.sh start (a local API server, or the cluster KUBECONFIG points
 #                at); exported as KUBECONFIG.
+#   OpenID       tests/oidc-provider: a real OpenID provider (panva's oidc-provider, npm) for
+#                the sign-in tests, installed with `npm ci` from its package-lock.json;
+#                needs Node.js 20 or later (the distribution's nodejs/npm when missing).
 #   Runner       cargo-nextest when installed, else cargo test.
 #
 # In CI (CI set, or AQ_REQUIRE_KUBE / AQ_REQUIRE_PYTHON / AQ_REQUIRE_CWLTOOL = 1) the Python,
@@ -104,6 +107,20 @@ ensure_python() {
   export AQ_PYTHON=$PWD/.venv/bin/python
 }
 
+# ---------------------------------------------------------------------------------- OpenID provider
+ensure_oidc_provider() {
+  command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm ||
+    die "Node.js and npm are needed for the sign-in tests (an OpenID provider runs on Node.js)"
+  local major; major=$(node -p 'process.versions.node.split(".")[0]')
+  [ "$major" -ge 20 ] || die "Node.js $(node --version) is too old for the sign-in tests' OpenID provider (20 or later)"
+  if [ ! -d tests/oidc-provider/node_modules/oidc-provider ] ||
+     [ tests/oidc-provider/package-lock.json -nt tests/oidc-provider/node_modules/.package-lock.json ]; then
+    say "installing the OpenID provider for the sign-in tests (npm ci)"
+    (cd tests/oidc-provider && npm ci --no-audit --no-fund --loglevel=error) ||
+      die "npm ci in tests/oidc-provider failed"
+  fi
+}
+
 # ---------------------------------------------------------------------------------- local runner
 ensure_runner() {
   local missing=()
@@ -139,6 +156,7 @@ ensure_kube() {
 # ---------------------------------------------------------------------------------- run
 ensure_postgres
 ensure_python
+ensure_oidc_provider
 ensure_runner
 ensure_kube
 

@@ -297,6 +297,90 @@ pub struct Config {
     /// that user), comma-separated; `*`: every allowed sender. Empty: none (such events get 403).
     #[serde(default)]
     pub events_user_senders: String,
+    /// Browser sign-in through the IAM (`true`/`false`, the reference's variable): adds the
+    /// `/oidc/` routes and session cookies, and accepts the IAM's access tokens as Bearer.
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub oidc_enabled: bool,
+    /// The IAM's discovery document (`.../.well-known/openid-configuration`).
+    #[serde(default)]
+    pub oidc_connect_config_url: Option<String>,
+    /// The IAM's exact `iss`. Default: `OIDC_CONNECT_CONFIG_URL` without the well-known suffix.
+    #[serde(default)]
+    pub oidc_issuer: Option<String>,
+    /// This service's client id at the IAM.
+    #[serde(default)]
+    pub oidc_rp_client_id: Option<String>,
+    /// Its client secret (from a Secret).
+    #[serde(default)]
+    pub oidc_rp_client_secret: Option<String>,
+    /// Scopes requested at sign-in, space-separated.
+    #[serde(default = "default_oidc_scopes")]
+    pub oidc_rp_scopes: String,
+    /// Pins the ID token's signature algorithm (e.g. `RS256`); default: any asymmetric one.
+    #[serde(default)]
+    pub oidc_rp_sign_algo: Option<String>,
+    /// Overrides of the discovered endpoints.
+    #[serde(default)]
+    pub oidc_op_authorization_endpoint: Option<String>,
+    /// Token endpoint override.
+    #[serde(default)]
+    pub oidc_op_token_endpoint: Option<String>,
+    /// JWKS override.
+    #[serde(default)]
+    pub oidc_op_jwks_endpoint: Option<String>,
+    /// Read for compatibility with the reference's settings; not needed (claims come from the
+    /// ID token).
+    #[serde(default)]
+    pub oidc_op_user_endpoint: Option<String>,
+    /// RP-initiated logout endpoint override (default: the discovered `end_session_endpoint`).
+    #[serde(default)]
+    pub oidc_op_logout_endpoint: Option<String>,
+    /// Where the IAM sends the browser after logging out. Default: `PUBLIC_URL/`.
+    #[serde(default)]
+    pub oidc_post_logout_redirect_url: Option<String>,
+    /// Name of the logout endpoint's redirect parameter.
+    #[serde(default = "default_logout_parameter")]
+    pub oidc_logout_redirect_uri_parameter_name: String,
+    /// The `redirect_uri` registered at the IAM. Default: `PUBLIC_URL/oidc/callback/`.
+    #[serde(default)]
+    pub oidc_rp_redirect_uri: Option<String>,
+    /// Claim holding the username.
+    #[serde(default = "default_username_claim")]
+    pub oidc_preferred_username_claim_field: String,
+    /// Claim (a dotted path such as `realm_access.roles` reaches nested objects) whose values
+    /// decide staff status, with `OIDC_STAFF_VALUES`.
+    #[serde(default = "default_staff_claim")]
+    pub oidc_staff_claim: String,
+    /// Values of `OIDC_STAFF_CLAIM` that make a user staff, comma-separated. Empty: the IAM
+    /// never changes staff status.
+    #[serde(default)]
+    pub oidc_staff_values: String,
+    /// Accepted audiences of IAM access tokens on the REST API (`aud`, or `azp`),
+    /// comma-separated. Default: the client id.
+    #[serde(default)]
+    pub oidc_api_audiences: String,
+    /// Where the browser goes after signing in.
+    #[serde(default = "default_login_redirect")]
+    pub login_redirect_url: String,
+    /// Where the browser goes after logging out when the IAM has no end-session endpoint.
+    #[serde(default = "default_login_redirect")]
+    pub logout_redirect_url: String,
+    /// Lifetime of a browser session in seconds.
+    #[serde(default = "default_session_lifetime")]
+    pub session_lifetime_secs: u64,
+    /// CI workload identities: a JSON list of policies mapping token claims to local users,
+    /// e.g. `[{"issuer": "github", "claims": {"repository": "org/repo"}, "user": "ci"}]`.
+    #[serde(default)]
+    pub ci_oidc_policies: Option<String>,
+    /// Required `aud` of CI tokens. Default: `PUBLIC_URL`.
+    #[serde(default)]
+    pub ci_oidc_audience: Option<String>,
+    /// Issuer of GitHub Actions tokens.
+    #[serde(default = "default_github_issuer")]
+    pub ci_github_issuer: String,
+    /// Issuer of GitLab CI ID tokens (the GitLab instance's URL).
+    #[serde(default = "default_gitlab_issuer")]
+    pub ci_gitlab_issuer: String,
     /// Post commit statuses to GitHub for runs started by GitHub push and pull-request events
     /// (`yes`, `y`, `true`, `1`, `t`, any case, as the reference). Off by default.
     #[serde(default)]
@@ -337,6 +421,42 @@ pub struct Config {
     /// the names are open-ended).
     #[serde(skip)]
     forge_tokens: ForgeTokens,
+}
+
+/// `true`/`false` as Django settings read them (`True`, `1`, `yes`, `on` count as true).
+fn lenient_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    let s = String::deserialize(d)?;
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "y" | "on" | "t" => Ok(true),
+        "false" | "0" | "no" | "n" | "off" | "f" | "" => Ok(false),
+        other => Err(serde::de::Error::custom(format!(
+            "expected true or false, got {other:?}"
+        ))),
+    }
+}
+fn default_oidc_scopes() -> String {
+    "openid profile email".into()
+}
+fn default_logout_parameter() -> String {
+    "post_logout_redirect_uri".into()
+}
+fn default_username_claim() -> String {
+    "preferred_username".into()
+}
+fn default_staff_claim() -> String {
+    "groups".into()
+}
+fn default_login_redirect() -> String {
+    "/".into()
+}
+fn default_session_lifetime() -> u64 {
+    12 * 3600
+}
+fn default_github_issuer() -> String {
+    "https://token.actions.githubusercontent.com".into()
+}
+fn default_gitlab_issuer() -> String {
+    "https://gitlab.com".into()
 }
 
 /// Forge API tokens from the environment, by forge and scope (`""` = the fallback token).
@@ -656,6 +776,7 @@ impl Config {
             return Err(ConfigError("KUBE_TIMEOUT_MS must be positive".into()));
         }
         self.validate_events_auth()?;
+        self.validate_oidc()?;
         if let Some(url) = &self.local_callback_url
             && normalize_origin(url).is_none()
         {
@@ -705,6 +826,108 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// Sign-in settings: with `OIDC_ENABLED`, a client id and secret and either a discovery URL
+    /// or an issuer; every IAM and CI URL https (http only to loopback).
+    fn validate_oidc(&self) -> Result<(), ConfigError> {
+        if self.session_lifetime_secs == 0 {
+            return Err(ConfigError("SESSION_LIFETIME_SECS must be positive".into()));
+        }
+        let urls = [
+            (
+                "OIDC_CONNECT_CONFIG_URL",
+                self.oidc_connect_config_url.as_ref(),
+            ),
+            ("OIDC_ISSUER", self.oidc_issuer.as_ref()),
+            (
+                "OIDC_OP_AUTHORIZATION_ENDPOINT",
+                self.oidc_op_authorization_endpoint.as_ref(),
+            ),
+            (
+                "OIDC_OP_TOKEN_ENDPOINT",
+                self.oidc_op_token_endpoint.as_ref(),
+            ),
+            ("OIDC_OP_JWKS_ENDPOINT", self.oidc_op_jwks_endpoint.as_ref()),
+            (
+                "OIDC_OP_LOGOUT_ENDPOINT",
+                self.oidc_op_logout_endpoint.as_ref(),
+            ),
+            ("CI_GITHUB_ISSUER", Some(&self.ci_github_issuer)),
+            ("CI_GITLAB_ISSUER", Some(&self.ci_gitlab_issuer)),
+        ];
+        for (name, value) in urls {
+            if let Some(value) = value
+                && !url::Url::parse(value).is_ok_and(|u| is_secure_or_loopback(&u))
+            {
+                return Err(ConfigError(format!(
+                    "{name} must be an https:// URL (http:// only to a loopback address), got {value:?}"
+                )));
+            }
+        }
+        if self.oidc_rp_sign_algo.as_deref().is_some_and(|a| {
+            a.parse::<jsonwebtoken::Algorithm>().ok().is_none_or(|a| {
+                matches!(
+                    a,
+                    jsonwebtoken::Algorithm::HS256
+                        | jsonwebtoken::Algorithm::HS384
+                        | jsonwebtoken::Algorithm::HS512
+                )
+            })
+        }) {
+            return Err(ConfigError(
+                "OIDC_RP_SIGN_ALGO must name an asymmetric JWS algorithm such as RS256".into(),
+            ));
+        }
+        if self.oidc_enabled {
+            if self.oidc_rp_client_id.is_none() || self.oidc_rp_client_secret.is_none() {
+                return Err(ConfigError(
+                    "OIDC_RP_CLIENT_ID and OIDC_RP_CLIENT_SECRET are required with OIDC_ENABLED=true"
+                        .into(),
+                ));
+            }
+            if self.oidc_issuer().is_none() {
+                return Err(ConfigError(
+                    "OIDC_CONNECT_CONFIG_URL (or OIDC_ISSUER) is required with OIDC_ENABLED=true"
+                        .into(),
+                ));
+            }
+            if !self
+                .oidc_rp_scopes
+                .split_whitespace()
+                .any(|s| s == "openid")
+            {
+                return Err(ConfigError("OIDC_RP_SCOPES must include openid".into()));
+            }
+        }
+        if let Some(policies) = &self.ci_oidc_policies {
+            crate::auth::identity::CiPolicy::parse_list(policies)
+                .map_err(|e| ConfigError(format!("CI_OIDC_POLICIES: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The IAM's issuer: `OIDC_ISSUER`, else the discovery URL without its well-known suffix.
+    pub fn oidc_issuer(&self) -> Option<String> {
+        self.oidc_issuer.clone().or_else(|| {
+            self.oidc_connect_config_url.as_deref().map(|u| {
+                u.trim_end_matches('/')
+                    .trim_end_matches("/.well-known/openid-configuration")
+                    .to_string()
+            })
+        })
+    }
+
+    /// The `redirect_uri` of the sign-in.
+    pub fn oidc_redirect_uri(&self) -> String {
+        self.oidc_rp_redirect_uri
+            .clone()
+            .unwrap_or_else(|| format!("{}/oidc/callback/", self.public_url))
+    }
+
+    /// Whether cookies get the `Secure` attribute.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
     }
 
     /// The executor choice, with an unset `EXECUTOR` following `KUBERNETES`.
@@ -970,6 +1193,56 @@ mod tests {
         assert!(c.is_ok());
         let err = cfg(&[("EVENTS_AUTH", "basic")]).unwrap_err().to_string();
         assert!(err.contains("basic"), "{err}");
+    }
+
+    #[test]
+    fn oidc_settings() {
+        let c = cfg(&[]).unwrap();
+        assert!(!c.oidc_enabled);
+        assert_eq!(c.oidc_rp_scopes, "openid profile email");
+        assert_eq!(
+            c.oidc_redirect_uri(),
+            "http://localhost:8080/oidc/callback/"
+        );
+        let discovery = (
+            "OIDC_CONNECT_CONFIG_URL",
+            "https://iam.example.org/realms/eoepca/.well-known/openid-configuration",
+        );
+        let err = cfg(&[("OIDC_ENABLED", "true"), discovery])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("OIDC_RP_CLIENT_ID"), "{err}");
+        let client = [("OIDC_RP_CLIENT_ID", "aq"), ("OIDC_RP_CLIENT_SECRET", "s")];
+        let err = cfg(&[("OIDC_ENABLED", "True"), client[0], client[1]])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("OIDC_CONNECT_CONFIG_URL"), "{err}");
+        let c = cfg(&[("OIDC_ENABLED", "True"), client[0], client[1], discovery]).unwrap();
+        assert!(c.oidc_enabled);
+        assert_eq!(
+            c.oidc_issuer().as_deref(),
+            Some("https://iam.example.org/realms/eoepca")
+        );
+        for (name, bad) in [
+            ("OIDC_ENABLED", "maybe"),
+            ("OIDC_CONNECT_CONFIG_URL", "http://iam.example.org/x"),
+            ("OIDC_RP_SIGN_ALGO", "HS256"),
+            ("OIDC_RP_SIGN_ALGO", "nonsense"),
+            ("OIDC_RP_SCOPES", "profile email"),
+            ("SESSION_LIFETIME_SECS", "0"),
+            ("CI_GITHUB_ISSUER", "http://github.example"),
+            ("CI_OIDC_POLICIES", "[{}]"),
+        ] {
+            let mut vars = vec![("OIDC_ENABLED", "true"), client[0], client[1], discovery];
+            vars.retain(|(k, _)| *k != name);
+            vars.push((name, bad));
+            let err = cfg(&vars).unwrap_err().to_string();
+            assert!(
+                err.contains(name) || err.contains(bad),
+                "{name}={bad}: {err}"
+            );
+        }
+        assert!(cfg(&[("OIDC_RP_SIGN_ALGO", "ES256")]).is_ok());
     }
 
     #[test]

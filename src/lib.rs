@@ -77,6 +77,7 @@ pub async fn build_state_with(
         config.login_max_failures_per_address,
         config.login_failure_window(),
     );
+    let identities = auth::identity::Identities::from_config(&config)?;
     Ok(AppState::new(state::AppStateInner {
         db,
         allowed_hosts: Arc::new(config.allowed_hosts()),
@@ -91,6 +92,8 @@ pub async fn build_state_with(
         config: Arc::new(config),
         jwt: Arc::new(jwt),
         run_token_key: auth::run_token::derivation_key(&key),
+        sessions: auth::session::SessionKeys::new(&key),
+        identities,
         launcher,
         metrics: Arc::new(metrics::Metrics::new()),
         outbox: Arc::new(statuses::Outbox::default()),

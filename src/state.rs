@@ -2,7 +2,10 @@
 //! for every layer and handler of every request cost one atomic increment.
 
 use crate::{
-    auth::{jwt::JwtKeys, login_limit::LoginLimiter, oidc::SenderVerifier, user_cache::UserCache},
+    auth::{
+        identity::Identities, jwt::JwtKeys, login_limit::LoginLimiter, oidc::SenderVerifier,
+        session::SessionKeys, user_cache::UserCache,
+    },
     config::Config,
     metrics::Metrics,
     read_cache::ReadCache,
@@ -73,6 +76,10 @@ pub struct AppStateInner {
     pub pipeline_list: ReadCache<PipelineList>,
     /// Recently read users behind access tokens.
     pub users: UserCache,
+    /// Keys of the browser session cookies.
+    pub sessions: SessionKeys,
+    /// The IAM and CI issuers whose tokens are accepted.
+    pub identities: Identities,
     /// Prometheus metrics of this instance (`GET /metrics`).
     pub metrics: Arc<Metrics>,
     /// Delivery state of the commit-status outbox (`statuses`).

@@ -1,13 +1,24 @@
 //! Typed extractors. A handler's signature says who may call it:
-//! - [`CurrentUser`]: a valid access token of an active user (else 401);
+//! - [`CurrentUser`]: an active user, authenticated by a Bearer token (ours, the IAM's, or a CI
+//!   workload identity mapped by policy) or by a session cookie of the browser sign-in (else 401);
 //! - [`StaffUser`]: the same, and staff (else 403);
 //! - [`MaybeUser`]: anonymous allowed, but a credential that is present must be valid;
 //! - [`RunToken`]: a per-run callback token (checked against the run by the handler).
+//!
+//! A Bearer header wins over cookies. A state-changing request authenticated by the session
+//! cookie must carry `X-CSRFToken` equal to the `csrftoken` cookie (and to the token sealed in
+//! the session) and an `Origin` (or `Referer`) of `PUBLIC_URL`, else 403: the double-submit and
+//! same-origin checks the reference gets from Django's CSRF middleware.
 
-use super::jwt::{TokenError, TokenType};
+use super::{
+    jwt::{TokenError, TokenType},
+    session::{self, CSRF_COOKIE, CSRF_HEADER, CookieError, SESSION_COOKIE, Session},
+};
 use crate::{db::entities::user, error::AppError, state::AppState};
 use axum::{extract::FromRequestParts, http::request::Parts};
+use jsonwebtoken::Algorithm;
 use sea_orm::EntityTrait;
+use subtle::ConstantTimeEq;
 
 /// An authenticated, active user.
 #[derive(Debug, Clone)]
@@ -46,6 +57,20 @@ pub(crate) fn bearer(parts: &Parts) -> Result<Option<&str>, AppError> {
 }
 
 async fn user_from_token(state: &AppState, token: &str) -> Result<user::Model, AppError> {
+    // Tokens of other issuers (the IAM, CI): asymmetric signatures and a foreign `iss`.
+    if let Ok(header) = jsonwebtoken::decode_header(token)
+        && !matches!(
+            header.alg,
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+        )
+        && let Some(iss) = super::oidc::unverified_issuer(token)
+        && iss != state.config.jwt_issuer
+    {
+        return state
+            .identities
+            .user_from_token(&state.db, token, &iss)
+            .await;
+    }
     let user_id = state
         .jwt
         .verify(token, TokenType::Access)
@@ -56,6 +81,11 @@ async fn user_from_token(state: &AppState, token: &str) -> Result<user::Model, A
                 AppError::Unauthorized("Given token not valid for any token type".into())
             }
         })?;
+    user_by_id(state, user_id).await
+}
+
+/// The active user `id` (cached for `AUTH_USER_CACHE_SECS`).
+async fn user_by_id(state: &AppState, user_id: i64) -> Result<user::Model, AppError> {
     if let Some(u) = state.users.get(user_id) {
         return Ok(u);
     }
@@ -69,12 +99,101 @@ async fn user_from_token(state: &AppState, token: &str) -> Result<user::Model, A
     }
 }
 
+/// The valid session of the request's cookie. `Ok(None)`: no session cookie, or (when
+/// `lenient`) one that is expired or invalid, which then counts as anonymous.
+pub fn session_of(
+    headers: &http::HeaderMap,
+    state: &AppState,
+    lenient: bool,
+) -> Result<Option<Session>, AppError> {
+    let Some(value) = session::cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    match state.sessions.open_session(value) {
+        Ok(s) => Ok(Some(s)),
+        Err(_) if lenient => Ok(None),
+        Err(CookieError::Expired) => Err(AppError::Unauthorized(
+            "The session has expired; sign in again.".into(),
+        )),
+        Err(CookieError::Invalid) => Err(AppError::Unauthorized(
+            "The session cookie is not valid; sign in again.".into(),
+        )),
+    }
+}
+
+/// Django's CSRF rules for a request authenticated by the session cookie: safe methods pass;
+/// others need `X-CSRFToken` = the `csrftoken` cookie = the session's token, and an `Origin`
+/// (else `Referer`) of `PUBLIC_URL`.
+fn check_csrf(parts: &Parts, state: &AppState, session: &Session) -> Result<(), AppError> {
+    use http::Method;
+    if matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    ) {
+        return Ok(());
+    }
+    let refuse = |why: &str| Err(AppError::Forbidden(format!("CSRF Failed: {why}")));
+    let origin = match parts
+        .headers
+        .get(http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(o) => Some(o.trim_end_matches('/').to_ascii_lowercase()),
+        None => parts
+            .headers
+            .get(http::header::REFERER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|r| url::Url::parse(r).ok())
+            .map(|u| u.origin().ascii_serialization()),
+    };
+    match origin {
+        None => return refuse("Origin checking failed - no Origin or Referer header."),
+        Some(o) if o != state.config.public_url => {
+            return refuse(&format!(
+                "Origin checking failed - {o:?} does not match PUBLIC_URL."
+            ));
+        }
+        Some(_) => {}
+    }
+    let header = parts
+        .headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let cookie = session::cookie(&parts.headers, CSRF_COOKIE).unwrap_or("");
+    if header.is_empty() || cookie.is_empty() {
+        return refuse("CSRF token missing (the X-CSRFToken header and the csrftoken cookie).");
+    }
+    let same = |a: &str, b: &str| bool::from(a.as_bytes().ct_eq(b.as_bytes()));
+    if !same(header, cookie) || !same(cookie, &session.csrf) {
+        return refuse("CSRF token incorrect.");
+    }
+    Ok(())
+}
+
+/// The user of a request: Bearer first, else the session cookie (CSRF-checked). `lenient`:
+/// an unusable session cookie counts as anonymous instead of a 401.
+async fn user_of(
+    parts: &Parts,
+    state: &AppState,
+    lenient: bool,
+) -> Result<Option<user::Model>, AppError> {
+    if let Some(token) = bearer(parts)? {
+        return user_from_token(state, token).await.map(Some);
+    }
+    let Some(session) = session_of(&parts.headers, state, lenient)? else {
+        return Ok(None);
+    };
+    check_csrf(parts, state, &session)?;
+    user_by_id(state, session.uid).await.map(Some)
+}
+
 impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        match bearer(parts)? {
-            Some(token) => Ok(CurrentUser(user_from_token(state, token).await?)),
+        match user_of(parts, state, false).await? {
+            Some(user) => Ok(CurrentUser(user)),
             None => Err(AppError::Unauthorized(
                 "Authentication credentials were not provided.".into(),
             )),
@@ -99,10 +218,7 @@ impl FromRequestParts<AppState> for MaybeUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        match bearer(parts)? {
-            Some(token) => Ok(MaybeUser(Some(user_from_token(state, token).await?))),
-            None => Ok(MaybeUser(None)),
-        }
+        Ok(MaybeUser(user_of(parts, state, true).await?))
     }
 }
 

@@ -1,12 +1,15 @@
-//! Authentication: password hashing, JWTs, per-run callback tokens, OIDC tokens of CloudEvent
-//! senders, and the typed extractors that state each handler's access rule in its signature.
+//! Authentication: password hashing, JWTs, per-run callback tokens, OIDC tokens (CloudEvent
+//! senders, the IAM, CI workload identities), stateless browser sessions, and the typed
+//! extractors that state each handler's access rule in its signature.
 
 pub mod extract;
+pub mod identity;
 pub mod jwt;
 pub mod login_limit;
 pub mod oidc;
 pub mod password;
 pub mod run_token;
+pub mod session;
 pub mod user_cache;
 
 pub use extract::{CurrentUser, MaybeUser, RunToken, StaffUser};

@@ -24,7 +24,8 @@ use crate::{
 };
 use anyhow::{Context, anyhow, bail};
 use axum::{body::Bytes, extract::FromRequestParts, http::request::Parts};
-use http_body_util::{BodyExt, Empty, Limited};
+use base64::Engine;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::{ConfigBuilderExt, HttpsConnector};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
@@ -252,7 +253,7 @@ impl KeySet {
     }
 }
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Fetch bookkeeping, behind the lock that lets one fetch run at a time.
 #[derive(Default)]
@@ -261,21 +262,27 @@ struct FetchState {
     clients: Vec<(Option<PathBuf>, HttpClient)>,
     last_attempt: Option<Instant>,
     last_failed: bool,
+    /// When a discovery fetch of its own (not one for the keys) last failed.
+    discovery_failed_at: Option<Instant>,
 }
 
-/// Where the keys come from.
-#[derive(Debug, Clone)]
-enum KeySource {
-    /// A configured JWKS URL.
-    Jwks(url::Url),
-    /// The issuer's discovery document, whose `jwks_uri` is then fetched.
-    Discovery(url::Url),
-}
-
-#[derive(Deserialize)]
-struct Discovery {
-    issuer: String,
-    jwks_uri: String,
+/// The parts of an issuer's discovery document this service uses.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Discovery {
+    /// Must equal the configured issuer.
+    pub issuer: String,
+    /// Where the signing keys are.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    /// Where browsers are sent to sign in.
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    /// Where authorization codes are exchanged.
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+    /// RP-initiated logout.
+    #[serde(default)]
+    pub end_session_endpoint: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -283,107 +290,240 @@ struct JwkSet {
     keys: Vec<Value>,
 }
 
-#[derive(Deserialize)]
-struct Claims {
-    /// Optional here so that a token without one gets the "required claim" answer.
-    #[serde(default)]
-    sub: Option<String>,
+/// How the audience of a token is checked.
+#[derive(Debug, Clone, Copy)]
+pub enum Audience<'a> {
+    /// `aud` must contain this value.
+    Exactly(&'a str),
+    /// `aud` must contain one of these values, or `azp` (the client the token was issued to)
+    /// must be one of them: an IAM's access tokens often carry a generic `aud` (Keycloak:
+    /// `account`) and name the requesting client in `azp`.
+    AnyOrAuthorizedParty(&'a [String]),
 }
 
-/// Verifies sender tokens and holds the sender policy (see the module documentation).
-pub struct SenderVerifier {
-    issuer: String,
-    audience: String,
-    source: KeySource,
-    ca_file: Option<PathBuf>,
-    bearer_token_file: Option<PathBuf>,
-    refresh_interval: Duration,
-    /// Subjects that may send events.
-    pub allowed: SenderList,
-    /// Subjects that may name a `user` in `pipeline.execute` events.
-    pub user_senders: SenderList,
+/// Settings of one [`Issuer`].
+#[derive(Debug, Clone)]
+pub struct IssuerOptions {
+    /// The exact `iss` of its tokens.
+    pub issuer: String,
+    /// What its tokens are called in error messages ("sender token", "ID token", ...).
+    pub label: &'static str,
+    /// A configured JWKS URL; default: the discovery document's `jwks_uri`.
+    pub jwks_url: Option<url::Url>,
+    /// Discovery document; default: `<issuer>/.well-known/openid-configuration`.
+    pub discovery_url: Option<url::Url>,
+    /// PEM CA file trusted for its requests (only these then).
+    pub ca_file: Option<PathBuf>,
+    /// File with a bearer token sent with discovery and JWKS requests.
+    pub bearer_token_file: Option<PathBuf>,
+    /// Shortest time between two key fetches caused by unknown key ids.
+    pub refresh_interval: Duration,
+    /// Pins one signature algorithm (e.g. `OIDC_RP_SIGN_ALGO`); default: every asymmetric one.
+    pub algorithm: Option<Algorithm>,
+}
+
+/// An OpenID issuer whose tokens this service verifies: its discovery document and signing
+/// keys are fetched lazily (never at start-up) and cached, as described in the module
+/// documentation. One type for every issuer: Knative's event senders, the IAM (ID tokens of the
+/// browser sign-in, access tokens on the REST API), and CI workload identities.
+pub struct Issuer {
+    options: IssuerOptions,
+    discovery_url: url::Url,
     keys: RwLock<KeySet>,
+    discovery: RwLock<Option<Arc<Discovery>>>,
     fetch: tokio::sync::Mutex<FetchState>,
 }
 
-impl SenderVerifier {
-    /// The verifier of a configuration with `EVENTS_AUTH=oidc` (`None` when off). Does no I/O:
-    /// the keys are fetched on the first authenticated event.
-    pub fn from_config(config: &Config) -> anyhow::Result<Option<Self>> {
-        if config.events_auth == EventsAuth::Off {
-            return Ok(None);
-        }
-        let issuer = config
-            .events_oidc_issuer
-            .clone()
-            .context("EVENTS_OIDC_ISSUER is required")?;
-        let audience = config
-            .events_oidc_audience
-            .clone()
-            .context("EVENTS_OIDC_AUDIENCE is required")?;
-        let source = match &config.events_oidc_jwks_url {
-            Some(u) => KeySource::Jwks(url::Url::parse(u).context("EVENTS_OIDC_JWKS_URL")?),
-            None => KeySource::Discovery(
-                url::Url::parse(&format!(
-                    "{}/.well-known/openid-configuration",
-                    issuer.trim_end_matches('/')
-                ))
-                .context("EVENTS_OIDC_ISSUER")?,
-            ),
+impl Issuer {
+    /// An issuer; does no I/O. Fails only on an issuer that cannot make a discovery URL.
+    pub fn new(options: IssuerOptions) -> anyhow::Result<Self> {
+        let discovery_url = match &options.discovery_url {
+            Some(u) => u.clone(),
+            None => url::Url::parse(&format!(
+                "{}/.well-known/openid-configuration",
+                options.issuer.trim_end_matches('/')
+            ))
+            .with_context(|| format!("the issuer {:?} is not a URL", options.issuer))?,
         };
-        Ok(Some(SenderVerifier {
-            issuer,
-            audience,
-            source,
-            ca_file: config.events_oidc_ca_file.as_ref().map(PathBuf::from),
-            bearer_token_file: config
-                .events_oidc_bearer_token_file
-                .as_ref()
-                .map(PathBuf::from),
-            refresh_interval: Duration::from_secs(config.events_oidc_refresh_interval_secs),
-            allowed: SenderList::parse(&config.events_allowed_senders, true),
-            user_senders: SenderList::parse(&config.events_user_senders, false),
+        Ok(Issuer {
+            options,
+            discovery_url,
             keys: RwLock::new(KeySet::default()),
+            discovery: RwLock::new(None),
             fetch: tokio::sync::Mutex::new(FetchState::default()),
-        }))
+        })
     }
 
-    /// Checks a token and returns its subject: 401 when it is not a valid token of the issuer
-    /// for our audience, 503 when the keys cannot be fetched.
-    pub async fn verify(&self, token: &str) -> Result<String, AppError> {
+    /// The `iss` of its tokens.
+    pub fn issuer(&self) -> &str {
+        &self.options.issuer
+    }
+
+    /// Whether a token's (unverified) `iss` names this issuer.
+    pub fn is_issuer(&self, iss: &str) -> bool {
+        iss.trim_end_matches('/') == self.options.issuer.trim_end_matches('/')
+    }
+
+    /// Checks a token (signature, `iss`, the audience, `exp`/`nbf`, a non-empty `sub`) and
+    /// returns its claims: 401 with the reason when it is not valid, 503 when the keys cannot
+    /// be fetched.
+    pub async fn verify(
+        &self,
+        token: &str,
+        audience: Audience<'_>,
+    ) -> Result<serde_json::Map<String, Value>, AppError> {
+        let label = self.options.label;
         let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| unauthorized("The sender token is not a well-formed JWT."))?;
-        if !ACCEPTED_ALGORITHMS.contains(&header.alg) {
-            return Err(unauthorized(&format!(
-                "The sender token's algorithm {:?} is not accepted (asymmetric signatures only).",
-                header.alg
+            .map_err(|_| unauthorized(format!("The {label} is not a well-formed JWT.")))?;
+        let accepted = match self.options.algorithm {
+            Some(pinned) => header.alg == pinned,
+            None => ACCEPTED_ALGORITHMS.contains(&header.alg),
+        };
+        if !accepted {
+            return Err(unauthorized(format!(
+                "The {label}'s algorithm {:?} is not accepted (asymmetric signatures only{}).",
+                header.alg,
+                match self.options.algorithm {
+                    Some(a) => format!(", {a:?} configured"),
+                    None => String::new(),
+                }
             )));
         }
         let keys = self.keys_for(header.alg, header.kid.as_deref()).await?;
         let mut validation = Validation::new(header.alg);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_issuer(&[&self.options.issuer]);
+        // Checked below, with the `azp` rule.
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECS;
         let mut last = None;
         for key in &keys {
-            match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
+            match jsonwebtoken::decode::<serde_json::Map<String, Value>>(
+                token,
+                &key.key,
+                &validation,
+            ) {
                 Ok(data) => {
-                    return match data.claims.sub {
-                        Some(sub) if !sub.is_empty() => Ok(sub),
-                        _ => Err(token_error(&ErrorKind::MissingRequiredClaim("sub".into()))),
-                    };
+                    let claims = data.claims;
+                    if claims
+                        .get("sub")
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
+                    {
+                        return Err(token_error(
+                            &ErrorKind::MissingRequiredClaim("sub".into()),
+                            label,
+                        ));
+                    }
+                    if !audience_matches(&claims, audience) {
+                        return Err(token_error(&ErrorKind::InvalidAudience, label));
+                    }
+                    return Ok(claims);
                 }
                 // Another key (without a kid to pick it) may still fit.
                 Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => last = Some(e),
-                Err(e) => return Err(token_error(e.kind())),
+                Err(e) => return Err(token_error(e.kind(), label)),
             }
         }
         Err(match last {
-            Some(e) => token_error(e.kind()),
-            None => unauthorized("The sender token is signed with an unknown key."),
+            Some(e) => token_error(e.kind(), label),
+            None => unknown_key(label),
         })
+    }
+
+    /// The discovery document, fetched on first use and cached (refreshed with the keys).
+    pub async fn discovery(&self) -> Result<Arc<Discovery>, AppError> {
+        if let Some(doc) = self.discovery.read().expect("discovery lock").clone() {
+            return Ok(doc);
+        }
+        let mut fetch = self.fetch.lock().await;
+        if let Some(doc) = self.discovery.read().expect("discovery lock").clone() {
+            return Ok(doc);
+        }
+        if fetch
+            .discovery_failed_at
+            .is_some_and(|at| at.elapsed() < FAILURE_BACKOFF)
+        {
+            return Err(self.unavailable());
+        }
+        match tokio::time::timeout(FETCH_TIMEOUT, self.fetch_discovery(&mut fetch)).await {
+            Ok(Ok(doc)) => {
+                fetch.discovery_failed_at = None;
+                Ok(doc)
+            }
+            outcome => {
+                fetch.discovery_failed_at = Some(Instant::now());
+                let error = match outcome {
+                    Ok(Err(e)) => format!("{e:#}"),
+                    _ => format!("no answer within {} s", FETCH_TIMEOUT.as_secs()),
+                };
+                tracing::error!(issuer = %self.options.issuer, %error, "cannot fetch the issuer's discovery document");
+                Err(self.unavailable())
+            }
+        }
+    }
+
+    /// POSTs a form (the token endpoint's code exchange) with optional HTTP Basic client
+    /// credentials; returns the status and the (bounded) body.
+    pub async fn post_form(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        basic: Option<(&str, &str)>,
+    ) -> anyhow::Result<(http::StatusCode, Bytes)> {
+        let url = url::Url::parse(url).with_context(|| format!("{url:?} is not a URL"))?;
+        let client = {
+            let mut fetch = self.fetch.lock().await;
+            self.client(&mut fetch, &url)?.0
+        };
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut req = http::Request::post(url.as_str())
+            .header(http::header::ACCEPT, "application/json")
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(Full::new(Bytes::from(body)))
+            .context("building the request")?;
+        if let Some((user, password)) = basic {
+            // RFC 6749 2.3.1: both parts form-encoded before the Basic encoding.
+            let enc =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let credentials = base64::engine::general_purpose::STANDARD.encode(format!(
+                "{}:{}",
+                enc(user),
+                enc(password)
+            ));
+            req.headers_mut().insert(
+                http::header::AUTHORIZATION,
+                http::HeaderValue::from_str(&format!("Basic {credentials}"))
+                    .context("client credentials")?,
+            );
+        }
+        let response = tokio::time::timeout(FETCH_TIMEOUT, client.request(req))
+            .await
+            .map_err(|_| anyhow!("POST {url}: no answer within {} s", FETCH_TIMEOUT.as_secs()))?
+            .map_err(|e| anyhow!("POST {url}: {e}"))?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
+            .collect()
+            .await
+            .map_err(|e| anyhow!("POST {url}: reading the answer: {e}"))?
+            .to_bytes();
+        Ok((status, body))
+    }
+
+    fn unavailable(&self) -> AppError {
+        AppError::Unavailable {
+            detail: format!(
+                "The identity provider {} cannot be reached right now; retry later.",
+                self.options.issuer
+            ),
+            retry_after: RETRY_AFTER_SECS,
+        }
     }
 
     /// The cached keys that fit the token, fetching the key set when there is none yet, when
@@ -393,6 +533,7 @@ impl SenderVerifier {
         alg: Algorithm,
         kid: Option<&str>,
     ) -> Result<Vec<VerifyKey>, AppError> {
+        let label = self.options.label;
         if let Some(keys) = self.cached(alg, kid) {
             return Ok(keys);
         }
@@ -406,9 +547,9 @@ impl SenderVerifier {
             (set.fetched_at.is_some(), set.matching(alg, kid))
         };
         let wait = if fetch.last_failed {
-            FAILURE_BACKOFF.min(self.refresh_interval)
+            FAILURE_BACKOFF.min(self.options.refresh_interval)
         } else {
-            self.refresh_interval
+            self.options.refresh_interval
         };
         if let Some(at) = fetch.last_attempt
             && at.elapsed() < wait
@@ -416,18 +557,16 @@ impl SenderVerifier {
             return if !stale_keys.is_empty() {
                 Ok(stale_keys)
             } else if fetch.last_failed || !have_keys {
-                Err(jwks_unavailable())
+                Err(jwks_unavailable(label))
             } else {
-                Err(unauthorized(
-                    "The sender token is signed with an unknown key.",
-                ))
+                Err(unknown_key(label))
             };
         }
         fetch.last_attempt = Some(Instant::now());
         match tokio::time::timeout(FETCH_TIMEOUT, self.fetch_keys(&mut fetch)).await {
             Ok(Ok(keys)) => {
                 fetch.last_failed = false;
-                tracing::info!(keys = keys.len(), "fetched the event senders' signing keys");
+                tracing::info!(issuer = %self.options.issuer, keys = keys.len(), "fetched the signing keys of an issuer");
                 let mut set = self.keys.write().expect("key cache lock");
                 *set = KeySet {
                     keys,
@@ -435,9 +574,7 @@ impl SenderVerifier {
                 };
                 let keys = set.matching(alg, kid);
                 if keys.is_empty() {
-                    Err(unauthorized(
-                        "The sender token is signed with an unknown key.",
-                    ))
+                    Err(unknown_key(label))
                 } else {
                     Ok(keys)
                 }
@@ -450,11 +587,11 @@ impl SenderVerifier {
                 };
                 // Keys of a stale set still verify what they signed; only new keys wait.
                 if !stale_keys.is_empty() {
-                    tracing::warn!(%error, "refreshing the event senders' signing keys failed; keeping the old ones");
+                    tracing::warn!(issuer = %self.options.issuer, %error, "refreshing the signing keys failed; keeping the old ones");
                     return Ok(stale_keys);
                 }
-                tracing::error!(%error, "cannot fetch the event senders' signing keys");
-                Err(jwks_unavailable())
+                tracing::error!(issuer = %self.options.issuer, %error, "cannot fetch the signing keys");
+                Err(jwks_unavailable(label))
             }
         }
     }
@@ -469,33 +606,38 @@ impl SenderVerifier {
         (!keys.is_empty()).then_some(keys)
     }
 
+    /// Fetches the discovery document, checks its issuer and caches it.
+    async fn fetch_discovery(&self, fetch: &mut FetchState) -> anyhow::Result<Arc<Discovery>> {
+        let url = &self.discovery_url;
+        let doc: Discovery = serde_json::from_slice(&self.get(fetch, url).await?)
+            .with_context(|| format!("{url} is not an OpenID discovery document"))?;
+        if !self.is_issuer(&doc.issuer) {
+            bail!(
+                "{url} names the issuer {:?}, not the configured {:?}",
+                doc.issuer,
+                self.options.issuer
+            );
+        }
+        let doc = Arc::new(doc);
+        *self.discovery.write().expect("discovery lock") = Some(doc.clone());
+        Ok(doc)
+    }
+
     /// Fetches the JWKS (through discovery when no JWKS URL is configured).
     async fn fetch_keys(&self, fetch: &mut FetchState) -> anyhow::Result<Vec<VerifyKey>> {
-        let (jwks_url, in_cluster) = match &self.source {
-            KeySource::Jwks(url) => (url.clone(), is_cluster_api(url)),
-            KeySource::Discovery(url) => {
-                let in_cluster = is_cluster_api(url);
-                let doc: Discovery =
-                    serde_json::from_slice(&self.get(fetch, url, in_cluster).await?)
-                        .with_context(|| format!("{url} is not an OpenID discovery document"))?;
-                if doc.issuer.trim_end_matches('/') != self.issuer.trim_end_matches('/') {
-                    bail!(
-                        "{url} names the issuer {:?}, not EVENTS_OIDC_ISSUER {:?}",
-                        doc.issuer,
-                        self.issuer
-                    );
-                }
-                let jwks = url::Url::parse(&doc.jwks_uri)
+        let jwks_url = match &self.options.jwks_url {
+            Some(url) => url.clone(),
+            None => {
+                let doc = self.fetch_discovery(fetch).await?;
+                let url = &self.discovery_url;
+                let jwks_uri = doc.jwks_uri.as_deref().unwrap_or("");
+                url::Url::parse(jwks_uri)
                     .ok()
                     .filter(crate::config::is_secure_or_loopback)
-                    .with_context(|| {
-                        format!("{url}: jwks_uri {:?} is not an https URL", doc.jwks_uri)
-                    })?;
-                // The API server's own discovery points at itself.
-                (jwks, in_cluster)
+                    .with_context(|| format!("{url}: jwks_uri {jwks_uri:?} is not an https URL"))?
             }
         };
-        let set: JwkSet = serde_json::from_slice(&self.get(fetch, &jwks_url, in_cluster).await?)
+        let set: JwkSet = serde_json::from_slice(&self.get(fetch, &jwks_url).await?)
             .with_context(|| format!("{jwks_url} is not a JWK set"))?;
         let keys: Vec<VerifyKey> = set
             .keys
@@ -508,18 +650,21 @@ impl SenderVerifier {
         Ok(keys)
     }
 
-    /// GET a JSON document, with the configured (or in-cluster) CA and bearer token.
-    async fn get(
+    /// The client for a URL (the configured CA, or the in-cluster one for the cluster's API
+    /// server) and the bearer token file to use with it.
+    fn client(
         &self,
         fetch: &mut FetchState,
         url: &url::Url,
-        in_cluster: bool,
-    ) -> anyhow::Result<Bytes> {
+    ) -> anyhow::Result<(HttpClient, Option<PathBuf>)> {
+        let in_cluster = is_cluster_api(url);
         let ca = self
+            .options
             .ca_file
             .clone()
             .or_else(|| in_cluster_file(in_cluster, IN_CLUSTER_CA));
         let token_file = self
+            .options
             .bearer_token_file
             .clone()
             .or_else(|| in_cluster_file(in_cluster, IN_CLUSTER_TOKEN));
@@ -531,9 +676,15 @@ impl SenderVerifier {
                 client
             }
         };
+        Ok((client, token_file))
+    }
+
+    /// GET a JSON document, with the configured (or in-cluster) CA and bearer token.
+    async fn get(&self, fetch: &mut FetchState, url: &url::Url) -> anyhow::Result<Bytes> {
+        let (client, token_file) = self.client(fetch, url)?;
         let mut req = http::Request::get(url.as_str())
             .header(http::header::ACCEPT, "application/json")
-            .body(Empty::new())
+            .body(Full::new(Bytes::new()))
             .context("building the request")?;
         if let Some(path) = token_file {
             let token = std::fs::read_to_string(&path)
@@ -556,6 +707,108 @@ impl SenderVerifier {
             bail!("GET {url}: HTTP {}", status.as_u16());
         }
         Ok(body)
+    }
+}
+
+/// Whether the claims' `aud` (a string or an array) satisfies the rule.
+fn audience_matches(claims: &serde_json::Map<String, Value>, audience: Audience<'_>) -> bool {
+    let auds: Vec<&str> = match claims.get("aud") {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    match audience {
+        Audience::Exactly(want) => auds.contains(&want),
+        Audience::AnyOrAuthorizedParty(list) => {
+            auds.iter().any(|a| list.iter().any(|w| w == a))
+                || claims
+                    .get("azp")
+                    .and_then(Value::as_str)
+                    .is_some_and(|azp| list.iter().any(|w| w == azp))
+        }
+    }
+}
+
+/// The `iss` of a JWT, read without verifying anything (to pick the issuer that must verify
+/// it); `None` for anything that is not a JWT with a string `iss`.
+pub fn unverified_issuer(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    if payload.len() > 16 * 1024 {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    #[derive(Deserialize)]
+    struct Iss {
+        iss: Option<String>,
+    }
+    serde_json::from_slice::<Iss>(&bytes).ok()?.iss
+}
+
+/// Verifies sender tokens and holds the sender policy (see the module documentation).
+pub struct SenderVerifier {
+    issuer: Issuer,
+    audience: String,
+    /// Subjects that may send events.
+    pub allowed: SenderList,
+    /// Subjects that may name a `user` in `pipeline.execute` events.
+    pub user_senders: SenderList,
+}
+
+impl SenderVerifier {
+    /// The verifier of a configuration with `EVENTS_AUTH=oidc` (`None` when off). Does no I/O:
+    /// the keys are fetched on the first authenticated event.
+    pub fn from_config(config: &Config) -> anyhow::Result<Option<Self>> {
+        if config.events_auth == EventsAuth::Off {
+            return Ok(None);
+        }
+        let issuer = config
+            .events_oidc_issuer
+            .clone()
+            .context("EVENTS_OIDC_ISSUER is required")?;
+        let audience = config
+            .events_oidc_audience
+            .clone()
+            .context("EVENTS_OIDC_AUDIENCE is required")?;
+        let jwks_url = match &config.events_oidc_jwks_url {
+            Some(u) => Some(url::Url::parse(u).context("EVENTS_OIDC_JWKS_URL")?),
+            None => None,
+        };
+        let issuer = Issuer::new(IssuerOptions {
+            issuer,
+            label: "sender token",
+            jwks_url,
+            discovery_url: None,
+            ca_file: config.events_oidc_ca_file.as_ref().map(PathBuf::from),
+            bearer_token_file: config
+                .events_oidc_bearer_token_file
+                .as_ref()
+                .map(PathBuf::from),
+            refresh_interval: Duration::from_secs(config.events_oidc_refresh_interval_secs),
+            algorithm: None,
+        })
+        .context("EVENTS_OIDC_ISSUER")?;
+        Ok(Some(SenderVerifier {
+            issuer,
+            audience,
+            allowed: SenderList::parse(&config.events_allowed_senders, true),
+            user_senders: SenderList::parse(&config.events_user_senders, false),
+        }))
+    }
+
+    /// Checks a token and returns its subject: 401 when it is not a valid token of the issuer
+    /// for our audience, 503 when the keys cannot be fetched.
+    pub async fn verify(&self, token: &str) -> Result<String, AppError> {
+        let claims = self
+            .issuer
+            .verify(token, Audience::Exactly(&self.audience))
+            .await?;
+        Ok(claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned())
     }
 }
 
@@ -621,30 +874,35 @@ fn http_client(ca_file: Option<&Path>) -> anyhow::Result<HttpClient> {
     Ok(Client::builder(TokioExecutor::new()).build(connector))
 }
 
-fn unauthorized(msg: &str) -> AppError {
-    AppError::Unauthorized(msg.to_owned())
+fn unauthorized(msg: impl Into<String>) -> AppError {
+    AppError::Unauthorized(msg.into())
 }
 
-fn jwks_unavailable() -> AppError {
+fn unknown_key(label: &str) -> AppError {
+    unauthorized(format!("The {label} is signed with an unknown key."))
+}
+
+fn jwks_unavailable(label: &str) -> AppError {
     AppError::Unavailable {
-        detail: "The signing keys of event senders cannot be fetched right now; retry later."
-            .into(),
+        detail: format!(
+            "The signing keys of the {label}'s issuer cannot be fetched right now; retry later."
+        ),
         retry_after: RETRY_AFTER_SECS,
     }
 }
 
-/// What a sender is told about a token that does not verify.
-fn token_error(kind: &ErrorKind) -> AppError {
+/// What a caller is told about a token that does not verify.
+fn token_error(kind: &ErrorKind, label: &str) -> AppError {
     unauthorized(match kind {
-        ErrorKind::ExpiredSignature => "The sender token is expired.",
-        ErrorKind::ImmatureSignature => "The sender token is not valid yet.",
-        ErrorKind::InvalidAudience => "The sender token is not for this service (audience).",
-        ErrorKind::InvalidIssuer => "The sender token is from another issuer.",
-        ErrorKind::InvalidSignature => "The sender token's signature is invalid.",
+        ErrorKind::ExpiredSignature => format!("The {label} is expired."),
+        ErrorKind::ImmatureSignature => format!("The {label} is not valid yet."),
+        ErrorKind::InvalidAudience => format!("The {label} is not for this service (audience)."),
+        ErrorKind::InvalidIssuer => format!("The {label} is from another issuer."),
+        ErrorKind::InvalidSignature => format!("The {label}'s signature is invalid."),
         ErrorKind::MissingRequiredClaim(_) => {
-            "The sender token lacks a required claim (exp, iss, aud, sub)."
+            format!("The {label} lacks a required claim (exp, iss, aud, sub).")
         }
-        _ => "The sender token is invalid.",
+        _ => format!("The {label} is invalid."),
     })
 }
 
@@ -712,10 +970,13 @@ mod tests {
             ErrorKind::InvalidIssuer,
             ErrorKind::InvalidToken,
         ] {
-            assert_eq!(token_error(&kind).status(), http::StatusCode::UNAUTHORIZED);
+            assert_eq!(
+                token_error(&kind, "sender token").status(),
+                http::StatusCode::UNAUTHORIZED
+            );
         }
         assert_eq!(
-            jwks_unavailable().status(),
+            jwks_unavailable("sender token").status(),
             http::StatusCode::SERVICE_UNAVAILABLE
         );
     }

@@ -4,7 +4,8 @@
 //! A fixture file is a JSON array of `{"model": "app.model", "pk": ..., "fields": {...}}`.
 //! Supported models: `backend.tag`, `backend.commandlinetool`, `backend.subworkflow`,
 //! `backend.pipeline`, `backend.triggertype`, `backend.trigger` and `auth.user`. Primary keys
-//! are kept (pipeline 17 stays 17), rows with an existing key are updated in place, many-to-many
+//! are kept (pipeline 17 stays 17), rows with an existing key are updated in place (a tag whose
+//! name exists under another id, e.g. a seeded one, takes the fixture's id), many-to-many
 //! lists (`tags`, `tools`) replace the stored links, and Django password hashes are stored as
 //! they are (they verify through [`crate::auth::password`]). Objects are applied in dependency
 //! order whatever their order in the file, in one transaction per file. Other models are
@@ -12,7 +13,7 @@
 
 use super::seed::{set_pipeline_tools, set_subworkflow_tags, set_subworkflow_tools};
 use crate::db::entities::{
-    command_line_tool, pipeline, subworkflow, tag, trigger, trigger_type, user,
+    command_line_tool, pipeline, subworkflow, subworkflow_tag, tag, trigger, trigger_type, user,
 };
 use anyhow::{Context, bail};
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -273,11 +274,72 @@ macro_rules! upsert {
     }};
 }
 
+/// Tag names are unique. When the fixture's tag exists under another id (the demo
+/// catalogue's, seeded at ids from [`super::seed::SEED_TAG_IDS_FROM`]), the fixture's id wins:
+/// that row is replaced by the fixture's and its subworkflow links move along, so the
+/// fixture's own subworkflows (in this file or a later one) find their tags by the ids they
+/// name, and the seeded ones keep theirs by name.
+async fn adopt_same_name_tag<C: ConnectionTrait>(
+    db: &C,
+    id: i64,
+    name: &str,
+) -> anyhow::Result<()> {
+    use sea_orm::{ActiveValue::Set, ColumnTrait, QueryFilter};
+    let Some(other) = tag::Entity::find()
+        .filter(tag::Column::Name.eq(name))
+        .one(db)
+        .await?
+        .filter(|t| t.id != id)
+    else {
+        return Ok(());
+    };
+    let linked: Vec<String> = subworkflow_tag::Entity::find()
+        .filter(subworkflow_tag::Column::TagId.eq(other.id))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|l| l.subworkflow_id)
+        .collect();
+    subworkflow_tag::Entity::delete_many()
+        .filter(subworkflow_tag::Column::TagId.eq(other.id))
+        .exec(db)
+        .await?;
+    tag::Entity::delete_by_id(other.id).exec(db).await?;
+    upsert!(
+        db,
+        tag,
+        id,
+        tag::Model {
+            id,
+            name: name.to_string(),
+        }
+    );
+    for subworkflow_id in linked {
+        let exists = subworkflow_tag::Entity::find()
+            .filter(subworkflow_tag::Column::TagId.eq(id))
+            .filter(subworkflow_tag::Column::SubworkflowId.eq(subworkflow_id.as_str()))
+            .one(db)
+            .await?
+            .is_some();
+        if !exists {
+            subworkflow_tag::ActiveModel {
+                subworkflow_id: Set(subworkflow_id),
+                tag_id: Set(id),
+                ..Default::default()
+            }
+            .insert(db)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 async fn apply_one<C: ConnectionTrait>(db: &C, o: &Object) -> anyhow::Result<bool> {
     let f = Fields(&o.fields);
     Ok(match o.model.as_str() {
         "backend.tag" => {
             let id = int_pk(o)?;
+            adopt_same_name_tag(db, id, &f.string("name")?).await?;
             upsert!(
                 db,
                 tag,

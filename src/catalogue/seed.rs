@@ -232,6 +232,11 @@ async fn seed_into<C: ConnectionTrait>(db: &C, c: &Catalogue) -> anyhow::Result<
     Ok(report)
 }
 
+/// First id of the demo catalogue's tags. The reference's fixtures number their tags from 1
+/// and `import-fixtures` keeps their ids, so seeded tags live above them: seeding and importing
+/// in either order never make one overwrite the other's tags.
+pub const SEED_TAG_IDS_FROM: i64 = 1000;
+
 async fn upsert_tag<C: ConnectionTrait>(db: &C, name: &str) -> anyhow::Result<(i64, Change)> {
     if let Some(t) = tag::Entity::find()
         .filter(tag::Column::Name.eq(name))
@@ -240,13 +245,27 @@ async fn upsert_tag<C: ConnectionTrait>(db: &C, name: &str) -> anyhow::Result<(i
     {
         return Ok((t.id, Change::Unchanged));
     }
-    let t = tag::ActiveModel {
+    let max = tag::Entity::find()
+        .order_by_desc(tag::Column::Id)
+        .one(db)
+        .await?
+        .map_or(0, |t| t.id);
+    let id = (max + 1).max(SEED_TAG_IDS_FROM);
+    tag::Entity::insert(tag::ActiveModel {
+        id: Set(id),
         name: Set(name.to_string()),
-        ..Default::default()
-    }
-    .insert(db)
+    })
+    .exec_without_returning(db)
     .await?;
-    Ok((t.id, Change::Created))
+    if db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        // Explicit ids leave the sequence behind.
+        db.execute_unprepared(&format!(
+            "SELECT setval(pg_get_serial_sequence('backend_tag', 'id'), {}, false)",
+            id + 1
+        ))
+        .await?;
+    }
+    Ok((id, Change::Created))
 }
 
 async fn upsert_tool<C: ConnectionTrait>(db: &C, spec: &ToolSpec) -> anyhow::Result<Change> {

@@ -75,7 +75,8 @@ async fn receive_broker_path(
     sender: EventSender,
     event: IncomingEvent,
 ) -> Response {
-    if namespace == "api" {
+    // `/api/...` and `/oidc/...` are ours; their unknown paths stay 404s, never events.
+    if namespace == "api" || namespace == "oidc" {
         return AppError::NotFound("Not found.".into()).into_response();
     }
     receive(State(state), sender, event).await

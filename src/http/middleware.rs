@@ -53,7 +53,7 @@ pub fn is_event_ingress(method: &Method, path: &str) -> bool {
     }
     // Broker-ingress shaped paths `/<namespace>/<broker>` (the seed scripts post there).
     let mut segments = path.trim_start_matches('/').split('/');
-    matches!((segments.next(), segments.next(), segments.next()), (Some(ns), Some(b), None) if ns != "api" && !ns.is_empty() && !b.is_empty())
+    matches!((segments.next(), segments.next(), segments.next()), (Some(ns), Some(b), None) if ns != "api" && ns != "oidc" && !ns.is_empty() && !b.is_empty())
 }
 
 /// Rejects requests whose `Host` is not allowed (400, JSON). Only the REST routes carry this
@@ -95,7 +95,12 @@ pub fn cors(config: &Config) -> CorsLayer {
             Method::DELETE,
             Method::OPTIONS,
         ])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            http::HeaderName::from_static(crate::auth::session::CSRF_HEADER),
+        ])
         .max_age(std::time::Duration::from_secs(86400))
 }
 
@@ -228,5 +233,6 @@ mod tests {
         assert!(!is_event_ingress(&Method::GET, "/api/events"));
         assert!(!is_event_ingress(&Method::POST, "/api/pipelines"));
         assert!(!is_event_ingress(&Method::POST, "/api/pipelines/1/runs"));
+        assert!(!is_event_ingress(&Method::POST, "/oidc/logout"));
     }
 }

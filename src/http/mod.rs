@@ -8,6 +8,7 @@ pub mod index;
 pub mod jobreports;
 pub mod middleware;
 pub mod multipart;
+pub mod oidc;
 pub mod openapi;
 pub mod paging;
 pub mod pipelines;
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .merge(triggers::router())
         .merge(events::router())
         .merge(users::router())
+        .merge(oidc::router())
         .merge(settings::router())
         .merge(openapi::router());
     // REST resources (with `/api/events/`, whose list the frontend reads): CORS for the web

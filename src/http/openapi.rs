@@ -38,6 +38,8 @@ use utoipa::{
 pub const BEARER: &str = "bearer";
 /// Name of the security scheme of per-run callback tokens.
 pub const RUN_TOKEN: &str = "run_token";
+/// Name of the session cookie security scheme.
+pub const SESSION: &str = "session";
 
 /// The annotated handlers and the schemas they use.
 #[derive(OpenApi)]
@@ -56,6 +58,10 @@ pub const RUN_TOKEN: &str = "run_token";
         super::tokens::obtain,
         super::tokens::refresh,
         super::users::me,
+        super::oidc::authenticate,
+        super::oidc::callback,
+        super::oidc::user_details,
+        super::oidc::logout,
         super::settings::settings,
         super::pipelines::list,
         super::pipelines::create,
@@ -111,6 +117,7 @@ pub const RUN_TOKEN: &str = "run_token";
         (name = "events", description = "CloudEvents ingress and the received-event log"),
         (name = "callbacks", description = "Called by a run's own pod with its callback token"),
         (name = "service", description = "API root, settings, health, this document"),
+        (name = "sign-in", description = "Browser sign-in through the IAM (OpenID Connect), with session cookies"),
     )
 )]
 pub struct ApiDoc;
@@ -132,6 +139,15 @@ impl Modify for Common {
                     ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            SESSION,
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Cookie(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    crate::auth::session::SESSION_COOKIE,
+                    "The session cookie of the browser sign-in (`/oidc/authenticate/`). Every                      operation that accepts `bearer` accepts it too; state-changing requests                      then need `X-CSRFToken` equal to the `csrftoken` cookie and an `Origin`                      of `PUBLIC_URL` (else 403). Bearer tokens may also be IAM access tokens                      or CI ID tokens mapped by `CI_OIDC_POLICIES`.",
+                ),
+            )),
         );
         components.add_security_scheme(
             RUN_TOKEN,

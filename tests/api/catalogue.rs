@@ -481,3 +481,133 @@ async fn import_fixtures_errors_are_precise_and_atomic() {
     );
     assert!(text.contains("\"definition\" is missing"), "{text}");
 }
+
+/// Tag names of a subworkflow, as the frontend resolves them (tool tag ids -> `/api/tags/`).
+async fn tool_tags(app: &TestApp, slug: &str) -> BTreeSet<String> {
+    let (status, tool) = app.get(&format!("/api/tools/{slug}/"), None).await;
+    assert_eq!(status, 200, "{tool}");
+    let (_, tags) = app.get("/api/tags/", None).await;
+    tool["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| {
+            tags.as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["id"] == *id)
+                .unwrap()["name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn seeded_catalogue_fits_the_reference_frontend_and_coexists_with_fixtures() {
+    let app = TestApp::spawn().await;
+    app.seed().await;
+    // The frontend finds the set-up step by the reference's tag.
+    assert!(
+        tool_tags(&app, "clone_subworkflow")
+            .await
+            .contains("type: init")
+    );
+    // Its execute form refuses empty text values: every seeded text parameter outside the
+    // set-up step (whose URL and branch the form asks for itself) has a default.
+    let (_, tools) = app.get("/api/tools/", None).await;
+    for t in tools.as_array().unwrap() {
+        if t["slug"] == "clone_subworkflow" {
+            continue;
+        }
+        for (step, params) in t["user_params"].as_object().unwrap() {
+            for (name, p) in params.as_object().unwrap() {
+                if p["type"] == "string" {
+                    assert!(
+                        p["default"].as_str().is_some_and(|d| !d.is_empty()),
+                        "{} {step}.{name} has an empty default",
+                        t["slug"]
+                    );
+                }
+            }
+        }
+    }
+    let seeded: Vec<(String, BTreeSet<String>)> = {
+        let mut v = Vec::new();
+        for t in tools.as_array().unwrap() {
+            let slug = t["slug"].as_str().unwrap().to_string();
+            let tags = tool_tags(&app, &slug).await;
+            v.push((slug, tags));
+        }
+        v
+    };
+    let seeded_tags: Vec<(i64, String)> = tag::Entity::find()
+        .order_by_asc(tag::Column::Id)
+        .all(&app.state.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.id, t.name))
+        .collect();
+    assert!(
+        seeded_tags
+            .iter()
+            .all(|(id, _)| *id >= seed::SEED_TAG_IDS_FROM)
+    );
+
+    // The reference's fixtures number their tags from 1 (its own "type: init" among them):
+    // imported after the seed, twice, and the seed run again, nothing is overwritten.
+    let fixture = json!([
+        {"model": "backend.tag", "pk": 1, "fields": {"name": "type: init"}},
+        {"model": "backend.tag", "pk": 2, "fields": {"name": "language: r"}},
+        {"model": "backend.subworkflow", "pk": "r_lint_subworkflow", "fields": {
+            "name": "R lint", "pipeline_step": "r_lint_step: {}", "definition": "cwlVersion: v1.2",
+            "version": "0.1", "tags": [1, 2], "tools": []}},
+    ])
+    .to_string();
+    for _ in 0..2 {
+        fixtures::import_str(&app.state.db, "r.json", &fixture)
+            .await
+            .unwrap();
+        app.seed().await;
+        for (slug, tags) in &seeded {
+            assert_eq!(&tool_tags(&app, slug).await, tags, "{slug}");
+        }
+        assert_eq!(
+            tool_tags(&app, "r_lint_subworkflow").await,
+            BTreeSet::from(["type: init".to_string(), "language: r".to_string()])
+        );
+    }
+    let after: Vec<(i64, String)> = tag::Entity::find()
+        .filter(tag::Column::Id.gte(seed::SEED_TAG_IDS_FROM))
+        .order_by_asc(tag::Column::Id)
+        .all(&app.state.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.id, t.name))
+        .collect();
+    // Seeded tags keep their ids, except the one the fixture has too ("type: init"): the
+    // fixture's id wins (its subworkflows name it), and the seeded links moved with it.
+    let expected: Vec<(i64, String)> = seeded_tags
+        .iter()
+        .filter(|(_, name)| name != "type: init")
+        .cloned()
+        .collect();
+    assert_eq!(after, expected);
+
+    // The other order: fixtures first, then the seed.
+    let other = TestApp::spawn().await;
+    fixtures::import_str(&other.state.db, "r.json", &fixture)
+        .await
+        .unwrap();
+    other.seed().await;
+    for (slug, tags) in &seeded {
+        assert_eq!(&tool_tags(&other, slug).await, tags, "{slug}");
+    }
+    assert_eq!(
+        tool_tags(&other, "r_lint_subworkflow").await,
+        BTreeSet::from(["type: init".to_string(), "language: r".to_string()])
+    );
+}

@@ -28,18 +28,18 @@ const STRANGER: &str = "system:serviceaccount:default:default";
 const HEALTH: &str = "org.eoepca.application-quality.probes.health";
 
 /// A signing key and its public JWK.
-struct Signer {
-    alg: Algorithm,
-    kid: String,
-    key: EncodingKey,
-    jwk: Value,
+pub(crate) struct Signer {
+    pub(crate) alg: Algorithm,
+    pub(crate) kid: String,
+    pub(crate) key: EncodingKey,
+    pub(crate) jwk: Value,
 }
 
 fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn rsa_signer(kid: &str) -> Signer {
+pub(crate) fn rsa_signer(kid: &str) -> Signer {
     use rsa::{pkcs1::EncodeRsaPrivateKey, rand_core::OsRng, traits::PublicKeyParts};
     let private = rsa::RsaPrivateKey::new(&mut OsRng, 2048).unwrap();
     let der = private.to_pkcs1_der().unwrap();
@@ -55,7 +55,7 @@ fn rsa_signer(kid: &str) -> Signer {
     }
 }
 
-fn ec_signer(kid: &str) -> Signer {
+pub(crate) fn ec_signer(kid: &str) -> Signer {
     use p256::{
         elliptic_curve::{rand_core::OsRng, sec1::ToEncodedPoint},
         pkcs8::EncodePrivateKey,
@@ -84,7 +84,7 @@ fn now() -> i64 {
 }
 
 /// A token with these claims, signed by `signer` (its kid in the header).
-fn sign(signer: &Signer, claims: &Value) -> String {
+pub(crate) fn sign(signer: &Signer, claims: &Value) -> String {
     let mut header = Header::new(signer.alg);
     header.kid = Some(signer.kid.clone());
     jsonwebtoken::encode(&header, claims, &signer.key).unwrap()
@@ -106,8 +106,8 @@ fn claims(issuer: &str, sub: &str) -> Value {
 /// An OIDC issuer on a loopback port: discovery at `/.well-known/openid-configuration`, the
 /// JWKS at `/keys`. Counts requests; `fail` makes it answer 500.
 #[derive(Clone)]
-struct Issuer {
-    url: String,
+pub(crate) struct Issuer {
+    pub(crate) url: String,
     keys: Arc<Mutex<Vec<Value>>>,
     discovery_hits: Arc<AtomicUsize>,
     jwks_hits: Arc<AtomicUsize>,
@@ -115,7 +115,7 @@ struct Issuer {
 }
 
 impl Issuer {
-    async fn start(keys: Vec<Value>) -> Self {
+    pub(crate) async fn start(keys: Vec<Value>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         Self::serve(listener, keys)
     }
@@ -159,7 +159,7 @@ impl Issuer {
         issuer
     }
 
-    fn hits(&self) -> (usize, usize) {
+    pub(crate) fn hits(&self) -> (usize, usize) {
         (
             self.discovery_hits.load(Ordering::SeqCst),
             self.jwks_hits.load(Ordering::SeqCst),

@@ -2,6 +2,7 @@
 //! database (`TEST_BACKEND=postgres`, `TEST_DATABASE_URL`), real HTTP.
 
 mod catalogue;
+mod ci_tokens;
 mod common;
 mod events;
 mod events_auth;
@@ -13,6 +14,7 @@ mod k8s_runs;
 mod local_runs;
 mod manifests;
 mod metrics;
+mod oidc_support;
 mod openapi;
 mod pg_tls;
 mod process;
@@ -26,5 +28,6 @@ mod rest_support;
 mod rest_tokens;
 mod scale;
 mod schema;
+mod signin;
 mod support_http;
 mod verdicts;

@@ -1,7 +1,9 @@
 //! The access table: every REST route of this module, called as anonymous / another user /
-//! the owner / staff, with the expected status in each cell.
+//! the owner / staff, with the expected status in each cell; once with Bearer tokens, once
+//! with browser session cookies (CSRF header and origin included): the same rules.
 
 use crate::rest_support::{call, catalogue, ci_parameters, spawn_capturing};
+use application_quality_api::auth::session::{Session, now};
 use serde_json::{Value, json};
 
 /// Callers, in column order.
@@ -30,9 +32,28 @@ fn row(method: &'static str, path: &'static str, body: Option<Value>, expect: [u
 async fn access_table() {
     let (app, launcher) = spawn_capturing().await;
     let cat = catalogue(&app).await;
-    let (_, other) = app.user_with_token("other", false).await;
-    let (_, owner) = app.user_with_token("owner", false).await;
-    let (_, staff) = app.user_with_token("staff", true).await;
+    let (other_user, other) = app.user_with_token("other", false).await;
+    let (owner_user, owner) = app.user_with_token("owner", false).await;
+    let (staff_user, staff) = app.user_with_token("staff", true).await;
+    // The same callers with browser sessions (as `/oidc/callback/` seals them).
+    let session = |uid: i64| {
+        app.state.sessions.seal(
+            "session",
+            &Session {
+                uid,
+                exp: now() + 600,
+                csrf: "csrf-token-of-this-browser".into(),
+                first_name: String::new(),
+                last_name: String::new(),
+            },
+        )
+    };
+    let sessions = [
+        None,
+        Some(session(other_user.id)),
+        Some(session(owner_user.id)),
+        Some(session(staff_user.id)),
+    ];
     let tokens = [
         None,
         Some(other.as_str()),
@@ -205,7 +226,10 @@ async fn access_table() {
     ];
 
     let mut failures = Vec::new();
-    for row in &rows {
+    for (mode, row) in ["bearer", "session"]
+        .iter()
+        .flat_map(|m| rows.iter().map(move |r| (*m, r)))
+    {
         for (col, token) in tokens.iter().enumerate() {
             let mut path = row
                 .path
@@ -219,7 +243,7 @@ async fn access_table() {
                     .post(
                         "/api/pipelines/",
                         Some(&staff),
-                        &json!({"name": format!("public disposable {col}"), "owner": null}),
+                        &json!({"name": format!("public disposable {col} {mode}"), "owner": null}),
                     )
                     .await;
                 assert_eq!(d["owner"], Value::Null);
@@ -230,15 +254,39 @@ async fn access_table() {
                     .post(
                         "/api/pipelines/",
                         Some(&owner),
-                        &json!({"name": format!("disposable {col}")}),
+                        &json!({"name": format!("disposable {col} {mode}")}),
                     )
                     .await;
                 path = path.replace("{D}", &d["id"].to_string());
             }
-            let (status, body) = call(&app, row.method, &path, *token, row.body.as_ref()).await;
+            let (status, body) = if mode == "bearer" {
+                call(&app, row.method, &path, *token, row.body.as_ref()).await
+            } else {
+                let mut req = app
+                    .client
+                    .request(row.method.parse().unwrap(), app.url(&path));
+                if let Some(cookie) = &sessions[col] {
+                    req = req
+                        .header(
+                            "cookie",
+                            format!("aq_session={cookie}; csrftoken=csrf-token-of-this-browser"),
+                        )
+                        .header("x-csrftoken", "csrf-token-of-this-browser")
+                        .header("origin", app.state.config.public_url.as_str());
+                }
+                if let Some(b) = &row.body {
+                    let mut b = b.clone();
+                    // Names are unique per owner: the second round creates its own.
+                    if b["name"] == "new pipeline" {
+                        b["name"] = json!("new pipeline (session)");
+                    }
+                    req = req.json(&b);
+                }
+                app.send(req).await
+            };
             if status != row.expect[col] {
                 failures.push(format!(
-                    "{} {} as {}: got {status}, want {} ({body})",
+                    "{} {} as {} ({mode}): got {status}, want {} ({body})",
                     row.method, row.path, WHO[col], row.expect[col]
                 ));
             }
@@ -269,10 +317,10 @@ async fn access_table() {
     let (_, runs_staff) = app.get("/api/pipelines/_/runs/", Some(&staff)).await;
     assert_eq!(
         runs_other.as_array().unwrap().len(),
-        1,
-        "only the run 'other' started"
+        2,
+        "only the runs 'other' started (one per credential mode)"
     );
-    assert_eq!(runs_owner.as_array().unwrap().len(), 3);
-    assert_eq!(runs_staff.as_array().unwrap().len(), 6);
+    assert_eq!(runs_owner.as_array().unwrap().len(), 5);
+    assert_eq!(runs_staff.as_array().unwrap().len(), 11);
     assert!(!ids(&runs_other).contains(&r));
 }

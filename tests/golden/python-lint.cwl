@@ -27,7 +27,7 @@ $graph:
       type: string
       label: "Rules"
       doc: "Comma-separated Ruff rule codes or prefixes (e.g. E,F,B); empty for Ruff\u0027s defaults."
-      default: ""
+      default: "E4,E7,E9,F"
   outputs: []
   steps:
     clone_step:

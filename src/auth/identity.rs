@@ -1,0 +1,516 @@
+//! Identities from other issuers: the IAM (OpenID Connect: the browser sign-in's ID tokens and
+//! access tokens on the REST API) and CI workload identities (GitHub Actions and GitLab CI ID
+//! tokens), each verified by an [`Issuer`] (lazily discovered, cached keys).
+//!
+//! IAM users are local users created or updated from the claims (username from
+//! `OIDC_PREFERRED_USERNAME_CLAIM_FIELD`, staff from `OIDC_STAFF_CLAIM`/`OIDC_STAFF_VALUES`),
+//! matched by username as the reference does. CI tokens never create users: a policy
+//! (`CI_OIDC_POLICIES`) maps claims such as `repository` and `ref` to an existing local user, in
+//! the manner of trusted publishing, so CI needs neither a stored password nor a token handed
+//! between jobs.
+
+use super::oidc::{Audience, Issuer, IssuerOptions};
+use crate::{config::Config, config::split_list, db::entities::user, error::AppError};
+use anyhow::{Context, bail};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
+    IntoActiveModel, QueryFilter,
+};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+/// Shortest time between two key fetches caused by unknown key ids.
+const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+/// Claims of which a GitHub policy must pin at least one (else any repository would match).
+const GITHUB_IDENTIFYING: [&str; 5] = [
+    "repository",
+    "repository_id",
+    "repository_owner",
+    "repository_owner_id",
+    "sub",
+];
+/// The same for GitLab.
+const GITLAB_IDENTIFYING: [&str; 5] = [
+    "project_path",
+    "project_id",
+    "namespace_path",
+    "namespace_id",
+    "sub",
+];
+
+/// Which CI system a policy is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CiKind {
+    /// GitHub Actions (`CI_GITHUB_ISSUER`).
+    GitHub,
+    /// GitLab CI (`CI_GITLAB_ISSUER`).
+    GitLab,
+}
+
+/// One trusted-publishing rule: a token of `issuer` whose claims all match maps to `user`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CiPolicy {
+    /// `github` or `gitlab`.
+    pub issuer: String,
+    /// Claim -> required value; a value ending in `*` matches by prefix (`refs/heads/*`).
+    pub claims: BTreeMap<String, String>,
+    /// The local user the token acts as.
+    pub user: String,
+}
+
+impl CiPolicy {
+    /// Parses and checks `CI_OIDC_POLICIES`.
+    pub fn parse_list(json: &str) -> anyhow::Result<Vec<CiPolicy>> {
+        let list: Vec<CiPolicy> =
+            serde_json::from_str(json).context("expected a JSON list of policies")?;
+        for (i, p) in list.iter().enumerate() {
+            let identifying: &[&str] = match p.kind() {
+                Some(CiKind::GitHub) => &GITHUB_IDENTIFYING,
+                Some(CiKind::GitLab) => &GITLAB_IDENTIFYING,
+                None => bail!(
+                    "policy {i}: issuer must be \"github\" or \"gitlab\", got {:?}",
+                    p.issuer
+                ),
+            };
+            if !identifying.iter().any(|c| {
+                p.claims
+                    .get(*c)
+                    .is_some_and(|v| !v.is_empty() && !v.starts_with('*'))
+            }) {
+                bail!(
+                    "policy {i}: must pin one of the claims {} (else any project would match)",
+                    identifying.join(", ")
+                );
+            }
+            if p.user.is_empty() {
+                bail!("policy {i}: user is empty");
+            }
+        }
+        Ok(list)
+    }
+
+    fn kind(&self) -> Option<CiKind> {
+        match self.issuer.as_str() {
+            "github" => Some(CiKind::GitHub),
+            "gitlab" => Some(CiKind::GitLab),
+            _ => None,
+        }
+    }
+
+    fn matches(&self, claims: &Map<String, Value>) -> bool {
+        self.claims.iter().all(|(name, want)| {
+            let have = match claims.get(name) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                Some(Value::Bool(b)) => b.to_string(),
+                _ => return false,
+            };
+            match want.strip_suffix('*') {
+                Some(prefix) => have.starts_with(prefix),
+                None => &have == want,
+            }
+        })
+    }
+}
+
+/// The IAM as an OpenID Connect client sees it.
+pub struct Iam {
+    /// Its tokens' verifier (and discovery document).
+    pub issuer: Issuer,
+    /// Our client id.
+    pub client_id: String,
+    /// Our client secret.
+    pub client_secret: String,
+    /// Requested scopes.
+    pub scopes: String,
+    /// The registered callback.
+    pub redirect_uri: String,
+    /// Endpoint overrides.
+    pub authorization_endpoint: Option<String>,
+    /// Token endpoint override.
+    pub token_endpoint: Option<String>,
+    /// Logout endpoint override.
+    pub logout_endpoint: Option<String>,
+    /// Where the IAM sends the browser after logout.
+    pub post_logout_redirect: String,
+    /// Name of that parameter.
+    pub logout_parameter: String,
+    /// After sign-in.
+    pub login_redirect: String,
+    /// After logout without an end-session endpoint.
+    pub logout_redirect: String,
+    username_claim: String,
+    staff_claim: String,
+    staff_values: Vec<String>,
+    api_audiences: Vec<String>,
+}
+
+impl Iam {
+    /// Verifies an ID token of the sign-in (audience: our client id) and its nonce.
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        nonce: &str,
+    ) -> Result<Map<String, Value>, AppError> {
+        let claims = self
+            .issuer
+            .verify(token, Audience::Exactly(&self.client_id))
+            .await?;
+        let azp_ok = match claims.get("aud") {
+            // With several audiences, `azp` must be us (OpenID Connect Core 3.1.3.7).
+            Some(Value::Array(a)) if a.len() > 1 => {
+                claims.get("azp").and_then(Value::as_str) == Some(self.client_id.as_str())
+            }
+            _ => true,
+        };
+        if !azp_ok {
+            return Err(AppError::Unauthorized(
+                "The ID token was issued to another client (azp).".into(),
+            ));
+        }
+        let token_nonce = claims.get("nonce").and_then(Value::as_str).unwrap_or("");
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            token_nonce.as_bytes(),
+            nonce.as_bytes(),
+        )) {
+            return Err(AppError::Unauthorized(
+                "The ID token's nonce does not match this sign-in.".into(),
+            ));
+        }
+        Ok(claims)
+    }
+
+    /// The local user of an IAM identity: created on first sight, its e-mail and (with a staff
+    /// rule) staff status updated from the claims. Inactive users are refused. `signing_in`:
+    /// the claims are an ID token's, where a missing staff claim means "not staff"; an access
+    /// token may simply not carry it (a Keycloak mapper added to the ID token only), so there
+    /// a missing claim leaves staff status as the last sign-in set it.
+    pub async fn upsert_user(
+        &self,
+        db: &DatabaseConnection,
+        claims: &Map<String, Value>,
+        signing_in: bool,
+    ) -> Result<user::Model, AppError> {
+        let username = claims
+            .get(&self.username_claim)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .or_else(|| claims.get("sub").and_then(Value::as_str))
+            .unwrap_or_default();
+        let valid = !username.is_empty()
+            && username.len() <= crate::catalogue::users::MAX_USERNAME_LEN
+            && username
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "@.+-_".contains(c));
+        if !valid {
+            return Err(AppError::Unauthorized(format!(
+                "The identity's username {:?} (claim {}) is not a valid username (up to 150 letters, digits and @.+-_).",
+                username.chars().take(160).collect::<String>(),
+                self.username_claim
+            )));
+        }
+        let email = claims
+            .get("email")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .chars()
+            .take(254)
+            .collect::<String>();
+        let staff = self
+            .staff_rule(claims)
+            .filter(|_| signing_in || self.staff_claim_of(claims).is_some());
+        let existing = user::Entity::find()
+            .filter(user::Column::Username.eq(username))
+            .one(db)
+            .await?;
+        let found = match existing {
+            Some(u) => u,
+            None => {
+                let inserted = user::ActiveModel {
+                    username: Set(username.to_owned()),
+                    // Unusable (as Django's `!` hashes): IAM users sign in only through the IAM.
+                    password: Set("!".to_owned()),
+                    email: Set(email.clone()),
+                    is_staff: Set(staff.unwrap_or(false)),
+                    is_active: Set(true),
+                    date_joined: Set(chrono::Utc::now()),
+                    ..Default::default()
+                }
+                .insert(db)
+                .await;
+                match inserted {
+                    Ok(u) => {
+                        tracing::info!(username, staff = u.is_staff, "created a user from the IAM");
+                        return Ok(u);
+                    }
+                    // Created concurrently by another request or replica.
+                    Err(e) if crate::db::is_unique_violation(&e) => user::Entity::find()
+                        .filter(user::Column::Username.eq(username))
+                        .one(db)
+                        .await?
+                        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("user vanished")))?,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        if !found.is_active {
+            return Err(AppError::Unauthorized("User is inactive".into()));
+        }
+        let new_staff = staff.unwrap_or(found.is_staff);
+        let new_email = if email.is_empty() {
+            found.email.clone()
+        } else {
+            email
+        };
+        if new_staff == found.is_staff && new_email == found.email {
+            return Ok(found);
+        }
+        let mut active = found.into_active_model();
+        active.is_staff = Set(new_staff);
+        active.email = Set(new_email);
+        Ok(active.update(db).await?)
+    }
+
+    /// The staff claim (a dotted path), if present.
+    fn staff_claim_of<'a>(&self, claims: &'a Map<String, Value>) -> Option<&'a Value> {
+        let mut parts = self.staff_claim.split('.');
+        let mut value = claims.get(parts.next().unwrap_or(""));
+        for part in parts {
+            value = value.and_then(|v| v.get(part));
+        }
+        value
+    }
+
+    /// Staff status by the rule, `None` when no rule is configured.
+    fn staff_rule(&self, claims: &Map<String, Value>) -> Option<bool> {
+        if self.staff_values.is_empty() {
+            return None;
+        }
+        let has = |s: &str| self.staff_values.iter().any(|v| v == s);
+        Some(match self.staff_claim_of(claims) {
+            Some(Value::String(s)) => has(s),
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).any(has),
+            Some(Value::Bool(b)) => *b && has("true"),
+            _ => false,
+        })
+    }
+}
+
+/// Every external issuer whose tokens the REST API accepts.
+pub struct Identities {
+    /// The IAM, with `OIDC_ENABLED=true`.
+    pub iam: Option<Iam>,
+    ci: Vec<(CiKind, Issuer)>,
+    policies: Vec<CiPolicy>,
+    ci_audience: String,
+}
+
+impl Identities {
+    /// The issuers of a configuration; does no I/O.
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let iam = if config.oidc_enabled {
+            let issuer = config
+                .oidc_issuer()
+                .context("OIDC_CONNECT_CONFIG_URL is required")?;
+            let client_id = config.oidc_rp_client_id.clone().unwrap_or_default();
+            let parse = |name: &str, v: &Option<String>| -> anyhow::Result<Option<url::Url>> {
+                v.as_deref()
+                    .map(|u| url::Url::parse(u).with_context(|| name.to_string()))
+                    .transpose()
+            };
+            let api_audiences: Vec<String> = split_list(&config.oidc_api_audiences)
+                .map(str::to_owned)
+                .collect();
+            Some(Iam {
+                issuer: Issuer::new(IssuerOptions {
+                    issuer,
+                    label: "IAM token",
+                    jwks_url: parse("OIDC_OP_JWKS_ENDPOINT", &config.oidc_op_jwks_endpoint)?,
+                    discovery_url: parse(
+                        "OIDC_CONNECT_CONFIG_URL",
+                        &config.oidc_connect_config_url,
+                    )?,
+                    ca_file: None,
+                    bearer_token_file: None,
+                    refresh_interval: REFRESH_INTERVAL,
+                    algorithm: config
+                        .oidc_rp_sign_algo
+                        .as_deref()
+                        .map(str::parse)
+                        .transpose()
+                        .context("OIDC_RP_SIGN_ALGO")?,
+                })?,
+                api_audiences: if api_audiences.is_empty() {
+                    vec![client_id.clone()]
+                } else {
+                    api_audiences
+                },
+                client_id,
+                client_secret: config.oidc_rp_client_secret.clone().unwrap_or_default(),
+                scopes: config.oidc_rp_scopes.clone(),
+                redirect_uri: config.oidc_redirect_uri(),
+                authorization_endpoint: config.oidc_op_authorization_endpoint.clone(),
+                token_endpoint: config.oidc_op_token_endpoint.clone(),
+                logout_endpoint: config.oidc_op_logout_endpoint.clone(),
+                post_logout_redirect: config
+                    .oidc_post_logout_redirect_url
+                    .clone()
+                    .unwrap_or_else(|| format!("{}/", config.public_url)),
+                logout_parameter: config.oidc_logout_redirect_uri_parameter_name.clone(),
+                login_redirect: config.login_redirect_url.clone(),
+                logout_redirect: config.logout_redirect_url.clone(),
+                username_claim: config.oidc_preferred_username_claim_field.clone(),
+                staff_claim: config.oidc_staff_claim.clone(),
+                staff_values: split_list(&config.oidc_staff_values)
+                    .map(str::to_owned)
+                    .collect(),
+            })
+        } else {
+            None
+        };
+        let policies = match &config.ci_oidc_policies {
+            Some(json) => CiPolicy::parse_list(json).context("CI_OIDC_POLICIES")?,
+            None => Vec::new(),
+        };
+        let mut ci = Vec::new();
+        for (kind, issuer, label) in [
+            (
+                CiKind::GitHub,
+                &config.ci_github_issuer,
+                "GitHub Actions token",
+            ),
+            (CiKind::GitLab, &config.ci_gitlab_issuer, "GitLab CI token"),
+        ] {
+            if policies.iter().any(|p| p.kind() == Some(kind)) {
+                ci.push((
+                    kind,
+                    Issuer::new(IssuerOptions {
+                        issuer: issuer.clone(),
+                        label,
+                        jwks_url: None,
+                        discovery_url: None,
+                        ca_file: None::<PathBuf>,
+                        bearer_token_file: None,
+                        refresh_interval: REFRESH_INTERVAL,
+                        algorithm: None,
+                    })?,
+                ));
+            }
+        }
+        Ok(Identities {
+            iam,
+            ci,
+            policies,
+            ci_audience: config
+                .ci_oidc_audience
+                .clone()
+                .unwrap_or_else(|| config.public_url.clone()),
+        })
+    }
+
+    /// The local user of a Bearer token from an external issuer (`iss` read unverified to pick
+    /// the verifier): 401 with the reason when the issuer is unknown, the token invalid, or no
+    /// policy maps it.
+    pub async fn user_from_token(
+        &self,
+        db: &DatabaseConnection,
+        token: &str,
+        iss: &str,
+    ) -> Result<user::Model, AppError> {
+        if let Some(iam) = self.iam.as_ref().filter(|i| i.issuer.is_issuer(iss)) {
+            let claims = iam
+                .issuer
+                .verify(token, Audience::AnyOrAuthorizedParty(&iam.api_audiences))
+                .await?;
+            // Keycloak marks its ID and refresh tokens in `typ`; only access tokens are
+            // credentials for the API (an ID token is addressed to the client, not to us).
+            if let Some(typ) = claims.get("typ").and_then(Value::as_str)
+                && !typ.eq_ignore_ascii_case("bearer")
+            {
+                return Err(AppError::Unauthorized(format!(
+                    "An IAM token of type {:?} is not an access token.",
+                    typ.chars().take(50).collect::<String>()
+                )));
+            }
+            return iam.upsert_user(db, &claims, false).await;
+        }
+        let Some((kind, issuer)) = self.ci.iter().find(|(_, i)| i.is_issuer(iss)) else {
+            return Err(AppError::Unauthorized(format!(
+                "Tokens of the issuer {:?} are not accepted here.",
+                iss.chars().take(200).collect::<String>()
+            )));
+        };
+        let claims = issuer
+            .verify(token, Audience::Exactly(&self.ci_audience))
+            .await?;
+        let policy = self
+            .policies
+            .iter()
+            .filter(|p| p.kind() == Some(*kind))
+            .find(|p| p.matches(&claims));
+        let Some(policy) = policy else {
+            let sub = claims.get("sub").and_then(Value::as_str).unwrap_or("");
+            tracing::warn!(sub, "a valid CI token that no policy maps to a user");
+            return Err(AppError::Unauthorized(format!(
+                "No CI_OIDC_POLICIES entry maps this {} token (sub {:?}) to a user.",
+                if *kind == CiKind::GitHub {
+                    "GitHub Actions"
+                } else {
+                    "GitLab CI"
+                },
+                claims.get("sub").and_then(Value::as_str).unwrap_or("")
+            )));
+        };
+        match user::Entity::find()
+            .filter(user::Column::Username.eq(policy.user.as_str()))
+            .one(db)
+            .await?
+        {
+            Some(u) if u.is_active => Ok(u),
+            Some(_) => Err(AppError::Unauthorized("User is inactive".into())),
+            None => Err(AppError::Unauthorized(format!(
+                "The CI policy maps to the user {:?}, which does not exist.",
+                policy.user
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn policies_are_checked_and_matched() {
+        let list = CiPolicy::parse_list(
+            r#"[{"issuer": "github", "claims": {"repository": "org/repo", "ref": "refs/heads/*"}, "user": "ci"},
+                {"issuer": "gitlab", "claims": {"project_path": "group/project"}, "user": "ci2"}]"#,
+        )
+        .unwrap();
+        let claims = |v: Value| v.as_object().unwrap().clone();
+        assert!(list[0].matches(&claims(
+            json!({"repository": "org/repo", "ref": "refs/heads/main"})
+        )));
+        assert!(!list[0].matches(&claims(
+            json!({"repository": "org/repo", "ref": "refs/tags/v1"})
+        )));
+        assert!(!list[0].matches(&claims(
+            json!({"repository": "org/repo2", "ref": "refs/heads/main"})
+        )));
+        assert!(!list[0].matches(&claims(json!({"ref": "refs/heads/main"}))));
+        assert!(list[1].matches(&claims(json!({"project_path": "group/project"}))));
+        for bad in [
+            r#"[{"issuer": "github", "claims": {"ref": "refs/heads/main"}, "user": "ci"}]"#,
+            r#"[{"issuer": "github", "claims": {"repository": "*"}, "user": "ci"}]"#,
+            r#"[{"issuer": "bitbucket", "claims": {"repository": "a/b"}, "user": "ci"}]"#,
+            r#"[{"issuer": "github", "claims": {"repository": "a/b"}, "user": ""}]"#,
+            r#"[{"issuer": "github", "claims": {"repository": "a/b"}, "user": "u", "x": 1}]"#,
+            r#"{"issuer": "github"}"#,
+        ] {
+            assert!(CiPolicy::parse_list(bad).is_err(), "{bad}");
+        }
+    }
+}
