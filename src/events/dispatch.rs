@@ -120,12 +120,25 @@ async fn handle_event(state: &AppState, ev: IncomingEvent) -> AppResult<Reply> {
     if statuses::is_wakeup(&ev.ty) {
         // Awaited, not spawned: the PingSource's request keeps a scaled-to-zero instance up
         // until the due statuses are out.
-        let r = statuses::deliver_now(state).await?;
+        // Retention too: with no traffic the opportunistic passes never come.
+        let (r, retention) = tokio::join!(
+            statuses::deliver_now(state),
+            crate::maintenance::run_now(state)
+        );
+        let r = r?;
+        let retention = match retention {
+            Some(Ok(done)) => format!(
+                " Retention: {} events, {} runs, {} job reports deleted.",
+                done.events, done.runs, done.job_reports
+            ),
+            Some(Err(_)) => " Retention: the pass failed (logged).".into(),
+            None => " Retention: a pass is under way.".into(),
+        };
         return Ok(Reply::new(
             ReplyKind::Ok,
             &ev.id,
             format!(
-                "Commit statuses: {} delivered, {} to retry, {} given up.",
+                "Commit statuses: {} delivered, {} to retry, {} given up.{retention}",
                 r.delivered, r.retried, r.failed
             ),
         ));

@@ -630,3 +630,40 @@ async fn lists_filters_and_lookups_use_indexes() {
         "report counts:\n{p}"
     );
 }
+
+/// The PingSource's wake-up also runs retention: with no traffic, opportunistic passes never
+/// come, and a scaled-to-zero service would keep expired events forever.
+#[tokio::test]
+async fn the_wakeup_event_runs_retention() {
+    let t = support::spawn_with_env(Vec::new()).await;
+    let app = &t.app;
+    bulk_events(&app.state.db, 30, "expired", Duration::days(40)).await;
+    bulk_events(&app.state.db, 5, "kept", Duration::days(1)).await;
+    let r = deliver(support::binary(
+        app,
+        "/api/events/",
+        &[
+            ("ce-specversion", "1.0"),
+            ("ce-id", "wake-1"),
+            (
+                "ce-source",
+                "/apis/v1/namespaces/aq/pingsources/application-quality-wakeup",
+            ),
+            ("ce-type", "dev.knative.sources.ping"),
+        ],
+        "{}",
+    ))
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let detail = r.body.to_string();
+    assert!(detail.contains("Retention: 30 events"), "{detail}");
+    let left: Vec<String> = received_event::Entity::find()
+        .all(&app.state.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.source)
+        .collect();
+    assert!(left.iter().all(|s| s != "expired"), "{left:?}");
+    assert_eq!(left.iter().filter(|s| *s == "kept").count(), 5);
+}
