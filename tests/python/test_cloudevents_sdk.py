@@ -185,7 +185,8 @@ def test_staff_sees_received_events():
         timeout=30,
     )
     assert r.status_code == 200, r.text
-    mine = [e for e in r.json() if e["event_id"].startswith(PREFIX)]
+    # `limit` asks for a page: {count, next, previous, results}
+    mine = [e for e in r.json()["results"] if e["event_id"].startswith(PREFIX)]
     outcomes = sorted(e["outcome"] for e in mine)
     assert outcomes.count("accepted") == 2
     assert "rejected" in outcomes
