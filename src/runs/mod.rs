@@ -222,7 +222,11 @@ pub async fn launch(
     );
     let now = Utc::now();
     let run_id = run.id;
-    let ended = !matches!(outcome, Ok(LaunchOutcome::Launched { .. }));
+    // Launched and queued runs go on; every other outcome ends the run here.
+    let ended = !matches!(
+        outcome,
+        Ok(LaunchOutcome::Launched { .. } | LaunchOutcome::Queued { .. })
+    );
     let mut active = run.into_active_model();
     active.updated_at = Set(now);
     let mut follow = false;

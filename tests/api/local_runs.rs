@@ -9,10 +9,12 @@
 use crate::common::{Options, TestApp};
 use crate::events::support::{binary, deliver, execute};
 use application_quality_api::{
-    db::entities::{command_line_tool, pipeline_run},
+    db::entities::{command_line_tool, commit_status, pipeline_run},
     runs::RunStatus,
 };
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+};
 use serde_json::{Value, json};
 use std::{
     collections::BTreeSet,
@@ -514,7 +516,16 @@ async fn excess_runs_wait_in_order_and_never_exceed_the_limit() {
 #[tokio::test]
 async fn events_run_on_the_local_runner_too() {
     let Some(cwltool) = cwltool() else { return };
-    let t = spawn_local(&cwltool, &[]).await;
+    // Commit statuses on, towards a forge that is down: they stay in the outbox, in order.
+    let t = spawn_local(
+        &cwltool,
+        &[
+            ("GITHUB_STATUS_ENABLED", "true"),
+            ("GITHUB_API_URL", "http://127.0.0.1:9"),
+            ("GITHUB_API_TOKEN", "ghp-test-token"),
+        ],
+    )
+    .await;
     let repo_dir = tempfile::tempdir().unwrap();
     let url = demo_repository(repo_dir.path());
 
@@ -548,7 +559,9 @@ async fn events_run_on_the_local_runner_too() {
         .await;
     assert_eq!(status, 201, "{body}");
     let push = json!({"ref": "refs/heads/main", "after": "0123456789abcdef0123456789abcdef01234567",
-        "repository": {"full_name": "test/demo", "clone_url": url}});
+        "pusher": {"name": "alice"},
+        "repository": {"name": "demo", "owner": {"login": "test"}, "full_name": "test/demo",
+            "clone_url": url}});
     let reply = deliver(binary(
         &t.app,
         "/api/events/",
@@ -573,6 +586,22 @@ async fn events_run_on_the_local_runner_too() {
             assert_eq!(reports[0]["output"]["tool"], tool);
         }
     }
+    // The push's run: `pending` when launched (queued on the local runner), then its verdict
+    // once it ended, never an early "ended" status for the queued run.
+    let states: Vec<String> = commit_status::Entity::find()
+        .filter(commit_status::Column::RunId.eq(push_run))
+        .order_by_asc(commit_status::Column::Id)
+        .all(&t.app.state.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.state)
+        .collect();
+    assert_eq!(
+        states,
+        ["pending", "failure"],
+        "the messy notebook fails its rules"
+    );
 }
 
 #[tokio::test]
