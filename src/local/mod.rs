@@ -94,14 +94,13 @@ struct Active {
 }
 
 impl Active {
-    fn request_stop(&self, why: Stop) -> bool {
-        let Ok(mut stop) = self.stop.lock() else {
-            return false;
-        };
-        if stop.is_none() {
+    /// Records why the run is being stopped (the first reason wins).
+    fn request_stop(&self, why: Stop) {
+        if let Ok(mut stop) = self.stop.lock()
+            && stop.is_none()
+        {
             *stop = Some(why);
         }
-        true
     }
 
     fn stop_reason(&self) -> Option<Stop> {
@@ -137,21 +136,6 @@ impl LocalLauncher {
     /// A runner with the given engine and the settings of `config`. Touches nothing yet.
     pub fn new(engine: Engine, config: &Config) -> Self {
         Self(Arc::new(Inner::new(engine, config)))
-    }
-
-    /// The engine in use.
-    pub fn engine(&self) -> &Engine {
-        &self.0.engine
-    }
-
-    /// Where working directories live.
-    pub fn data_dir(&self) -> &Path {
-        &self.0.data_dir
-    }
-
-    /// Runs executing or queued in this process.
-    pub fn in_flight(&self) -> usize {
-        self.0.active.lock().map(|a| a.len()).unwrap_or(0)
     }
 }
 
