@@ -141,8 +141,14 @@ ensure_runner() {
 ensure_kube() {
   if [ -x scripts/kube.sh ]; then
     say "starting the Kubernetes API server for the tests (scripts/kube.sh)"
-    local exports
+    local exports before
+    before=$(scripts/kube.sh status 2>/dev/null | grep -c ': running' || true)
     if exports=$(scripts/kube.sh start); then
+      # A control plane this script started is stopped when it ends (success, failure or
+      # interrupt); one that was already running, or an external cluster, is left alone.
+      if [ "$before" = 0 ] && scripts/kube.sh status 2>/dev/null | grep -q ': running'; then
+        trap 'say "stopping the Kubernetes API server it started"; scripts/kube.sh stop >/dev/null 2>&1 || true' EXIT
+      fi
       eval "$exports"
       export KUBECONFIG
       return 0
