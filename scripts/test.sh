@@ -146,7 +146,9 @@ ensure_kube() {
     if exports=$(scripts/kube.sh start); then
       # A control plane this script started is stopped when it ends (success, failure or
       # interrupt); one that was already running, or an external cluster, is left alone.
-      if [ "$before" = 0 ] && scripts/kube.sh status 2>/dev/null | grep -q ': running'; then
+      local after
+      after=$(scripts/kube.sh status 2>/dev/null || true)
+      if [ "$before" = 0 ] && [[ $after == *": running"* ]]; then
         trap 'say "stopping the Kubernetes API server it started"; scripts/kube.sh stop >/dev/null 2>&1 || true' EXIT
       fi
       eval "$exports"
