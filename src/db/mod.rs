@@ -33,8 +33,13 @@ pub async fn connect_with(config: &Config, lazy: bool) -> Result<DatabaseConnect
         // One connection: SQLite serialises writers anyway, and a single connection avoids
         // SQLITE_BUSY between our own pool members.
         opts.max_connections(1).min_connections(1);
-        opts.map_sqlx_sqlite_opts(|o| {
-            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+        // A file named without `mode=` is created on first use, as the default one is: an
+        // image's `sqlite:///data/aq.db` on a fresh volume must not fail with SQLite's bare
+        // "unable to open database file". An explicit mode (`ro`, `rw`) is left as given.
+        let create = !config.database_url.contains("mode=");
+        opts.map_sqlx_sqlite_opts(move |o| {
+            o.create_if_missing(create)
+                .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true)

@@ -18,11 +18,11 @@ use async_trait::async_trait;
 use k8s_openapi::api::{
     authorization::v1::{ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec},
     batch::v1::Job,
-    core::v1::{ConfigMap, PersistentVolumeClaim, Secret},
+    core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret},
 };
 use kube::{
     Api, Client,
-    api::{DeleteParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::json;
 use std::{future::Future, time::Duration};
@@ -268,9 +268,15 @@ impl Launcher for KubeLauncher {
                 completion_time: None,
             }));
         };
-        let obs = status::observe(&job, false);
-        if obs.status == RunStatus::Succeeded {
-            self.settle_retention(&job).await;
+        let mut obs = status::observe(&job, false);
+        match obs.status {
+            RunStatus::Succeeded => self.settle_retention(&job).await,
+            RunStatus::Failed => {
+                if let Some(d) = self.failure_detail(run_id).await {
+                    obs.message = Some(status::with_detail(obs.message.as_deref(), &d));
+                }
+            }
+            _ => {}
         }
         Ok(Some(obs))
     }
@@ -289,6 +295,24 @@ impl Launcher for KubeLauncher {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             Err(e) => Err(classify("deleting the Job", e)),
+        }
+    }
+
+    async fn failure_detail(&self, run_id: i64) -> Option<String> {
+        let lp = ListParams::default().labels(&format!("{}={run_id}", objects::RUN_ID_LABEL));
+        match self
+            .call("listing the run's pods", self.api::<Pod>().list(&lp))
+            .await
+        {
+            Ok(Ok(pods)) => status::failure_detail(&pods.items),
+            Ok(Err(e)) => {
+                tracing::warn!(run_id, error = %e, "could not read the failed run's pods");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(run_id, error = %e, "could not read the failed run's pods");
+                None
+            }
         }
     }
 

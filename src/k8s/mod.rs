@@ -44,8 +44,11 @@ const fn perm(group: &'static str, resource: &'static str, verb: &'static str) -
 /// - Secrets: `create`, and `patch` to keep a resumed launch's Secret in line with the run's
 ///   stored token hash (the same derived token, unless the signing key changed).
 ///
-/// The service never reads Secrets, and never touches pods: the Job controller and Calrissian
-/// (its own ServiceAccount) do. Cluster-wide it only creates SelfSubjectAccessReviews (the
+/// - Pods: `list`, only to read why a failed run's pod failed (the Calrissian container's
+///   termination message, an image that cannot be pulled) for the run's reason.
+///
+/// The service never reads Secrets, and never creates, changes or deletes pods: the Job
+/// controller and Calrissian (its own ServiceAccount) do. Cluster-wide it only creates SelfSubjectAccessReviews (the
 /// `KUBERNETES=on` start-up check), which every authenticated identity may do.
 pub const REQUIRED_PERMISSIONS: &[Permission] = &[
     perm("batch", "jobs", "create"),
@@ -56,6 +59,7 @@ pub const REQUIRED_PERMISSIONS: &[Permission] = &[
     perm("", "secrets", "create"),
     perm("", "secrets", "patch"),
     perm("", "persistentvolumeclaims", "create"),
+    perm("", "pods", "list"),
 ];
 
 /// Where the client configuration comes from, without any network call: the in-cluster service

@@ -47,6 +47,8 @@ pub const PIPELINE_ID_LABEL: &str = "application-quality.eoepca.org/pipeline-id"
 /// Annotation carrying the W3C `traceparent` of the request that started the run.
 pub const TRACEPARENT_ANNOTATION: &str = "application-quality.eoepca.org/traceparent";
 
+/// Seconds a cancelled run's pod gets between SIGTERM and SIGKILL.
+pub const CANCEL_GRACE_SECS: i64 = 30;
 /// Name of the Calrissian (init) container.
 pub const CALRISSIAN_CONTAINER: &str = "calrissian";
 /// Name of the container that posts the results back.
@@ -297,6 +299,10 @@ pub fn job(req: &LaunchRequest, s: &RunSettings) -> Job {
         image_pull_policy: Some("IfNotPresent".into()),
         command: Some(vec!["calrissian".into()]),
         args: Some(calrissian_args(s)),
+        // Calrissian logs to the container's stderr too (`--stderr` tees); when it fails the
+        // kubelet keeps the log's tail as the termination message, which the service reads
+        // for the run's failure reason (Calrissian writes no termination message itself).
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         env: Some(vec![EnvVar {
             name: "CALRISSIAN_POD_NAME".into(),
             value_from: Some(EnvVarSource {
@@ -421,8 +427,11 @@ pub fn job(req: &LaunchRequest, s: &RunSettings) -> Job {
                         fs_group: Some(0),
                         ..Default::default()
                     }),
-                    // Calrissian deletes its step pods when it receives SIGTERM (cancel).
-                    termination_grace_period_seconds: Some(120),
+                    // On SIGTERM (cancel) Calrissian deletes its step pods within a second or
+                    // two, then never exits (Calrissian 0.18.1: its worker threads keep the
+                    // process alive), so a long grace period only keeps the cancelled pod
+                    // around: 30 s bounds it and leaves the deletions ample time.
+                    termination_grace_period_seconds: Some(CANCEL_GRACE_SECS),
                     image_pull_secrets: s
                         .image_pull_secret
                         .as_ref()

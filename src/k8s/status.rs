@@ -3,7 +3,10 @@
 
 use crate::runs::{RunStatus, launcher::JobObservation};
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::batch::v1::{Job, JobCondition};
+use k8s_openapi::api::{
+    batch::v1::{Job, JobCondition},
+    core::v1::{ContainerStatus, Pod},
+};
 
 fn true_condition<'a>(job: &'a Job, kind: &str) -> Option<&'a JobCondition> {
     job.status
@@ -68,6 +71,109 @@ fn to_chrono(t: &k8s_openapi::jiff::Timestamp) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(t.as_second(), t.subsec_nanosecond().max(0) as u32)
 }
 
+/// A Job's failure message followed by what its pods said.
+pub fn with_detail(job_message: Option<&str>, detail: &str) -> String {
+    match job_message {
+        Some(m) => format!("{} {detail}", m.trim_end()),
+        None => detail.to_string(),
+    }
+}
+
+/// Longest failure detail kept in a run's `status_message`.
+const DETAIL_MAX_CHARS: usize = 1500;
+
+/// What the pods of a failed Job say about the failure, for the run's `status_message`: the
+/// Calrissian container's termination message (the tail of its log, which the kubelet keeps
+/// thanks to `terminationMessagePolicy: FallbackToLogsOnError`) without its INFO lines, a
+/// container that never started (image not found, missing Secret), or the report container's
+/// refusal. `None` when the pods say nothing useful (they may be gone already).
+pub fn failure_detail(pods: &[Pod]) -> Option<String> {
+    let mut parts = Vec::new();
+    for pod in pods {
+        let Some(st) = pod.status.as_ref() else {
+            continue;
+        };
+        let all = st
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .chain(st.container_statuses.iter().flatten());
+        for c in all {
+            if let Some(d) = container_detail(c) {
+                parts.push(d);
+            }
+        }
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    let mut text = parts.join(" ");
+    if text.chars().count() > DETAIL_MAX_CHARS {
+        // The end of a log says most: keep it.
+        let skip = text.chars().count() - DETAIL_MAX_CHARS;
+        text = format!("…{}", text.chars().skip(skip + 1).collect::<String>());
+    }
+    Some(text)
+}
+
+fn container_detail(c: &ContainerStatus) -> Option<String> {
+    let state = c.state.as_ref()?;
+    if let Some(t) = &state.terminated {
+        if t.exit_code == 0 {
+            return None;
+        }
+        let log = t.message.as_deref().map(log_errors).unwrap_or_default();
+        let reason = t.reason.as_deref().unwrap_or("Error");
+        return Some(if log.is_empty() {
+            format!("{}: exited {} ({reason}).", c.name, t.exit_code)
+        } else {
+            format!("{}: exited {} ({reason}): {log}", c.name, t.exit_code)
+        });
+    }
+    let w = state.waiting.as_ref()?;
+    let reason = w.reason.as_deref()?;
+    // Waiting to start for a reason that is not just "being created": the pod cannot run.
+    if reason == "ContainerCreating" || reason == "PodInitializing" {
+        return None;
+    }
+    Some(match w.message.as_deref() {
+        Some(m) if !m.is_empty() => format!("{}: {reason}: {m}", c.name),
+        _ => format!("{}: {reason}.", c.name),
+    })
+}
+
+/// A log tail without terminal colours, INFO lines and runs of blanks, on one line.
+fn log_errors(log: &str) -> String {
+    let plain = strip_ansi(log);
+    let kept: Vec<&str> = plain
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("INFO"))
+        .collect();
+    kept.join(" ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            // Parameters, then one final byte in @..~.
+            for n in chars.by_ref() {
+                if ('@'..='~').contains(&n) {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Why a run failed when its Job vanished before its outcome was recorded.
 pub fn gone_message() -> String {
     "The run's Kubernetes Job was deleted before it finished.".into()
@@ -127,5 +233,67 @@ mod tests {
             false,
         );
         assert_eq!(o.status, RunStatus::Running);
+    }
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "aq-run-1-x"}, "status": status}))
+            .unwrap()
+    }
+
+    /// The tail of a real Calrissian log of a failed clone (a local node, Calrissian 0.18.1).
+    const CALRISSIAN_TAIL: &str = "\u{1b}[1;30mINFO\u{1b}[0m [step clone] start\n\
+        \u{1b}[1;30mERROR\u{1b}[0m the command below failed in pod clone-container:\n\
+        \tsh -c 'set -eu' clone git://10.213.0.1:29418/missing.git ''\n\
+        \u{1b}[1;30mERROR\u{1b}[0m Workflow error, try again with --debug for more information:\n\
+        (\"Error collecting output for parameter 'repo_directory': Did not find output\n\
+        \x20                file with glob pattern: ['repo'].\", {})\n";
+
+    #[test]
+    fn failure_detail_from_calrissian_log_tail() {
+        let p = pod(json!({"initContainerStatuses": [{
+            "name": "calrissian", "ready": false, "restartCount": 0, "image": "c", "imageID": "",
+            "state": {"terminated": {"exitCode": 1, "reason": "Error", "message": CALRISSIAN_TAIL}}
+        }], "containerStatuses": [{
+            "name": "report", "ready": false, "restartCount": 0, "image": "r", "imageID": "",
+            "state": {"waiting": {"reason": "PodInitializing"}}
+        }]}));
+        let d = failure_detail(&[p]).unwrap();
+        assert!(
+            d.starts_with("calrissian: exited 1 (Error): ERROR the command below failed"),
+            "{d}"
+        );
+        assert!(
+            d.contains("clone git://10.213.0.1:29418/missing.git"),
+            "{d}"
+        );
+        assert!(
+            d.contains("Did not find output file with glob pattern: ['repo']"),
+            "{d}"
+        );
+        assert!(!d.contains("INFO") && !d.contains('\u{1b}'), "{d}");
+    }
+
+    #[test]
+    fn failure_detail_of_pods_that_never_ran_or_said_nothing() {
+        let never = pod(json!({"initContainerStatuses": [{
+            "name": "calrissian", "ready": false, "restartCount": 0, "image": "c", "imageID": "",
+            "state": {"waiting": {"reason": "ErrImageNeverPull",
+                                  "message": "Container image \"c\" is not present"}}
+        }]}));
+        assert_eq!(
+            failure_detail(&[never]).as_deref(),
+            Some("calrissian: ErrImageNeverPull: Container image \"c\" is not present")
+        );
+        let fine = pod(json!({"containerStatuses": [{
+            "name": "report", "ready": false, "restartCount": 0, "image": "r", "imageID": "",
+            "state": {"terminated": {"exitCode": 0}}
+        }]}));
+        assert_eq!(failure_detail(&[fine]), None);
+        assert_eq!(failure_detail(&[]), None);
+        let long = pod(json!({"initContainerStatuses": [{
+            "name": "calrissian", "ready": false, "restartCount": 0, "image": "c", "imageID": "",
+            "state": {"terminated": {"exitCode": 1, "message": "ERROR x ".repeat(1000)}}
+        }]}));
+        assert!(failure_detail(&[long]).unwrap().chars().count() <= DETAIL_MAX_CHARS);
     }
 }

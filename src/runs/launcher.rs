@@ -71,6 +71,11 @@ pub trait Launcher: Send + Sync + 'static {
     async fn observe(&self, run_id: i64) -> Result<Option<JobObservation>, LaunchError>;
     /// Deletes the run's Job and its pods; Ok when already gone.
     async fn cancel(&self, run_id: i64) -> Result<(), LaunchError>;
+    /// Why run `run_id` failed, beyond what its Job says (best effort, bounded; `None` when
+    /// nothing more is known).
+    async fn failure_detail(&self, _run_id: i64) -> Option<String> {
+        None
+    }
     /// Short name for logs and `/api/settings/`.
     fn name(&self) -> &'static str;
     /// What this executor does, and why it was chosen, for the start-up log.

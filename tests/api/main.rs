@@ -10,6 +10,7 @@ mod faults;
 mod foundation;
 mod fuzz_regressions;
 mod hostile;
+mod image;
 mod k8s_runs;
 mod local_runs;
 mod manifests;

@@ -433,3 +433,29 @@ fn logs_are_json_lines_without_health_probes() {
         "probes must stay out of the request log: {paths:?}"
     );
 }
+
+/// `DATABASE_URL=sqlite:///data/aq.db` (no `?mode=`), as an image on a fresh volume is
+/// configured: the file is created, by the server and by the CLI, instead of SQLite's bare
+/// "unable to open database file" (found running the image on a real node).
+#[test]
+fn sqlite_file_named_without_a_mode_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
+    let out = run(command(&url, &[]).arg("migrate"), None);
+    assert!(out.status.success(), "migrate: {}", text(&out.stderr));
+    assert!(dir.path().join("fresh.db").exists());
+
+    let url = format!("sqlite://{}", dir.path().join("served.db").display());
+    let (mut proc, addr, started, _stderr) = serve(&url);
+    wait_ready(&mut proc, addr, started);
+    assert!(dir.path().join("served.db").exists());
+
+    // An explicit mode is respected: read-only on a missing file is still an error.
+    let url = format!(
+        "sqlite://{}?mode=ro",
+        dir.path().join("missing.db").display()
+    );
+    let out = run(command(&url, &[]).arg("migrate"), None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(!dir.path().join("missing.db").exists());
+}

@@ -1,0 +1,506 @@
+#!/usr/bin/env python3
+"""The end-to-end checks of scripts/e2e.sh, on a node that really runs pods.
+
+Standard library only. Talks to the cluster with kubectl, to the container engine with the
+docker client, and to the service over HTTP, as its users do. Prints each stage with its time
+and ends with `N passed, M failed` (exit 1 when anything failed).
+
+Environment (set by scripts/e2e.sh): KUBECTL, DOCKER, DOCKER_HOST, KUBECONFIG, NODE_IP,
+SERVICE_IMAGE, CALRISSIAN_IMAGE, REPO_DIR (a bare git repository to serve).
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+KUBECTL = os.environ["KUBECTL"]
+DOCKER = os.environ["DOCKER"]
+NODE_IP = os.environ["NODE_IP"]
+SERVICE_IMAGE = os.environ["SERVICE_IMAGE"]
+CALRISSIAN_IMAGE = os.environ["CALRISSIAN_IMAGE"]
+REPO_DIR = os.environ["REPO_DIR"]
+APP_NS = "application-quality"
+RUNS_NS = "application-quality-runs"
+USER, PASSWORD = "e2e", "e2e-password-1"
+GIT_PORT = int(os.environ.get("E2E_GIT_PORT", "29418"))
+HANG_PORT = GIT_PORT + 1
+# No `?mode=rwc`: the file is created on a fresh volume, as an operator would write the URL.
+DB_URL = os.environ.get("E2E_DATABASE_URL", "sqlite:///data/aq.db")
+# Short retention, so the garbage collection of a finished run is seen within the test.
+RETENTION_SECS = 5
+
+results = {"passed": 0, "failed": 0}
+measures = []
+T0 = time.monotonic()
+
+
+def log(msg):
+    print(f"[{time.monotonic() - T0:7.1f}s] {msg}", flush=True)
+
+
+def stage(name):
+    """Decorator: runs a stage, prints its time and outcome, counts it."""
+
+    def wrap(fn):
+        def run(*a, **kw):
+            start = time.monotonic()
+            log(f"stage {name} ...")
+            try:
+                out = fn(*a, **kw)
+            except Exception as e:  # a failed stage is reported, the others still run
+                results["failed"] += 1
+                log(f"stage {name}: FAILED after {time.monotonic() - start:.1f}s: {e}")
+                return None
+            results["passed"] += 1
+            log(f"stage {name}: ok in {time.monotonic() - start:.1f}s")
+            return out
+
+        return run
+
+    return wrap
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def measure(name, value, unit):
+    measures.append((name, value, unit))
+    log(f"measure {name}: {value:.2f} {unit}" if isinstance(value, float) else f"measure {name}: {value} {unit}")
+
+
+def sh(*args, stdin=None, check_rc=True):
+    p = subprocess.run(args, input=stdin, capture_output=True, text=True)
+    if check_rc and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:4])}... exited {p.returncode}: {p.stderr.strip()[-600:]}")
+    return p.stdout
+
+
+def kubectl(*args, stdin=None, check_rc=True):
+    return sh(KUBECTL, *args, stdin=stdin, check_rc=check_rc)
+
+
+def kget(*args):
+    return json.loads(kubectl("get", "-o", "json", *args))
+
+
+def wait_for(what, timeout, fn, interval=0.2):
+    """Calls fn until it returns a truthy value; fails with `what` after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except Exception as e:  # not ready yet
+            last = e
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not within {timeout}s (last: {str(last)[:300]})")
+
+
+def http(method, url, body=None, headers=None, timeout=30):
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if body is not None and not isinstance(body, bytes):
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            raw = r.read()
+            return r.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw)
+        except ValueError:
+            return e.code, raw.decode(errors="replace")
+
+
+class Service:
+    def __init__(self, base):
+        self.base = base
+        self.token = None
+
+    def login(self):
+        st, body = http("POST", self.base + "/api/token/", {"username": USER, "password": PASSWORD})
+        check(st == 200, f"login answered {st}: {body}")
+        self.token = body["access"]
+
+    def get(self, path):
+        return http("GET", self.base + path, headers={"Authorization": "Bearer " + self.token})
+
+    def post(self, path, body=None):
+        return http("POST", self.base + path, body if body is not None else {},
+                    headers={"Authorization": "Bearer " + self.token})
+
+    def event(self, ty, data, **attrs):
+        """A binary-mode CloudEvent, as a Knative Trigger delivers it."""
+        headers = {"ce-specversion": "1.0", "ce-id": str(uuid.uuid4()), "ce-type": ty,
+                   "ce-source": "e2e", "Content-Type": "application/json"}
+        headers.update({"ce-" + k: v for k, v in attrs.items()})
+        return http("POST", self.base + "/", json.dumps(data).encode(), headers)
+
+    def run(self, pipeline, run_id):
+        st, body = self.get(f"/api/pipelines/{pipeline}/runs/{run_id}/")
+        check(st == 200, f"run {run_id} answered {st}: {body}")
+        return body
+
+
+# --------------------------------------------------------------------------- helpers on the side
+
+def serve_git():
+    """git daemon on the bridge: the pipelines clone from this machine, never from outside."""
+    base = os.path.dirname(REPO_DIR)
+    p = subprocess.Popen(["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={base}",
+                          f"--listen={NODE_IP}", f"--port={GIT_PORT}"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for("git daemon", 10, lambda: socket.create_connection((NODE_IP, GIT_PORT), 1).close() or True)
+    return p
+
+
+def serve_hanging():
+    """A TCP port that accepts and never answers: a clone from it runs until cancelled."""
+    srv = socket.create_server((NODE_IP, HANG_PORT))
+    held = []
+
+    def loop():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            held.append(c)
+
+    threading.Thread(target=loop, daemon=True).start()
+    return srv
+
+
+class Relay(threading.Thread):
+    """Plays the ApiServerSource: watches the runs' Jobs and sends each change to the service as
+    the event Knative would (type dev.knative.apiserver.resource.update, data = the Job)."""
+
+    def __init__(self, svc):
+        super().__init__(daemon=True)
+        self.svc = svc
+        self.enabled_runs = set()
+        self.applied = {}  # run id -> time a relayed event moved it (answer "Run status updated.")
+        self.proc = None
+
+    def run(self):
+        self.proc = subprocess.Popen([KUBECTL, "get", "jobs", "-n", RUNS_NS, "--watch", "-o", "json",
+                                      "-l", "app.kubernetes.io/managed-by=application-quality-api"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        dec, buf = json.JSONDecoder(), ""
+        for line in self.proc.stdout:
+            buf += line
+            while buf.strip():
+                try:
+                    job, end = dec.raw_decode(buf.lstrip())
+                except ValueError:
+                    break
+                buf = buf.lstrip()[end:]
+                self.relay(job)
+
+    def relay(self, job):
+        run_id = int(job["metadata"]["labels"].get("application-quality.eoepca.org/run-id", "0"))
+        if run_id not in self.enabled_runs:
+            return
+        st, body = self.svc.event("dev.knative.apiserver.resource.update", job,
+                                  subject=f"/apis/batch/v1/namespaces/{RUNS_NS}/jobs/{job['metadata']['name']}")
+        conds = {c["type"]: c["status"] for c in job.get("status", {}).get("conditions", [])}
+        if st == 200 and conds.get("Complete") == "True":
+            self.applied.setdefault(run_id, time.monotonic())
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+
+
+def pods_of_namespace():
+    return kget("pods", "-n", RUNS_NS)["items"]
+
+
+def run_objects(run_id):
+    """Every object left of run `run_id`: its Job, ConfigMap, Secret, claim and Calrissian pod by
+    name/label, and the step pods (Calrissian names them after the steps; any pod counts)."""
+    name = f"aq-run-{run_id}"
+    left = []
+    for kind in ("job", "configmap", "secret", "pvc"):
+        out = kubectl("get", kind, name, "-n", RUNS_NS, "--ignore-not-found", "-o", "name")
+        if out.strip():
+            left.append(out.strip())
+    for p in pods_of_namespace():
+        left.append("pod/" + p["metadata"]["name"])
+    return left
+
+
+# --------------------------------------------------------------------------- stages
+
+def container_ip(name):
+    """The container's address on the node's bridge; fails with its logs when it exited."""
+    parts = sh(DOCKER, "inspect", "-f",
+               "{{.State.Running}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name).split()
+    running, ip = parts[0], (parts[1] if len(parts) > 1 else "")
+    if running != "true" or not ip:
+        logs = subprocess.run([DOCKER, "logs", "--tail", "5", name], capture_output=True, text=True)
+        raise RuntimeError(f"the container is not running: {(logs.stdout + logs.stderr).strip()[-500:]}")
+    return ip
+
+
+@stage("service image: size, user, cold start as a container, SQLite on a volume")
+def container_checks():
+    size = int(sh(DOCKER, "image", "inspect", "-f", "{{.Size}}", SERVICE_IMAGE).strip())
+    measure("service image size", size / 1e6, "MB")
+    check(size <= 30_000_000, f"the service image is {size / 1e6:.1f} MB, over 30 MB")
+    user = sh(DOCKER, "image", "inspect", "-f", "{{.Config.User}}", SERVICE_IMAGE).strip()
+    check(user and not user.startswith("0") and user != "root", f"the image runs as {user!r}")
+    for img in (CALRISSIAN_IMAGE, "k8s.gcr.io/pause:3.2", "alpine/git:v2.47.2"):
+        s = int(sh(DOCKER, "image", "inspect", "-f", "{{.Size}}", img).strip())
+        measure(f"image {img}", s / 1e6, "MB")
+    vol = "aq-e2e-data"
+    name = "aq-e2e-container"
+    sh(DOCKER, "rm", "-f", name, check_rc=False)
+    sh(DOCKER, "volume", "rm", "-f", vol, check_rc=False)
+    try:
+        # A new volume is root-owned; as a Kubernetes fsGroup would, one step hands it to the
+        # image's user (the service itself never runs as root).
+        sh(DOCKER, "run", "--rm", "-v", f"{vol}:/data", "aq-local/debian:bookworm", "chown", "65532:65532", "/data")
+        t = time.monotonic()
+        sh(DOCKER, "run", "-d", "--name", name, "-v", f"{vol}:/data", "--read-only",
+           "-e", "DATABASE_URL=" + DB_URL, "-e", "JWT_SECRET=" + uuid.uuid4().hex * 2,
+           "-e", f"APPLICATION_QUALITY_PASSWORD={PASSWORD}", SERVICE_IMAGE)
+        ip = container_ip(name)
+        wait_for("first 200 from the container", 30,
+                 lambda: http("GET", f"http://{ip}:8080/health/liveness", timeout=1)[0] == 200, interval=0.005)
+        measure("container cold start (docker run -> first 200)", (time.monotonic() - t) * 1000, "ms")
+        st, _ = http("GET", f"http://{ip}:8080/health/readiness")
+        check(st == 200, f"readiness answered {st}")
+        top = sh(DOCKER, "top", name, "-o", "uid").split()
+        check("0" not in top[1:], f"a process of the container runs as root: {top}")
+        sh(DOCKER, "exec", name, "/usr/local/bin/application-quality-api", "user", "add", USER)
+        sh(DOCKER, "restart", name)
+        ip = container_ip(name)
+        wait_for("restart", 30, lambda: http("GET", f"http://{ip}:8080/health/liveness", timeout=1)[0] == 200,
+                 interval=0.01)
+        st, body = http("POST", f"http://{ip}:8080/api/token/", {"username": USER, "password": PASSWORD})
+        check(st == 200, f"the user stored on the volume did not survive a restart: {st} {body}")
+    finally:
+        sh(DOCKER, "rm", "-f", name, check_rc=False)
+        sh(DOCKER, "volume", "rm", "-f", vol, check_rc=False)
+
+
+@stage("deploy: namespaces and RBAC from knative/, a storage class, the service as a pod")
+def deploy(repo_root):
+    kubectl("apply", "-f", os.path.join(repo_root, "knative/namespace.yaml"))
+    kubectl("apply", "-f", os.path.join(repo_root, "knative/rbac.yaml"))
+    kubectl("apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "standard"}, "provisioner": "kubernetes.io/host-path",
+        "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"}))
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "application-quality-api", "namespace": APP_NS},
+              "stringData": {"JWT_SECRET": uuid.uuid4().hex * 2, "DATABASE_URL": DB_URL,
+                             "APPLICATION_QUALITY_PASSWORD": PASSWORD}}
+    kubectl("apply", "-f", "-", stdin=json.dumps(secret))
+
+    def from_secret(key):
+        return {"name": key, "valueFrom": {"secretKeyRef": {"name": "application-quality-api", "key": key}}}
+
+    env = [
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        from_secret("DATABASE_URL"), from_secret("JWT_SECRET"),
+        {"name": "KUBERNETES", "value": "on"},
+        # Callbacks (job reports, results) come to this pod: no Service or DNS here.
+        {"name": "BACKEND_SERVICE_HOST", "value": "$(POD_IP)"},
+        {"name": "BACKEND_SERVICE_PORT", "value": "8080"},
+        {"name": "AQBB_CALRISSIANIMAGE", "value": CALRISSIAN_IMAGE},
+        {"name": "AQBB_STORAGECLASS", "value": "standard"},
+        {"name": "AQBB_VOLUMESIZE", "value": "1Gi"},
+        {"name": "AQBB_MAXCORES", "value": "1"},
+        {"name": "AQBB_MAXRAM", "value": "512Mi"},
+        {"name": "AQBB_SUCCEEDED_RETENTION_SECS", "value": str(RETENTION_SECS)},
+        {"name": "AQBB_FAILED_RETENTION_SECS", "value": str(RETENTION_SECS)},
+        {"name": "RUST_LOG", "value": "info"},
+    ]
+    security = {"runAsNonRoot": True, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]}}
+
+    def init(name, args, extra_env=()):
+        return {"name": name, "image": SERVICE_IMAGE, "imagePullPolicy": "IfNotPresent", "args": args,
+                "env": env + list(extra_env), "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                "securityContext": security}
+
+    pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "application-quality-api", "namespace": APP_NS,
+                     "labels": {"app.kubernetes.io/name": "application-quality-api"}},
+        "spec": {
+            "serviceAccountName": "application-quality-api",
+            "securityContext": {"fsGroup": 65532},
+            "initContainers": [init("migrate", ["migrate"]), init("seed", ["seed"]),
+                               init("user", ["user", "add", USER, "--staff"], [from_secret("APPLICATION_QUALITY_PASSWORD")])],
+            "containers": [dict(init("api", ["serve"]), ports=[{"containerPort": 8080}],
+                                readinessProbe={"httpGet": {"path": "/health/readiness", "port": 8080},
+                                                "periodSeconds": 1})],
+            "volumes": [{"name": "data", "emptyDir": {}}],
+        },
+    }
+    kubectl("delete", "pod", "-n", APP_NS, "application-quality-api", "--ignore-not-found", "--wait=true")
+    kubectl("apply", "-f", "-", stdin=json.dumps(pod))
+    kubectl("wait", "-n", APP_NS, "--for=condition=Ready", "pod/application-quality-api", "--timeout=120s")
+    ip = kget("pod", "-n", APP_NS, "application-quality-api")["status"]["podIP"]
+    svc = Service(f"http://{ip}:8080")
+    svc.login()
+    st, pipelines = svc.get("/api/pipelines/")
+    check(st == 200, f"pipelines answered {st}")
+    lint = next(p["id"] for p in pipelines if p["name"] == "Python lint")
+    return svc, lint
+
+
+def execute(svc, pipeline, repo_url):
+    st, body = svc.event("org.eoepca.application-quality.events.pipeline.execute",
+                         {"parameters": {"clone_subworkflow": {"clone": {"repo_url": repo_url}}}},
+                         user=USER, subject=f"pipelines/{pipeline}")
+    check(st in (200, 201, 202), f"pipeline.execute answered {st}: {body}")
+    run_id = body.get("run_id") if isinstance(body, dict) else None
+    check(isinstance(run_id, int), f"no run id in the answer: {body}")
+    return run_id
+
+
+@stage("a pipeline.execute event runs on the node and succeeds (relayed Job events)")
+def success_by_events(svc, relay, pipeline):
+    t0 = time.monotonic()
+    run_id = execute(svc, pipeline, f"git://{NODE_IP}:{GIT_PORT}/demo.git")
+    relay.enabled_runs.add(run_id)
+    job = wait_for("the Job", 30, lambda: kubectl("get", "job", f"aq-run-{run_id}", "-n", RUNS_NS,
+                                                    "--ignore-not-found", "-o", "json").strip())
+    measure("event -> Job exists", time.monotonic() - t0, "s")
+    del job
+    wait_for("a relayed Job event marking the run succeeded", 600, lambda: run_id in relay.applied, interval=0.5)
+    run = svc.run(pipeline, run_id)
+    check(run["status"] == "succeeded", f"run {run_id} is {run['status']}: {run.get('status_message')}")
+    job = kget("job", f"aq-run-{run_id}", "-n", RUNS_NS)
+    measure("event -> all pods done (Job complete)", relay.applied[run_id] - t0, "s")
+    measure("event -> run succeeded", time.monotonic() - t0, "s")
+    check(run["output"] is not None, "no output stored")
+    usage = run["usage_report"]
+    check(isinstance(usage, dict) and usage, f"no usage report stored: {usage!r}")
+    st, reports = svc.get(f"/api/pipelines/{pipeline}/runs/{run_id}/jobreports/")
+    reports = reports.get("results", reports) if isinstance(reports, dict) else reports
+    check(st == 200 and reports, f"no job report posted by the step pods: {st} {reports}")
+    check(run.get("job_reports_count", 0) >= 1, "job_reports_count is 0")
+    # Calrissian's own overhead: its container's wall time minus the time its steps ran.
+    try:
+        start = job["status"]["startTime"]
+        done = job["status"]["completionTime"]
+        from datetime import datetime
+        fmt = "%Y-%m-%dT%H:%M:%SZ"
+        total = (datetime.strptime(done, fmt) - datetime.strptime(start, fmt)).total_seconds()
+        steps = sum(c.get("elapsed_hours", 0) * 3600 for c in usage.get("children", []))
+        measure("Job wall time", total, "s")
+        measure("steps' time (Calrissian usage report)", steps, "s")
+        measure("Calrissian overhead (Job time - steps)", total - steps, "s")
+    except (KeyError, ValueError, TypeError) as e:
+        log(f"overhead not computed: {e}")
+    return run_id
+
+
+@stage("a run nobody relays succeeds through reconcile-on-read")
+def success_by_reading(svc, pipeline):
+    t0 = time.monotonic()
+    run_id = execute(svc, pipeline, f"git://{NODE_IP}:{GIT_PORT}/demo.git")
+    run = wait_for("the run to succeed on read", 600,
+                   lambda: (r := svc.run(pipeline, run_id))["status"] in ("succeeded", "failed") and r, interval=1)
+    check(run["status"] == "succeeded", f"run {run_id} is {run['status']}: {run.get('status_message')}")
+    check(run["output"] is not None, "no output stored")
+    measure("event -> succeeded (read)", time.monotonic() - t0, "s")
+    return run_id
+
+
+@stage("every object of a finished run is garbage-collected after its retention")
+def garbage_collected(run_ids):
+    for run_id in run_ids:
+        wait_for(f"the objects of run {run_id} to go", 120 + RETENTION_SECS,
+                 lambda: not [o for o in run_objects(run_id) if not o.startswith("pod/")], interval=1)
+    wait_for("the runs' pods to go", 120, lambda: not pods_of_namespace(), interval=1)
+    wait_for("the runs' volumes to go", 60, lambda: not kget("pv")["items"], interval=1)
+
+
+@stage("a pipeline whose clone fails ends failed, with the reason")
+def failing_clone(svc, pipeline):
+    run_id = execute(svc, pipeline, f"git://{NODE_IP}:{GIT_PORT}/missing.git")
+    run = wait_for("the run to end", 600,
+                   lambda: (r := svc.run(pipeline, run_id))["status"] in ("succeeded", "failed", "error") and r,
+                   interval=1)
+    check(run["status"] == "failed", f"run {run_id} is {run['status']}")
+    msg = run.get("status_message") or ""
+    check(msg, "a failed run without a reason")
+    log(f"reason: {msg[:200]}")
+    return run_id
+
+
+@stage("cancel removes the run's pods")
+def cancel(svc, pipeline):
+    run_id = execute(svc, pipeline, f"git://{NODE_IP}:{HANG_PORT}/hangs.git")
+
+    def step_running():
+        pods = pods_of_namespace()
+        steps = [p for p in pods if not p["metadata"]["name"].startswith(f"aq-run-{run_id}-")]
+        return steps and all(p["status"].get("phase") == "Running" for p in steps)
+
+    wait_for("a step pod running", 300, step_running, interval=0.5)
+    t0 = time.monotonic()
+    st, body = svc.post(f"/api/pipelines/{pipeline}/runs/{run_id}/cancel/")
+    check(st == 200, f"cancel answered {st}: {body}")
+    wait_for("the pods of the cancelled run to go", 180, lambda: not pods_of_namespace(), interval=0.5)
+    measure("cancel -> no pods left", time.monotonic() - t0, "s")
+    run = svc.run(pipeline, run_id)
+    check(run["status"] == "killed", f"the cancelled run is {run['status']}")
+
+
+def dump_diagnostics():
+    for args in (("get", "pods,jobs,pvc,pv", "-A", "-o", "wide"), ("get", "events", "-A")):
+        log(kubectl(*args, check_rc=False)[-4000:])
+    log(kubectl("logs", "-n", APP_NS, "application-quality-api", "--tail", "60", check_rc=False))
+
+
+def main():
+    repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    git = serve_git()
+    hang = serve_hanging()
+    try:
+        container_checks()
+        deployed = deploy(repo_root)
+        if not deployed:
+            results["failed"] += 5
+            dump_diagnostics()
+            return
+        svc, lint = deployed
+        relay = Relay(svc)
+        relay.start()
+        a = success_by_events(svc, relay, lint)
+        b = success_by_reading(svc, lint)
+        garbage_collected([r for r in (a, b) if r])
+        failing_clone(svc, lint)
+        cancel(svc, lint)
+        relay.stop()
+        if results["failed"]:
+            dump_diagnostics()
+    finally:
+        git.terminate()
+        hang.close()
+        print("\nmeasures:")
+        for name, value, unit in measures:
+            print(f"  {name}: {value:.2f} {unit}" if isinstance(value, float) else f"  {name}: {value} {unit}")
+        print(f"\n{results['passed']} passed, {results['failed']} failed", flush=True)
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(1 if results["failed"] or not results["passed"] else 0)
