@@ -38,8 +38,9 @@ pub async fn connect_with(config: &Config, lazy: bool) -> Result<DatabaseConnect
         // "unable to open database file". An explicit mode (`ro`, `rw`) is left as given.
         let create = !config.database_url.contains("mode=");
         opts.map_sqlx_sqlite_opts(move |o| {
-            o.create_if_missing(create)
-                .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+            // Only ever turned on: `create_if_missing(false)` would override `mode=rwc`.
+            let o = if create { o.create_if_missing(true) } else { o };
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true)

@@ -219,6 +219,13 @@ impl Cluster {
 
     /// Waits for the Job controller to create the run's pod, then sets its phase.
     async fn finish_pod(&self, run_id: i64, phase: &str) {
+        self.finish_pod_with(run_id, json!({"status": {"phase": phase}}))
+            .await
+    }
+
+    /// Waits for the Job controller to create the run's pod, then writes its status (what a
+    /// kubelet would).
+    async fn finish_pod_with(&self, run_id: i64, status: serde_json::Value) {
         let pods: Api<Pod> = self.api();
         let selector = format!("job-name={}", objects::object_name(run_id));
         let pod = eventually("the Job's pod", 30, || async {
@@ -230,7 +237,6 @@ impl Cluster {
                 .next()
         })
         .await;
-        let status = json!({"status": {"phase": phase}});
         pods.patch_status(
             pod.metadata.name.as_deref().unwrap(),
             &PatchParams::default(),
@@ -444,6 +450,9 @@ async fn applied_rbac_allows_every_required_verb_and_nothing_more() {
         ("", "secrets", "get"),
         ("", "secrets", "list"),
         ("", "pods", "create"),
+        ("", "pods", "get"),
+        ("", "pods", "delete"),
+        ("", "pods/log", "get"),
         ("batch", "jobs", "list"),
         ("", "namespaces", "create"),
     ] {
@@ -585,6 +594,9 @@ async fn runs_follow_their_jobs_through_events_and_reconcile_on_read() {
     let bad = start_run(&app, &token, pipeline_id).await["id"]
         .as_i64()
         .unwrap();
+    let bad_event = start_run(&app, &token, pipeline_id).await["id"]
+        .as_i64()
+        .unwrap();
 
     // Success, seen through an ApiServerSource event.
     c.finish_pod(ok, "Succeeded").await;
@@ -608,8 +620,20 @@ async fn runs_follow_their_jobs_through_events_and_reconcile_on_read() {
     assert_eq!(status, 200);
     assert_eq!(stored_run(&app, ok).await.status, "succeeded");
 
-    // Failure, seen by reading the run (no event).
-    c.finish_pod(bad, "Failed").await;
+    // Failure, seen by reading the run (no event). The kubelet keeps the tail of a failed
+    // Calrissian's log as its termination message (FallbackToLogsOnError); the run's reason
+    // carries it, read with the service's own ServiceAccount (pods: list).
+    let failed_pod = |detail: &str| {
+        json!({"status": {"phase": "Failed", "initContainerStatuses": [{
+            "name": "calrissian", "ready": false, "restartCount": 0,
+            "image": "calrissian", "imageID": "",
+            "state": {"terminated": {"exitCode": 1, "reason": "Error", "message": format!(
+                "\u{1b}[1;30mINFO\u{1b}[0m [step clone] start\n\
+                 \u{1b}[1;30mERROR\u{1b}[0m the command below failed in pod clone-container: {detail}\n")}}
+        }]}})
+    };
+    c.finish_pod_with(bad, failed_pod("git clone missing.git"))
+        .await;
     c.job_with_condition(bad, "Failed").await;
     let (status, body) = app
         .get(
@@ -621,6 +645,23 @@ async fn runs_follow_their_jobs_through_events_and_reconcile_on_read() {
     assert_eq!(body["status"], "failed", "{body}");
     let message = stored_run(&app, bad).await.status_message.unwrap();
     assert!(message.contains("BackoffLimitExceeded"), "{message}");
+    assert!(
+        message.contains(
+            "calrissian: exited 1 (Error): ERROR the command below failed in pod clone-container: git clone missing.git"
+        ),
+        "{message}"
+    );
+    // The same through the Job's failure event.
+    c.finish_pod_with(bad_event, failed_pod("ruff check")).await;
+    let failed_job = c.job_with_condition(bad_event, "Failed").await;
+    let (status, body) = post_job_event(&app, &failed_job, "update").await;
+    assert_eq!(status, 200, "{body}");
+    let message = stored_run(&app, bad_event).await.status_message.unwrap();
+    assert!(message.contains("BackoffLimitExceeded"), "{message}");
+    assert!(
+        message.ends_with("in pod clone-container: ruff check"),
+        "{message}"
+    );
     // The failed run keeps its objects for the failed retention.
     let spec = jobs
         .get(&objects::object_name(bad))
