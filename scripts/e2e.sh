@@ -32,13 +32,27 @@ unset KUBECONFIG
 T0=$(date +%s)
 stage() { printf '[%6ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
 
+# What the machine looks like before: its packet filter rules and chains (without counters).
+netfilter() { iptables-save 2>/dev/null | grep -E '^(:|-A)' | sed -E 's/ \[[0-9]+:[0-9]+\]$//' | sort; }
 WORK=$(mktemp -d)
+netfilter > "$WORK/netfilter.before"
 cleanup() {
-  local rc=$?
+  local rc=$? left=()
   trap - EXIT INT TERM
   stage "cleaning up: the node, its engine, the control plane, the bridge and rules"
   scripts/kube.sh stop >&2 || true
+  # Left as found? Processes, the bridge, packet filter rules, mounts.
+  scripts/kube.sh status | grep -q running && left+=("processes: $(scripts/kube.sh status | grep running | tr '\n' ' ')")
+  ip link show "${AQ_NODE_BRIDGE:-aq-br0}" >/dev/null 2>&1 && left+=("the bridge")
+  netfilter | diff -q - "$WORK/netfilter.before" >/dev/null || left+=("iptables: $(netfilter | diff - "$WORK/netfilter.before" | grep '^[<>]' | head -5 | tr '\n' ' ')")
+  grep -q " $AQ_KUBE_STATE/" /proc/mounts && left+=("mounts under $AQ_KUBE_STATE")
   rm -rf "$WORK"
+  if [ ${#left[@]} -gt 0 ]; then
+    printf 'e2e.sh: NOT left as found: %s\n' "${left[@]}" >&2
+    [ "$rc" = 0 ] && rc=1
+  else
+    stage "the machine is as it was: no process, bridge, rule or mount of ours left"
+  fi
   exit "$rc"
 }
 trap cleanup EXIT

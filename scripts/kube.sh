@@ -336,8 +336,29 @@ network_up() {
   rules add
 }
 
+iptables_chains() {
+  local t
+  for t in filter nat mangle; do iptables-save -t "$t" 2>/dev/null | sed -n "s/^:\([^ ]*\) .*/$t \1/p"; done
+}
+
+# Chains a kubelet made (KUBE-*), which outlive it: removed with the rules that jump to them,
+# unless they were there before the node started.
+kubelet_chains_down() {
+  local before=$STATE/iptables-chains.before t c rule
+  [ -f "$before" ] || return 0
+  iptables_chains | grep ' KUBE-' | grep -vxF -f "$before" | while read -r t c; do
+    iptables-save -t "$t" | grep -E -- "^-A .* -j $c( |\$)" | sed 's/^-A/-D/' | while read -r rule; do
+      eval "iptables -t $t $rule" 2>/dev/null || true
+    done
+    iptables -t "$t" -F "$c" 2>/dev/null || true
+    iptables -t "$t" -X "$c" 2>/dev/null || true
+  done
+  rm -f "$before"
+}
+
 network_down() {
   rules del
+  kubelet_chains_down
   if [ -f "$STATE/bridge-ours" ]; then
     ip link del "$BRIDGE" 2>/dev/null || true
     rm -f "$STATE/bridge-ours"
@@ -375,6 +396,7 @@ node() {
   mkdir -p "$STATE"
   touch "$STATE/node-mode"
   [ -e /tmp/hostpath_pv ] || touch "$STATE/hostpath-ours"
+  [ -f "$STATE/iptables-chains.before" ] || iptables_chains > "$STATE/iptables-chains.before"
   API_HOST=$NODE_IP
   network_up
   control_plane node
