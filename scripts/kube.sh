@@ -344,21 +344,27 @@ iptables_chains() {
 # Chains a kubelet made (KUBE-*), which outlive it: removed with the rules that jump to them,
 # unless they were there before the node started.
 kubelet_chains_down() {
-  local before=$STATE/iptables-chains.before t c rule
+  local before=$STATE/iptables-chains.before t c rule new rules
   [ -f "$before" ] || return 0
-  iptables_chains | grep ' KUBE-' | grep -vxF -f "$before" | while read -r t c; do
-    iptables-save -t "$t" | grep -E -- "^-A .* -j $c( |\$)" | sed 's/^-A/-D/' | while read -r rule; do
-      eval "iptables -t $t $rule" 2>/dev/null || true
-    done
+  new=$(iptables_chains | grep ' KUBE-' | grep -vxF -f "$before" || true)
+  while read -r t c; do
+    [ -n "$c" ] || continue
+    rules=$(iptables-save -t "$t" | grep -E -- "^-A .* -j $c( |\$)" | sed 's/^-A/-D/' || true)
+    while read -r rule; do
+      [ -n "$rule" ] && { eval "iptables -t $t $rule" 2>/dev/null || true; }
+    done <<< "$rules"
     iptables -t "$t" -F "$c" 2>/dev/null || true
-    iptables -t "$t" -X "$c" 2>/dev/null || true
-  done
+  done <<< "$new"
+  # Deleted once no rule jumps to them any more (chains may jump to each other).
+  while read -r t c; do
+    [ -n "$c" ] && { iptables -t "$t" -X "$c" 2>/dev/null || true; }
+  done <<< "$new"
   rm -f "$before"
 }
 
 network_down() {
-  rules del
-  kubelet_chains_down
+  rules del || true
+  kubelet_chains_down || true
   if [ -f "$STATE/bridge-ours" ]; then
     ip link del "$BRIDGE" 2>/dev/null || true
     rm -f "$STATE/bridge-ours"
