@@ -515,8 +515,16 @@ mod tests {
             Some("application-quality-calrissian")
         );
         assert_eq!(pod.image_pull_secrets.unwrap()[0].name, "regcred");
+        // Calrissian deletes its step pods on SIGTERM but then never exits: the grace period
+        // is all a cancelled pod lives on (it was 120 s; a real node showed it).
+        assert_eq!(pod.termination_grace_period_seconds, Some(30));
         let init = &pod.init_containers.unwrap()[0];
         assert_eq!(init.image.as_deref(), Some("terradue/calrissian:0.14.0"));
+        // Its log's tail is the failed run's reason (status::failure_detail).
+        assert_eq!(
+            init.termination_message_policy.as_deref(),
+            Some("FallbackToLogsOnError")
+        );
         let args = init.args.clone().unwrap();
         assert!(!args.contains(&"--debug".to_string()));
         let pos = args.iter().position(|a| a == "--max-ram").unwrap();
