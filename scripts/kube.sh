@@ -156,7 +156,8 @@ build() { # [node]
 certificates() {
   local p=$STATE/pki
   # Made again when the node's address changed (it is in the server certificate).
-  [ -f "$p/ready" ] && [ "$(cat "$p/ready")" = "$NODE_IP" ] && return 0
+  # (Never under a running API server, which keeps the certificates it started with.)
+  [ -f "$p/ready" ] && { [ "$(cat "$p/ready")" = "$NODE_IP" ] || alive kube-apiserver; } && return 0
   rm -rf "$p"; mkdir -p "$p"
   (
     cd "$p"
@@ -371,8 +372,8 @@ network_down() {
   fi
 }
 
-# dockershim gives pod sandboxes oom_score_adj -998, which an unprivileged-in-practice root
-# (a container, as here) cannot set: runc fails with "can't get final child's PID from pipe".
+# dockershim gives pod sandboxes oom_score_adj -998, which a root without CAP_SYS_RESOURCE
+# (inside a container or a sandbox) cannot set: runc fails with "can't get final child's PID from pipe".
 # This runtime, registered as the node's dockerd default, clamps it to 0 and calls runc.
 runc_wrapper() {
   cat > "$STATE/runc-oom-clamp" <<'EOF'
@@ -455,7 +456,10 @@ stop() {
   stop_one kubelet
   if alive dockerd; then
     # The pods' containers go before their engine.
-    docker_cli ps -aq 2>/dev/null | xargs -r docker_cli rm -f >/dev/null 2>&1 || true
+    local ids
+    ids=$(docker_cli ps -aq 2>/dev/null || true)
+    # shellcheck disable=SC2086
+    if [ -n "$ids" ]; then docker_cli rm -f $ids >/dev/null 2>&1 || true; fi
   fi
   for n in kube-scheduler dockerd kube-controller-manager kube-apiserver etcd; do stop_one "$n"; done
   # Mounts the kubelet and the engine leave behind (secret volumes, overlays), deepest first.
@@ -467,7 +471,7 @@ stop() {
   if [ -f "$STATE/node-mode" ]; then
     network_down
     # What the hostPath provisioner made for the runs' volumes.
-    [ -f "$STATE/hostpath-ours" ] && rm -rf /tmp/hostpath_pv && rm -f "$STATE/hostpath-ours"
+    if [ -f "$STATE/hostpath-ours" ]; then rm -rf /tmp/hostpath_pv "$STATE/hostpath-ours"; fi
     rm -f "$STATE/node-mode"
   fi
 }
