@@ -18,7 +18,7 @@
 # 27445, the kubelet's health 27454) and the bridge aq-br0, 10.213.0.1/24 (the API server
 # 27443, the kubelet 27453, git 29418-29419, the pods). Nothing else is contacted but Debian's
 # mirror and PyPI and crates.io while images are built.
-set -euo pipefail
+set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 
 [ "$(id -u)" = 0 ] || { echo "e2e.sh: needs root (a bridge, iptables rules, dockerd, kubelet)" >&2; exit 2; }

@@ -20,7 +20,7 @@
 # Environment: DOCKER_HOST (the engine; scripts/kube.sh node prints it), DOCKER (the client,
 # default Debian's /usr/bin/docker, which has BuildKit built in), AQ_KUBE_CACHE (as kube.sh),
 # AQ_SERVICE_IMAGE (default application-quality-api:local).
-set -euo pipefail
+set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 
 CACHE=${AQ_KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/application-quality-api/kube}
@@ -41,6 +41,7 @@ export DOCKER_BUILDKIT=1
 
 say() { printf 'images.sh: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
+trap 'say "failed at line $LINENO: $BASH_COMMAND"' ERR
 have() { [ -z "${AQ_IMAGES_REBUILD:-}" ] && "$DOCKER" image inspect "$1" >/dev/null 2>&1; }
 # Builds need the host network only to reach Debian's mirror and PyPI.
 # This machine's CA bundle goes in as a build secret (it may hold a TLS-inspecting proxy's CA);
@@ -50,9 +51,10 @@ secret=()
 [ -f "$CA_BUNDLE" ] && secret=(--secret "id=ca-certificates,src=$CA_BUNDLE")
 build() { "$DOCKER" build --network host "${secret[@]}" --build-arg "BASE_IMAGE=$BASE" "$@"; }
 
+# The Debian mirror apt uses (one-line or deb822 sources; /etc/apt/sources.list may not exist).
 mirror() {
   cat /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null | grep -v '^\s*#' \
-    | grep -oE 'https?://[^ ]+/debian/?( |$)' | head -n1 | tr -d ' '
+    | grep -oE 'https?://[^ ]+/debian/?( |$)' | head -n1 | tr -d ' ' || true
 }
 
 base() {

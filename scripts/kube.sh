@@ -39,7 +39,7 @@
 #   AQ_KUBE_PORT    API server port (default 26443); etcd uses AQ_ETCD_PORT (default 22379) and +1;
 #                   the controller-manager +1, the scheduler +2, the kubelet +10 and +11 (healthz)
 #   AQ_NODE_BRIDGE, AQ_NODE_CIDR   the pods' bridge and its address (aq-br0, 10.213.0.1/24)
-set -euo pipefail
+set -Eeuo pipefail
 
 CACHE=${AQ_KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/application-quality-api/kube}
 BIN=${AQ_KUBE_BIN:-$CACHE/bin}
@@ -68,6 +68,7 @@ KUBECONFIG_OUT=$STATE/admin.kubeconfig
 
 say() { printf 'kube.sh: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
+trap 'say "failed at line $LINENO: $BASH_COMMAND"' ERR
 
 # --------------------------------------------------------------------------- an existing cluster
 existing_cluster() {
