@@ -518,6 +518,7 @@ def main():
         container_checks()
         deployed = deploy(repo_root)
         if not deployed:
+            # The five stages that need the deployed service count as failed too.
             results["failed"] += 5
             dump_diagnostics()
             return
