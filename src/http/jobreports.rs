@@ -200,20 +200,20 @@ fn check_query(q: ReportQuery) -> AppResult<(String, String)> {
 /// type and a missing one are read as JSON too (the digest is then `{}`), or a
 /// `multipart/form-data` body with a `report` and a `digest` part (`curl -F`), as the
 /// reference's upload step. Other types are 415.
-fn callback_body(headers: &HeaderMap, body: &Bytes) -> AppResult<(Value, Value)> {
+async fn callback_body(headers: &HeaderMap, body: Bytes) -> AppResult<(Value, Value)> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if let Some(boundary) = multipart::boundary(content_type) {
-        return multipart_body(body, &boundary?);
+        return multipart_body(body, &boundary?).await;
     }
     let mime = content_type.split(';').next().unwrap_or("").trim();
     if is_json_content_type(content_type)
         || mime.is_empty()
         || mime.eq_ignore_ascii_case("application/x-www-form-urlencoded")
     {
-        Ok((parse_json(body)?, Value::Object(Default::default())))
+        Ok((parse_json(&body)?, Value::Object(Default::default())))
     } else {
         Err(AppError::UnsupportedMediaType(format!(
             "Unsupported media type \"{content_type}\" in request; send application/json."
@@ -223,13 +223,13 @@ fn callback_body(headers: &HeaderMap, body: &Bytes) -> AppResult<(Value, Value)>
 
 /// The `report` and `digest` parts of a multipart upload; each is required, and each must be
 /// JSON (an empty digest file counts as `{}`, as the reference's upload step writes then).
-fn multipart_body(body: &[u8], boundary: &str) -> AppResult<(Value, Value)> {
-    let parts = multipart::parts(body, boundary)?;
+async fn multipart_body(body: Bytes, boundary: &str) -> AppResult<(Value, Value)> {
+    let parts = multipart::parts(body, boundary).await?;
     let part = |name: &str| {
         parts
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, content)| *content)
+            .map(|(_, content)| &content[..])
             .ok_or_else(|| {
                 AppError::field(name, format!("The multipart body has no '{name}' part."))
             })
@@ -291,7 +291,7 @@ async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> AppResult<(StatusCode, Json<Value>)> {
-    let (output, digest) = callback_body(&headers, &body.map_err(body_rejection)?)?;
+    let (output, digest) = callback_body(&headers, body.map_err(body_rejection)?).await?;
     let scope = PipelineScope::parse(&pipeline)?;
     let run_id = serialize::parse_id(&run)?;
     let run = pipeline_run::Entity::find_by_id(run_id)
@@ -350,14 +350,14 @@ mod tests {
         }
     }
 
-    #[test]
-    fn callback_bodies() {
-        let with = |ct: Option<&'static str>| {
+    #[tokio::test]
+    async fn callback_bodies() {
+        let with = async |ct: Option<&'static str>| {
             let mut h = HeaderMap::new();
             if let Some(ct) = ct {
                 h.insert(header::CONTENT_TYPE, ct.parse().unwrap());
             }
-            callback_body(&h, &Bytes::from_static(br#"{"a":1}"#))
+            callback_body(&h, Bytes::from_static(br#"{"a":1}"#)).await
         };
         for ct in [
             Some("application/json"),
@@ -365,12 +365,12 @@ mod tests {
             None,
         ] {
             assert_eq!(
-                with(ct).unwrap(),
+                with(ct).await.unwrap(),
                 (serde_json::json!({"a": 1}), serde_json::json!({})),
                 "{ct:?}"
             );
         }
-        assert_eq!(with(Some("text/html")).unwrap_err().status(), 415);
+        assert_eq!(with(Some("text/html")).await.unwrap_err().status(), 415);
     }
 
     #[test]
