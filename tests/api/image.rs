@@ -179,3 +179,28 @@ fn image_runs_as_a_numeric_non_root_user() {
         .unwrap_or_else(|_| panic!("USER {user} is not numeric"));
     assert_ne!(uid, 0, "the image runs as root");
 }
+
+/// The runtime base has no C library (distroless `static`, about 2 MB), so the binary must be
+/// linked statically; the `cc` base with a dynamic binary made a 41 MB image, over the 30 MB
+/// budget. (`scripts/e2e.sh` measures the built image.)
+#[test]
+fn the_binary_is_static_for_a_base_without_libc() {
+    let ins = instructions();
+    let runtime_default = ins
+        .iter()
+        .filter_map(|i| i.strip_prefix("ARG RUNTIME_IMAGE="))
+        .next()
+        .expect("a RUNTIME_IMAGE build argument with a default");
+    assert!(
+        runtime_default.contains("distroless/static"),
+        "runtime base {runtime_default}: the size budget assumes distroless static"
+    );
+    let build = ins
+        .iter()
+        .find(|i| i.starts_with("RUN ") && i.contains("cargo build"))
+        .expect("a cargo build step");
+    assert!(
+        build.contains("target-feature=+crt-static") && build.contains("--target"),
+        "the release build must link statically (crt-static, with an explicit --target): {build}"
+    );
+}
