@@ -494,7 +494,9 @@ def cancel(svc, pipeline):
     t0 = time.monotonic()
     st, body = svc.post(f"/api/pipelines/{pipeline}/runs/{run_id}/cancel/")
     check(st == 200, f"cancel answered {st}: {body}")
-    wait_for("the step pods to go", 60,
+    # Calrissian deletes them at once, each with its default 30 s grace (`sh` as PID 1 ignores
+    # SIGTERM), after the garbage collector deleted Calrissian's pod: about a minute.
+    wait_for("the step pods to go", 150,
              lambda: not [p for p in pods_of_namespace() if not p["metadata"]["name"].startswith("aq-run-")],
              interval=0.2)
     measure("cancel -> step pods deleted (by Calrissian)", time.monotonic() - t0, "s")
