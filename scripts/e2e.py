@@ -494,11 +494,16 @@ def cancel(svc, pipeline):
     t0 = time.monotonic()
     st, body = svc.post(f"/api/pipelines/{pipeline}/runs/{run_id}/cancel/")
     check(st == 200, f"cancel answered {st}: {body}")
+
+    def step_pods():
+        return [p for p in pods_of_namespace() if not p["metadata"]["name"].startswith("aq-run-")]
+
+    wait_for("Calrissian to delete its step pods", 120,
+             lambda: all(p["metadata"].get("deletionTimestamp") for p in step_pods()), interval=0.2)
+    measure("cancel -> step pods being deleted (Calrissian got SIGTERM)", time.monotonic() - t0, "s")
     # Calrissian deletes them at once, each with its default 30 s grace (`sh` as PID 1 ignores
     # SIGTERM), after the garbage collector deleted Calrissian's pod: about a minute.
-    wait_for("the step pods to go", 150,
-             lambda: not [p for p in pods_of_namespace() if not p["metadata"]["name"].startswith("aq-run-")],
-             interval=0.2)
+    wait_for("the step pods to go", 150, lambda: not step_pods(), interval=0.2)
     measure("cancel -> step pods deleted (by Calrissian)", time.monotonic() - t0, "s")
     wait_for("the pods of the cancelled run to go", 180, lambda: not pods_of_namespace(), interval=0.5)
     measure("cancel -> no pods left (Calrissian's pod ends with its 30 s grace period)", time.monotonic() - t0, "s")
