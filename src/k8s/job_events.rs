@@ -60,16 +60,15 @@ pub async fn handle(
     }
     let deleted = event_type.ends_with(".delete");
     let mut obs = status::observe(&job, deleted);
+    let before = RunStatus::parse(&run.status);
     // Only a run still waiting for its outcome costs a pod read (replays do not).
-    let open = RunStatus::parse(&run.status).is_some_and(|s| !s.is_terminal());
     if obs.status == RunStatus::Failed
         && !deleted
-        && open
+        && before.is_some_and(|s| !s.is_terminal())
         && let Some(d) = state.launcher.failure_detail(run_id).await
     {
         obs.message = Some(status::with_detail(obs.message.as_deref(), &d));
     }
-    let before = RunStatus::parse(&run.status);
     let updated = runs::apply_observation(state, run, &obs).await?;
     let became_succeeded = before != Some(RunStatus::Succeeded)
         && RunStatus::parse(&updated.status) == Some(RunStatus::Succeeded);

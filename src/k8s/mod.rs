@@ -48,8 +48,9 @@ const fn perm(group: &'static str, resource: &'static str, verb: &'static str) -
 ///   termination message, an image that cannot be pulled) for the run's reason.
 ///
 /// The service never reads Secrets, and never creates, changes or deletes pods: the Job
-/// controller and Calrissian (its own ServiceAccount) do. Cluster-wide it only creates SelfSubjectAccessReviews (the
-/// `KUBERNETES=on` start-up check), which every authenticated identity may do.
+/// controller and Calrissian (its own ServiceAccount) do. Cluster-wide it only creates
+/// SelfSubjectAccessReviews (the `KUBERNETES=on` start-up check), which every authenticated
+/// identity may do.
 pub const REQUIRED_PERMISSIONS: &[Permission] = &[
     perm("batch", "jobs", "create"),
     perm("batch", "jobs", "get"),
