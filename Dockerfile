@@ -12,7 +12,7 @@
 # mounts, which keep the crates and the build directory between builds.
 #
 # The binary links glibc statically (crt-static), so the runtime base needs no C library:
-# the image is the binary (about 19 MB) plus CA certificates and a passwd entry.
+# the image is the binary (about 21 MB) plus CA certificates and a passwd entry.
 
 ARG BUILDER_IMAGE=rust:1.95.0-slim-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot
