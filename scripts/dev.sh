@@ -2,7 +2,8 @@
 # scripts/dev.sh - build and start the service locally, ready to try:
 #   embedded SQLite (application-quality.db), the demo catalogue, a staff user `admin`, and
 #   the local runner: pipelines run on this machine with cwltool (installed with ruff into
-#   .venv by pip; git, curl, python3 and Node.js come from the system).
+#   .venv by pip), each run inside a bubblewrap sandbox; git, curl, python3, Node.js and
+#   bubblewrap are installed with apt when missing.
 #
 # The admin password is ADMIN_PASSWORD when set; otherwise a random one is generated the first
 # time and printed once. Any configuration variable of the README can be set in the
@@ -19,12 +20,23 @@ export EXECUTOR=${EXECUTOR:-local}
 export RUST_LOG=${RUST_LOG:-info}
 
 if [ "$EXECUTOR" = local ]; then
+  # The local runner's tools, and bubblewrap: every run executes in its sandbox.
   missing=()
   for tool in git curl python3; do command -v "$tool" >/dev/null || missing+=("$tool"); done
   command -v node >/dev/null || command -v nodejs >/dev/null || missing+=(nodejs)
+  if [ "${LOCAL_SANDBOX:-bwrap}" = bwrap ] && ! command -v bwrap >/dev/null; then missing+=(bubblewrap); fi
+  python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
   if [ "${#missing[@]}" -gt 0 ]; then
-    echo "scripts/dev.sh: the local runner needs ${missing[*]} (e.g. apt-get install ${missing[*]})" >&2
-    exit 1
+    SUDO=()
+    if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO=(sudo); fi
+    if command -v apt-get >/dev/null; then
+      echo "==> installing ${missing[*]} (apt)" >&2
+      "${SUDO[@]}" apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+      echo "scripts/dev.sh: the local runner needs ${missing[*]}; install them with your package manager" >&2
+      exit 1
+    fi
   fi
   if [ ! -x .venv/bin/cwltool ] || [ ! -x .venv/bin/ruff ]; then
     echo "==> installing cwltool and ruff into .venv (pip)" >&2

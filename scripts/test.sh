@@ -11,7 +11,8 @@
 #   Python       .venv with cloudevents, requests and pytest (the CloudEvents SDK interop
 #                test), exported as AQ_PYTHON; and the local runner's cwltool and ruff (pinned
 #                in scripts/runner-requirements.txt), exported as AQ_CWLTOOL, with git, curl
-#                and Node.js (cwltool's JavaScript engine) from apt when missing.
+#                and Node.js (cwltool's JavaScript engine) and bubblewrap (the runs' sandbox)
+#                from apt when missing.
 #   Kubernetes   scripts/kube.sh start (a local API server, or the cluster KUBECONFIG points
 #                at); exported as KUBECONFIG.
 #   OpenID       tests/oidc-provider: a real OpenID provider (panva's oidc-provider, npm) for
@@ -127,6 +128,8 @@ ensure_runner() {
   command -v git >/dev/null || missing+=(git)
   command -v curl >/dev/null || missing+=(curl)
   command -v node >/dev/null || command -v nodejs >/dev/null || missing+=(nodejs)
+  # The local runner's sandbox (every run executes in it, as with scripts/dev.sh).
+  command -v bwrap >/dev/null || missing+=(bubblewrap)
   if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}" || true; fi
   if [ -x .venv/bin/python ] && ! .venv/bin/python -m pip install -q --disable-pip-version-check \
       -r scripts/runner-requirements.txt; then

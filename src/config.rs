@@ -46,6 +46,18 @@ pub enum ContainerMode {
     Off,
 }
 
+/// How the local runner contains a run (`LOCAL_SANDBOX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxMode {
+    /// Every run inside bubblewrap: private mount, PID, network, IPC and UTS namespaces, an
+    /// unprivileged user, limits (the default; the runner refuses to start without `bwrap`).
+    Bwrap,
+    /// No sandbox: cwltool and the tools run as the service's user with its view of the host.
+    /// Only for a single trusted user; loud at every start.
+    Off,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -157,6 +169,22 @@ pub struct Config {
     /// address on loopback.
     #[serde(default)]
     pub local_callback_url: Option<String>,
+    /// `bwrap` (default) or `off`: see [`SandboxMode`].
+    #[serde(default = "default_local_sandbox")]
+    pub local_sandbox: SandboxMode,
+    /// Memory a sandboxed run's processes may each allocate (`RLIMIT_DATA`), MiB.
+    #[serde(default = "default_local_sandbox_memory_mib")]
+    pub local_sandbox_memory_mib: u64,
+    /// Processes and threads a sandboxed run may have at once (`RLIMIT_NPROC` of its user).
+    #[serde(default = "default_local_sandbox_processes")]
+    pub local_sandbox_processes: u64,
+    /// CPU seconds each process of a sandboxed run may use (`RLIMIT_CPU`).
+    #[serde(default = "default_local_sandbox_cpu_secs")]
+    pub local_sandbox_cpu_secs: u64,
+    /// Size of a sandboxed run's scratch space (the clone and intermediate files, a tmpfs) and
+    /// the largest file it may write, MiB.
+    #[serde(default = "default_local_sandbox_disk_mib")]
+    pub local_sandbox_disk_mib: u64,
     /// Allows the local runner inside a Knative Service (`K_SERVICE` set), where a scaled-down
     /// pod would kill its runs.
     #[serde(default)]
@@ -564,6 +592,21 @@ fn default_local_data_dir() -> String {
 fn default_local_containers() -> ContainerMode {
     ContainerMode::Auto
 }
+fn default_local_sandbox() -> SandboxMode {
+    SandboxMode::Bwrap
+}
+fn default_local_sandbox_memory_mib() -> u64 {
+    2048
+}
+fn default_local_sandbox_processes() -> u64 {
+    256
+}
+fn default_local_sandbox_cpu_secs() -> u64 {
+    900
+}
+fn default_local_sandbox_disk_mib() -> u64 {
+    1024
+}
 fn default_runs_namespace() -> String {
     "application-quality-runs".into()
 }
@@ -783,6 +826,23 @@ impl Config {
             return Err(ConfigError(format!(
                 "LOCAL_CALLBACK_URL must look like scheme://host[:port], got {url:?}"
             )));
+        }
+        for (name, value, min) in [
+            (
+                "LOCAL_SANDBOX_MEMORY_MIB",
+                self.local_sandbox_memory_mib,
+                64,
+            ),
+            ("LOCAL_SANDBOX_PROCESSES", self.local_sandbox_processes, 16),
+            ("LOCAL_SANDBOX_CPU_SECS", self.local_sandbox_cpu_secs, 1),
+            ("LOCAL_SANDBOX_DISK_MIB", self.local_sandbox_disk_mib, 16),
+        ] {
+            if value < min || value > (1 << 40) {
+                return Err(ConfigError(format!(
+                    "{name} must be between {min} and {}, got {value}",
+                    1u64 << 40
+                )));
+            }
         }
         if self.local_data_dir.trim().is_empty() {
             return Err(ConfigError("LOCAL_DATA_DIR must not be empty".into()));

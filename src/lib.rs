@@ -164,6 +164,11 @@ pub async fn select_launcher(config: &Config) -> anyhow::Result<Arc<dyn Launcher
             "Not executed: no Kubernetes cluster is configured, and the local runner is off inside a Knative Service (LOCAL_RUNNER_FORCE=true turns it on).",
         )));
     }
+    if engine.sandbox.is_none() {
+        tracing::warn!(
+            "LOCAL_SANDBOX=off: runs of the local runner execute without a sandbox, as this service's user, with its view of the machine and its network; only for a single trusted user"
+        );
+    }
     Ok(Arc::new(local::LocalLauncher::new(engine, config)))
 }
 

@@ -49,8 +49,43 @@ pub fn matches(token: &str, stored_hash: &str) -> bool {
     hash(token).as_bytes().ct_eq(stored_hash.as_bytes()).into()
 }
 
+/// `text` with every callback token in it replaced: a run's log and messages are read by its
+/// user, and a hostile repository can make a tool print its environment.
+pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains(PREFIX) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let token_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(PREFIX) {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + PREFIX.len()..];
+        let len = after.find(|c: char| !token_char(c)).unwrap_or(after.len());
+        if len >= 16 {
+            out.push_str("[callback token]");
+        } else {
+            out.push_str(&rest[i..i + PREFIX.len() + len]);
+        }
+        rest = &after[len..];
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tokens_are_redacted_from_text() {
+        let key = super::derivation_key(b"k");
+        let token = super::derive(&key, 3, 9);
+        let text = format!("A=1\0AQ_CALLBACK_TOKEN={token}\0B=aqrun_short");
+        let redacted = super::redact(&text);
+        assert!(!redacted.contains(&token));
+        assert!(redacted.contains("AQ_CALLBACK_TOKEN=[callback token]\0B=aqrun_short"));
+        assert_eq!(super::redact("plain"), "plain");
+    }
+
     #[test]
     fn tokens_verify_by_hash() {
         let key = super::derivation_key(b"signing key");

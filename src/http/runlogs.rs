@@ -21,7 +21,6 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 /// Routes of this resource.
@@ -83,18 +82,23 @@ async fn read(
             .map_err(|e| AppError::Internal(anyhow::anyhow!("reading a run log: {e}")))?;
         head = format!("[... {} earlier bytes omitted ...]\n", len - LOG_SERVE_MAX).into_bytes();
     }
-    // A log still being written is served up to its length now.
-    let body =
-        futures::stream::once(async move { Ok::<_, std::io::Error>(bytes::Bytes::from(head)) })
-            .chain(tokio_util::io::ReaderStream::new(
-                file.take(len.min(LOG_SERVE_MAX)),
-            ));
+    // A log still being written is served up to its length now, without callback tokens (a
+    // tool of a hostile repository may print its environment).
+    let mut text = head;
+    file.take(len.min(LOG_SERVE_MAX))
+        .read_to_end(&mut text)
+        .await
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("reading a run log: {e}")))?;
+    let body = match crate::auth::run_token::redact(&String::from_utf8_lossy(&text)) {
+        std::borrow::Cow::Owned(redacted) => Body::from(redacted),
+        std::borrow::Cow::Borrowed(_) => Body::from(text),
+    };
     Ok((
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
             (header::CACHE_CONTROL, "no-store"),
         ],
-        Body::from_stream(body),
+        body,
     )
         .into_response())
 }

@@ -2,6 +2,7 @@
 //! without starting anything (start-up stays in milliseconds), and the cwltool command line
 //! built from them (a pure function, unit-tested below).
 
+use super::sandbox::{self, Sandbox};
 use crate::config::{Config, ContainerMode};
 use std::{
     ffi::OsString,
@@ -36,6 +37,8 @@ pub struct Engine {
     /// Absolute path of cwltool.
     pub cwltool: PathBuf,
     pub containers: Containers,
+    /// The sandbox every run executes in; `None` only when the operator turned it off.
+    pub sandbox: Option<Sandbox>,
 }
 
 /// Resolves `name` like a shell does: a path is taken as it is, a bare name is looked up in
@@ -75,10 +78,28 @@ pub fn detect(config: &Config) -> Result<Engine, String> {
             config.cwltool
         )
     })?;
+    let sandbox = Sandbox::detect(config, &cwltool)?;
+    if sandbox.is_some()
+        && matches!(
+            config.local_containers,
+            ContainerMode::Docker | ContainerMode::Podman
+        )
+    {
+        // A container engine's socket is root on the host: it never enters a sandbox.
+        return Err(format!(
+            "LOCAL_CONTAINERS={} needs LOCAL_SANDBOX=off (the sandbox runs tools on the host's programs, without a container engine)",
+            if config.local_containers == ContainerMode::Docker {
+                "docker"
+            } else {
+                "podman"
+            }
+        ));
+    }
     let docker = || find_executable("docker").is_some() && docker_daemon_present();
     let podman = || find_executable("podman").is_some();
     let containers = match config.local_containers {
         ContainerMode::Off => Containers::Host,
+        _ if sandbox.is_some() => Containers::Host,
         ContainerMode::Docker if docker() => Containers::Docker,
         ContainerMode::Docker => {
             return Err(
@@ -96,6 +117,7 @@ pub fn detect(config: &Config) -> Result<Engine, String> {
     Ok(Engine {
         cwltool,
         containers,
+        sandbox,
     })
 }
 
@@ -161,6 +183,12 @@ pub fn cwltool_args(engine: &Engine, dir: &RunDir) -> Vec<OsString> {
         "--preserve-environment".into(),
         TOKEN_VAR.into(),
     ];
+    if engine.sandbox.is_some() {
+        for var in sandbox::PRESERVED {
+            args.push("--preserve-environment".into());
+            args.push(var.into());
+        }
+    }
     match engine.containers {
         Containers::Host => args.push("--no-container".into()),
         Containers::Podman => args.push("--podman".into()),
@@ -177,7 +205,21 @@ pub fn cwltool_args(engine: &Engine, dir: &RunDir) -> Vec<OsString> {
 /// out of reach of the tools), only what programs and container engines need, plus the token.
 /// cwltool's directory goes first in `PATH`, so tools installed beside it (a virtualenv's
 /// `ruff`) are found.
-pub fn child_env(engine: &Engine, token: &str) -> Vec<(OsString, OsString)> {
+pub fn child_env(engine: &Engine, token: &str, callback_port: u16) -> Vec<(OsString, OsString)> {
+    if let Some(sandbox) = &engine.sandbox {
+        // Nothing of the host's environment: the sandbox's own paths and ways out.
+        let mut env = sandbox.env(callback_port);
+        let mut path = engine
+            .cwltool
+            .parent()
+            .map(|d| d.as_os_str().to_owned())
+            .unwrap_or_default();
+        path.push(":/usr/local/bin:/usr/bin:/bin");
+        env.push(("PATH".into(), path));
+        env.push(("LANG".into(), "C.UTF-8".into()));
+        env.push((TOKEN_VAR.into(), token.into()));
+        return env;
+    }
     const PASSED: &[&str] = &[
         "HOME",
         "LANG",
@@ -253,6 +295,7 @@ mod tests {
         Engine {
             cwltool: PathBuf::from("/opt/venv/bin/cwltool"),
             containers,
+            sandbox: None,
         }
     }
 
@@ -281,7 +324,7 @@ mod tests {
 
     #[test]
     fn child_env_has_the_token_and_no_service_secrets() {
-        let env = child_env(&engine(Containers::Host), "aqrun_x");
+        let env = child_env(&engine(Containers::Host), "aqrun_x", 8080);
         assert!(env.iter().any(|(k, v)| k == TOKEN_VAR && v == "aqrun_x"));
         let path = &env.iter().find(|(k, _)| k == "PATH").unwrap().1;
         assert!(path.to_string_lossy().starts_with("/opt/venv/bin:"));

@@ -18,8 +18,10 @@
 //! - **Retention**: working directories are removed `AQBB_SUCCEEDED_RETENTION_SECS` /
 //!   `AQBB_FAILED_RETENTION_SECS` after their run ended (swept when runs end and at start-up).
 
+pub mod egress;
 pub mod engine;
 pub mod process;
+pub mod sandbox;
 
 use crate::{
     config::Config,
@@ -126,6 +128,8 @@ struct Inner {
     failed_retention: Duration,
     configured_callback: Option<String>,
     callback: OnceLock<String>,
+    /// Where this process listens: the sandbox's callback relay connects there.
+    listening: OnceLock<SocketAddr>,
     state: OnceLock<Weak<AppStateInner>>,
     active: Mutex<HashMap<i64, Arc<Active>>>,
     sweeping: AtomicBool,
@@ -158,6 +162,7 @@ impl Inner {
             failed_retention: secs(config.aqbb_failed_retention_secs),
             configured_callback: config.local_callback_url.clone(),
             callback: OnceLock::new(),
+            listening: OnceLock::new(),
             state: OnceLock::new(),
             active: Mutex::new(HashMap::new()),
             sweeping: AtomicBool::new(false),
@@ -173,20 +178,78 @@ impl Inner {
         self.active.lock().ok()?.get(&run_id).cloned()
     }
 
-    /// Writes the run's files. Blocking file I/O, so it runs off the async threads.
+    /// Writes the run's files, owner-only: directories `0700`, files `0600`, whatever the
+    /// umask. In a sandbox run by root they belong to the run's own user. Blocking file I/O, so
+    /// it runs off the async threads.
     async fn prepare(&self, req: &LaunchRequest) -> Result<(), LaunchError> {
         let dir = RunDir::new(&self.data_dir, req.run_id);
         let cwl = req.cwl.clone();
         let params = serde_json::to_vec_pretty(&req.params).unwrap_or_default();
+        let owner = self
+            .engine
+            .sandbox
+            .as_ref()
+            .and_then(|s| s.run_uid(req.run_id));
+        let shared = self
+            .engine
+            .sandbox
+            .is_some()
+            .then(|| self.data_dir.join("sandbox"));
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+            let mkdir = |p: &Path| {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(p)
+            };
+            let write = |p: &Path, data: &[u8], mode: u32| -> std::io::Result<()> {
+                use std::io::Write;
+                let _ = std::fs::remove_file(p);
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(mode)
+                    .open(p)?
+                    .write_all(data)
+            };
             // A relaunch (a redelivered event) starts from a clean directory.
             if dir.root.exists() {
                 std::fs::remove_dir_all(&dir.root)?;
             }
-            std::fs::create_dir_all(dir.tmp())?;
-            std::fs::create_dir_all(dir.out())?;
-            std::fs::write(dir.cwl(), cwl)?;
-            std::fs::write(dir.params(), params)?;
+            mkdir(&dir.root)?;
+            mkdir(&dir.tmp())?;
+            mkdir(&dir.out())?;
+            write(&dir.cwl(), cwl.as_bytes(), 0o600)?;
+            write(&dir.params(), &params, 0o600)?;
+            if let Some(uid) = owner {
+                for p in [
+                    dir.root.clone(),
+                    dir.tmp(),
+                    dir.out(),
+                    dir.cwl(),
+                    dir.params(),
+                ] {
+                    std::os::unix::fs::chown(&p, Some(uid), Some(uid))?;
+                }
+            }
+            if let Some(shared) = shared {
+                // The sandbox's own files, readable by every run's user (the service's data
+                // directory above them stays owner-only). Replaced by rename, so a run that
+                // is binding them never sees half a file.
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o711)
+                    .create(&shared)?;
+                for (name, content) in [
+                    ("init.py", sandbox::INIT),
+                    ("gitconfig", sandbox::GITCONFIG),
+                ] {
+                    let tmp = shared.join(format!(".{name}.{}", std::process::id()));
+                    write(&tmp, content.as_bytes(), 0o644)?;
+                    std::fs::rename(&tmp, shared.join(name))?;
+                }
+            }
             Ok(())
         })
         .await
@@ -303,7 +366,9 @@ impl Inner {
             // `runs::cancel` records `killed`; nothing else to say about this run.
             return;
         }
-        let (obs, results) = self.outcome(&dir, exit, stop, started, finished).await;
+        let (obs, results) = self
+            .outcome(&dir, &req.callback_token, exit, stop, started, finished)
+            .await;
         if let Err(e) = runs::finish(&state, run_id, &obs, results).await {
             tracing::error!(run_id, error = %e, "local runner: cannot record the end of the run");
         }
@@ -322,18 +387,72 @@ impl Inner {
         dir: &RunDir,
         entry: &Arc<Active>,
     ) -> Result<process::Exit, String> {
-        let mut cmd = std::process::Command::new(&self.engine.cwltool);
-        cmd.args(engine::cwltool_args(&self.engine, dir))
-            .current_dir(&dir.root)
+        let callback_port = self
+            .callback
+            .get()
+            .and_then(|u| url::Url::parse(u).ok())
+            .and_then(|u| u.port_or_known_default())
+            .unwrap_or(80);
+        let env = engine::child_env(&self.engine, &req.callback_token, callback_port);
+        let args = engine::cwltool_args(&self.engine, dir);
+        // The run's ways out live as long as this wait.
+        let mut _net = None;
+        let mut cmd = match &self.engine.sandbox {
+            None => {
+                let mut cmd = std::process::Command::new(&self.engine.cwltool);
+                cmd.args(args);
+                cmd
+            }
+            Some(sandbox) => {
+                let sockets = self.data_dir.join("sandbox").join(req.run_id.to_string());
+                let service = self.service_addr();
+                let net =
+                    egress::RunNet::open(&sockets, service, egress::allowed_hosts(&req.params))
+                        .map_err(|e| {
+                            format!(
+                                "cannot open the sandbox's sockets in {}: {e}",
+                                sockets.display()
+                            )
+                        })?;
+                let mut argv = vec![self.engine.cwltool.clone().into_os_string()];
+                argv.extend(args);
+                let spec = sandbox::RunSpec {
+                    run_id: req.run_id,
+                    run_dir: dir.root.clone(),
+                    scratch: dir.tmp(),
+                    init_file: self.data_dir.join("sandbox").join("init.py"),
+                    gitconfig_file: self.data_dir.join("sandbox").join("gitconfig"),
+                    callback_socket: net.callback_socket.clone(),
+                    egress_socket: net.egress_socket.clone(),
+                    callback_port,
+                    repositories: file_repositories(&req.params),
+                    argv,
+                };
+                let mut cmd = std::process::Command::new(&sandbox.bwrap);
+                cmd.args(sandbox.args(&spec));
+                _net = Some(net);
+                cmd
+            }
+        };
+        cmd.current_dir(&dir.root)
             .env_clear()
-            .envs(engine::child_env(&self.engine, &req.callback_token))
+            .envs(env)
             .stdin(std::process::Stdio::null());
         let (group, output, log, pid_file) =
             (entry.group.clone(), dir.output(), dir.log(), dir.pid());
-        // File creation and the wait both block: one dedicated thread does them.
+        // File opening and the wait both block: one dedicated thread does them.
         let mut waiter = tokio::task::spawn_blocking(move || {
-            cmd.stdout(std::fs::File::create(output)?)
-                .stderr(std::fs::File::create(log)?);
+            use std::os::unix::fs::OpenOptionsExt;
+            // Opened here and inherited: the run writes them whatever user it runs as.
+            let open = |p: PathBuf| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(p)
+            };
+            cmd.stdout(open(output)?).stderr(open(log)?);
             process::run(cmd, &group, Some(pid_file))
         });
         let joined = match self.deadline {
@@ -349,11 +468,33 @@ impl Inner {
         };
         match joined {
             Ok(Ok(exit)) => Ok(exit),
-            Ok(Err(e)) => Err(format!(
-                "cannot start cwltool ({}): {e}",
-                self.engine.cwltool.display()
-            )),
+            Ok(Err(e)) => Err(match &self.engine.sandbox {
+                Some(s) => format!("cannot start the sandbox ({}): {e}", s.bwrap.display()),
+                None => format!(
+                    "cannot start cwltool ({}): {e}",
+                    self.engine.cwltool.display()
+                ),
+            }),
             Err(e) => Err(format!("the run's supervisor failed: {e}")),
+        }
+    }
+
+    /// The address the sandbox's callback relay connects to: where this process listens, on
+    /// loopback when it listens on every address.
+    fn service_addr(&self) -> SocketAddr {
+        let addr = self
+            .listening
+            .get()
+            .copied()
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 80)));
+        match addr.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                SocketAddr::from(([127, 0, 0, 1], addr.port()))
+            }
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+            }
+            _ => addr,
         }
     }
 
@@ -361,6 +502,7 @@ impl Inner {
     async fn outcome(
         &self,
         dir: &RunDir,
+        token: &str,
         exit: Result<process::Exit, String>,
         stop: Option<Stop>,
         started: DateTime<Utc>,
@@ -378,6 +520,7 @@ impl Inner {
         let usage = json!({
             "executor": "local",
             "containers": self.engine.containers.as_str(),
+            "sandbox": if self.engine.sandbox.is_some() { "bwrap" } else { "off" },
             "start_time": crate::http::serialize::iso(&started),
             "end_time": crate::http::serialize::iso(&finished),
             "elapsed_seconds": (finished - started).num_milliseconds() as f64 / 1000.0,
@@ -387,7 +530,9 @@ impl Inner {
             "exit_code": exit.code,
             "signal": exit.signal,
         });
-        let tail = read_tail(&dir.log(), 64 * 1024).await;
+        // The run's own token never shows in what its user reads.
+        let tail = crate::auth::run_token::redact(&read_tail(&dir.log(), 64 * 1024).await)
+            .replace(token, "[callback token]");
         let obs = match (stop, exit.code) {
             (Some(Stop::TimedOut), _) => failed(format!(
                 "Stopped: the run exceeded its time limit of {} s (AQBB_ACTIVE_DEADLINE_SECS).",
@@ -496,6 +641,25 @@ fn group_belongs_to(pgid: i32, dir: &Path) -> bool {
     process::group_members(pgid).into_iter().any(|pid| {
         std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
     })
+}
+
+/// The local repositories a run clones (`file://` URLs among its parameters), bound read-only
+/// into its sandbox: existing git repositories only (a bare one, or a work tree with `.git`),
+/// so a URL can never expose an arbitrary directory of the host.
+fn file_repositories(params: &std::collections::BTreeMap<String, Value>) -> Vec<PathBuf> {
+    let mut repos: Vec<PathBuf> = params
+        .values()
+        .filter_map(|v| url::Url::parse(v.as_str()?.trim()).ok())
+        .filter(|u| u.scheme() == "file")
+        .filter_map(|u| u.to_file_path().ok())
+        .filter_map(|p| std::fs::canonicalize(p).ok())
+        .filter(|p| {
+            p.join(".git").exists() || (p.join("HEAD").is_file() && p.join("objects").is_dir())
+        })
+        .collect();
+    repos.sort();
+    repos.dedup();
+    repos
 }
 
 /// How a run the service stopped (or left behind) ends.
@@ -632,8 +796,14 @@ impl Launcher for LocalLauncher {
 
     fn describe(&self) -> String {
         format!(
-            "runs execute on this machine: {}, tools {}, {} at a time, working directories in {}",
+            "runs execute on this machine: {}, sandbox: {}, tools {}, {} at a time, working directories in {}",
             self.0.engine.cwltool.display(),
+            match &self.0.engine.sandbox {
+                Some(s) => s.describe(),
+                None =>
+                    "OFF (LOCAL_SANDBOX=off: every run sees this machine as the service's user)"
+                        .into(),
+            },
             match self.0.engine.containers {
                 Containers::Host => "on the host (no container engine)",
                 Containers::Docker => "in their images with docker",
@@ -658,6 +828,7 @@ impl Launcher for LocalLauncher {
             }
         });
         let _ = self.0.callback.set(url);
+        let _ = self.0.listening.set(listening);
         tokio::spawn(self.0.clone().dispatch());
         tokio::spawn(self.0.clone().recover(state.clone()));
     }

@@ -189,7 +189,7 @@ pub async fn wait_group_gone(pgid: i32) -> bool {
     true
 }
 
-fn git(dir: &Path, args: &[&str]) {
+pub fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
         .args(["-c", "user.name=Test", "-c", "user.email=test@example.org"])
         .args(args)
@@ -263,27 +263,55 @@ pub fn demo_repository(root: &Path) -> String {
     format!("file://{}", repo.display())
 }
 
-fn clone_params(url: &str) -> Value {
+pub fn clone_params(url: &str) -> Value {
     json!({"clone_subworkflow": {"clone": {"repo_url": url}}})
 }
 
-fn lint_params(url: &str) -> Value {
+pub fn lint_params(url: &str) -> Value {
     json!({"clone_subworkflow": {"clone": {"repo_url": url}},
            "python_lint_subworkflow": {"ruff": {"select": "F401,E711"}}})
 }
 
-/// A TCP server that accepts connections and never answers: a forge that hangs, so a clone
-/// keeps the run busy for as long as a test needs.
-async fn hanging_server() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
+/// A repository whose clone never ends: its `packed-refs` is a named pipe nobody writes, so
+/// git blocks reading it, keeping the run busy for as long as a test needs (a forge that
+/// hangs, without any network: runs reach none but their callback and public hosts).
+fn hanging_repository(root: &Path) -> String {
+    let url = demo_repository(root);
+    let repo = root.join("demo-repo");
+    let fifo = std::ffi::CString::new(repo.join(".git/packed-refs").display().to_string()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    url
+}
+
+/// The command names of the live processes of run `id` (those working in its directory,
+/// inside its sandbox or not).
+pub fn run_commands(data_dir: &Path, id: i64) -> Vec<String> {
+    let dir = data_dir.join(format!("runs/{id}"));
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name().to_str()?.parse::<u32>().ok()?;
+            let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
+            let s = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let (open, close) = (s.find('(')?, s.rfind(')')?);
+            let state = s[close + 1..].split_whitespace().next()?;
+            (cwd.starts_with(&dir) && state != "Z").then(|| s[open + 1..close].to_string())
+        })
+        .collect()
+}
+
+/// Waits (bounded) until nothing of run `id` runs.
+pub async fn wait_run_gone(data_dir: &Path, id: i64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !run_commands(data_dir, id).is_empty() {
+        if Instant::now() > deadline {
+            return false;
         }
-    });
-    format!("http://{addr}/repo.git")
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
 }
 
 #[tokio::test]
@@ -423,14 +451,17 @@ async fn a_repository_that_does_not_exist_fails_with_gits_reason() {
 async fn cancel_kills_the_whole_process_group_and_the_run_ends_killed() {
     let Some(cwltool) = cwltool() else { return };
     let t = spawn_local(&cwltool, &[]).await;
-    let url = hanging_server().await;
+    let repo = tempfile::tempdir().unwrap();
+    let url = hanging_repository(repo.path());
     let id = t.start(t.lint_pipeline, clone_params(&url)).await;
     t.wait(id, Some("running")).await;
-    // The clone step is under way once git (waiting on the server) is in the run's group.
+    // The clone step is under way once git (blocked on the repository) runs for the run.
     let deadline = Instant::now() + RUN_DEADLINE;
     let pgid = loop {
         if let Some(pgid) = t.pgid(id)
-            && group_commands(pgid).iter().any(|c| c.starts_with("git"))
+            && run_commands(t.data_dir.path(), id)
+                .iter()
+                .any(|c| c.starts_with("git"))
         {
             break pgid;
         }
@@ -448,7 +479,7 @@ async fn cancel_kills_the_whole_process_group_and_the_run_ends_killed() {
     assert_eq!(status, 200, "{run}");
     assert_eq!(run["status"], "killed");
     assert!(
-        wait_group_gone(pgid).await,
+        wait_group_gone(pgid).await && wait_run_gone(t.data_dir.path(), id).await,
         "processes of run {id} are left behind"
     );
     // Stays killed: the ending process does not overwrite the cancel.
@@ -460,7 +491,8 @@ async fn cancel_kills_the_whole_process_group_and_the_run_ends_killed() {
 async fn the_time_limit_stops_a_run() {
     let Some(cwltool) = cwltool() else { return };
     let t = spawn_local(&cwltool, &[("AQBB_ACTIVE_DEADLINE_SECS", "3")]).await;
-    let url = hanging_server().await;
+    let repo = tempfile::tempdir().unwrap();
+    let url = hanging_repository(repo.path());
     let id = t.start(t.lint_pipeline, clone_params(&url)).await;
     let run = t.wait(id, None).await;
     assert_eq!(run["status"], "failed", "{run}");
@@ -720,7 +752,7 @@ async fn call(method: reqwest::Method, url: String, token: &str, body: Option<Va
     resp.json().await.unwrap()
 }
 
-/// Waits until git, run by the run's clone step, is in the group recorded for `run`.
+/// Waits until git, run by the run's clone step, runs for `run`; returns the run's group.
 async fn wait_for_git(data_dir: &Path, run: i64) -> i32 {
     let deadline = Instant::now() + RUN_DEADLINE;
     loop {
@@ -728,7 +760,9 @@ async fn wait_for_git(data_dir: &Path, run: i64) -> i32 {
             .ok()
             .and_then(|p| p.trim().parse::<i32>().ok());
         if let Some(pgid) = pgid
-            && group_commands(pgid).iter().any(|c| c.starts_with("git"))
+            && run_commands(data_dir, run)
+                .iter()
+                .any(|c| c.starts_with("git"))
         {
             return pgid;
         }
@@ -759,7 +793,8 @@ async fn runs_in_flight_when_the_service_dies_or_stops_end_failed_and_leave_noth
         .write_all(b"correct horse battery\n")
         .unwrap();
     assert!(add.wait().unwrap().success());
-    let hang = hanging_server().await;
+    let hang_repo = tempfile::tempdir().unwrap();
+    let hang = hanging_repository(hang_repo.path());
 
     let service = start_service(&db_url, &data_dir, &cwltool).await;
     let tokens = reqwest::Client::new()
@@ -803,13 +838,14 @@ async fn runs_in_flight_when_the_service_dies_or_stops_end_failed_and_leave_noth
         }
     };
 
-    // 1. The service is killed (a crash, an OOM kill): cwltool dies with it, its tools linger.
+    // 1. The service is killed (a crash, an OOM kill): its sandbox, and every process of the
+    // run in it, die with it.
     let crashed = start(service.base.clone()).await;
     let pgid = wait_for_git(&data_dir, crashed).await;
     drop(service);
     assert!(
-        group_running(pgid),
-        "the clone outlives the crash until the next start"
+        wait_run_gone(&data_dir, crashed).await,
+        "nothing of the run outlives the service"
     );
     let service = start_service(&db_url, &data_dir, &cwltool).await;
     let deadline = Instant::now() + RUN_DEADLINE;
@@ -856,7 +892,7 @@ async fn runs_in_flight_when_the_service_dies_or_stops_end_failed_and_leave_noth
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(wait_group_gone(pgid).await);
+    assert!(wait_group_gone(pgid).await && wait_run_gone(&data_dir, stopped).await);
     let service = start_service(&db_url, &data_dir, &cwltool).await;
     let run = call(
         reqwest::Method::GET,
@@ -979,7 +1015,8 @@ async fn executor_choice_is_explicit_and_the_local_runner_is_refused_inside_knat
 async fn a_queued_run_waits_with_a_message_and_can_be_cancelled_before_it_starts() {
     let Some(cwltool) = cwltool() else { return };
     let t = spawn_local(&cwltool, &[("LOCAL_CONCURRENCY", "1")]).await;
-    let url = hanging_server().await;
+    let repo = tempfile::tempdir().unwrap();
+    let url = hanging_repository(repo.path());
     let busy = t.start(t.lint_pipeline, clone_params(&url)).await;
     t.wait(busy, Some("running")).await;
     let queued = t.start(t.lint_pipeline, clone_params(&url)).await;

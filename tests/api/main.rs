@@ -27,6 +27,7 @@ mod rest_pipelines;
 mod rest_runs;
 mod rest_support;
 mod rest_tokens;
+mod sandbox;
 mod scale;
 mod schema;
 mod signin;

@@ -1,0 +1,279 @@
+//! The local runner's sandbox, tried as an attacker would: an ordinary user with a hostile
+//! repository, and a staff template whose step tries to leave the sandbox. Same sandbox as
+//! `scripts/dev.sh` gives (the defaults: `LOCAL_SANDBOX=bwrap`), real cwltool, real runs
+//! through the public API; what the user can read afterwards (the run, its reports, its log)
+//! must hold nothing of the host.
+
+use crate::local_runs::{LocalApp, clone_params, cwltool, demo_repository, git, spawn_local};
+use application_quality_api::db::entities::command_line_tool;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::Value;
+use std::{
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+/// Everything the run's user can read about run `id`: the run object, its reports and its log.
+async fn readable(t: &LocalApp, id: i64) -> String {
+    let run = t.run(id).await;
+    let reports = t.reports(id).await;
+    let resp = t
+        .app
+        .client
+        .get(t.app.url(&format!("/api/pipelines/_/runs/{id}/log/")))
+        .bearer_auth(&t.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let log = resp.text().await.unwrap();
+    format!("{run}\n{}\n{log}", Value::Array(reports))
+}
+
+fn secret() -> String {
+    format!("aq-secret-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A file only root may read, holding `content` (what `/etc/shadow` is to the host).
+fn root_only_file(dir: &Path, content: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("root-only");
+    std::fs::write(&path, content).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+/// A repository whose Ruff configuration points at `target` (`extend`): Ruff reads it and
+/// quotes it when it does not parse.
+fn repository_extending(root: &Path, target: &str) -> String {
+    let url = demo_repository(root);
+    let repo = root.join("demo-repo");
+    std::fs::write(repo.join("ruff.toml"), format!("extend = \"{target}\"\n")).unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-qm", "hostile configuration"]);
+    url
+}
+
+#[tokio::test]
+async fn a_hostile_repository_reads_nothing_of_the_host_nor_of_other_runs() {
+    let Some(cwltool) = cwltool() else { return };
+    let t = spawn_local(&cwltool, &[]).await;
+    let host_dir = tempfile::tempdir().unwrap();
+    let host_secret = secret();
+    let root_only = root_only_file(host_dir.path(), &host_secret);
+
+    // Another run of the service, with a parameter file in its working directory.
+    let repos = tempfile::tempdir().unwrap();
+    let first_url = demo_repository(repos.path());
+    let first = t.start(t.lint_pipeline, clone_params(&first_url)).await;
+    let run = t.wait(first, None).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let other_run_file = t.data_dir.path().join(format!("runs/{first}/params.json"));
+    assert!(other_run_file.is_file(), "kept for its retention");
+
+    for target in [
+        root_only.display().to_string(),
+        "/etc/shadow".to_string(),
+        "/proc/self/environ".to_string(),
+        "/proc/1/environ".to_string(),
+        other_run_file.display().to_string(),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let url = repository_extending(dir.path(), &target);
+        let id = t.start(t.lint_pipeline, clone_params(&url)).await;
+        let run = t.wait(id, None).await;
+        let seen = readable(&t, id).await;
+        assert_eq!(
+            run["status"], "failed",
+            "{target}: Ruff cannot read it: {run}"
+        );
+        assert!(!seen.contains(&host_secret), "{target}: {seen}");
+        assert!(!seen.contains("root:"), "{target}: /etc/shadow: {seen}");
+        assert!(
+            !seen.contains("aqrun_"),
+            "{target}: a callback token: {seen}"
+        );
+        assert!(!seen.contains("DATABASE_URL"), "{target}: {seen}");
+        assert!(
+            !seen.contains(&first_url),
+            "{target}: the other run's parameters: {seen}"
+        );
+    }
+}
+
+/// A staff template's clone step that tries every way out, printing what it got.
+const ESCAPE: &str = r#"
+import os, socket, subprocess, sys, time
+args = dict(a.split("=", 1) for a in sys.argv[1:])
+def say(*words):
+    print("PROBE", *words, file=sys.stderr, flush=True)
+say("uid", os.getuid())
+for name in ("root_only", "data_file", "db_file", "shadow"):
+    try:
+        say("read", name, open(args[name]).read().strip())
+    except OSError as e:
+        say("denied", name, type(e).__name__)
+say("service_proc", os.path.exists("/proc/%s/environ" % args["service_pid"]))
+say("processes", len([p for p in os.listdir("/proc") if p.isdigit()]))
+for path in ("/usr/aq-escape", args["outside"], "/etc/aq-escape"):
+    try:
+        open(path, "w").write("x")
+        say("wrote", path)
+    except OSError as e:
+        say("denied", "write", type(e).__name__)
+for name in ("postgres", "listener"):
+    host, port = args[name].rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+        say("connected", name)
+    except OSError as e:
+        say("denied", name, type(e).__name__)
+proxy = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_connect}", "--max-time", "10",
+    "--noproxy", "", "-x", os.environ.get("https_proxy", ""), "https://" + args["postgres"] + "/"],
+    capture_output=True, text=True)
+say("proxy", proxy.stdout or "none")
+children, n = [], 0
+try:
+    while n < 5000:
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(60)
+            os._exit(0)
+        children.append(pid)
+        n += 1
+except OSError as e:
+    say("fork_limit", n, type(e).__name__)
+for pid in children:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+os.mkdir("repo")
+say("done")
+"#;
+
+/// The clone tool, replaced the way staff can (a tool definition is code): runs [`ESCAPE`].
+async fn install_escape_tool(t: &LocalApp, probes: &[(&str, String)]) {
+    let clone = command_line_tool::Entity::find()
+        .filter(command_line_tool::Column::Slug.eq("clone"))
+        .one(&t.app.state.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut args = String::new();
+    for (k, v) in probes {
+        args.push_str(&format!(
+            "  - {}\n",
+            serde_json::to_string(&format!("{k}={v}")).unwrap()
+        ));
+    }
+    let script = ESCAPE
+        .lines()
+        .map(|l| format!("      {l}\n"))
+        .collect::<String>();
+    let definition = format!(
+        "- class: CommandLineTool\n  id: clone_tool\n  requirements:\n    NetworkAccess:\n      networkAccess: true\n  inputs:\n    repo_url: string\n    repo_branch:\n      type: string\n      default: \"\"\n  outputs:\n    repo_directory:\n      type: Directory\n      outputBinding:\n        glob: repo\n  baseCommand: [python3, -c]\n  arguments:\n  - |-\n{script}{args}"
+    );
+    let mut active: command_line_tool::ActiveModel = clone.into();
+    active.definition = Set(definition);
+    active.update(&t.app.state.db).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_staff_templates_step_is_contained() {
+    let Some(cwltool) = cwltool() else { return };
+    let jwt_secret = secret();
+    let t = spawn_local(&cwltool, &[("JWT_SECRET", jwt_secret.as_str())]).await;
+    let host_dir = tempfile::tempdir().unwrap();
+    let host_secret = secret();
+    let root_only = root_only_file(host_dir.path(), &host_secret);
+    let data_file = t.data_dir.path().join("service-secret");
+    std::fs::write(&data_file, &host_secret).unwrap();
+    let outside = host_dir.path().join("written-from-a-run");
+
+    // A loopback service of this machine that must never see a connection from a run.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener_addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while listener.accept().await.is_ok() {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    // The SQLite file of the service (on PostgreSQL, the data file stands in for it).
+    let db_file = t
+        .app
+        .state
+        .config
+        .database_url
+        .strip_prefix("sqlite://")
+        .and_then(|rest| rest.split('?').next())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| data_file.clone());
+    install_escape_tool(
+        &t,
+        &[
+            ("root_only", root_only.display().to_string()),
+            ("data_file", data_file.display().to_string()),
+            ("db_file", db_file.display().to_string()),
+            ("shadow", "/etc/shadow".into()),
+            ("service_pid", std::process::id().to_string()),
+            ("outside", outside.display().to_string()),
+            ("postgres", "127.0.0.1:5432".into()),
+            ("listener", listener_addr.to_string()),
+        ],
+    )
+    .await;
+
+    let repos = tempfile::tempdir().unwrap();
+    let id = t
+        .start(
+            t.lint_pipeline,
+            clone_params(&demo_repository(repos.path())),
+        )
+        .await;
+    let run = t.wait(id, None).await;
+    let seen = readable(&t, id).await;
+    assert_eq!(
+        run["status"], "succeeded",
+        "the run still completes: {seen}"
+    );
+    let probes: Vec<&str> = seen
+        .lines()
+        .filter_map(|l| l.split_once("PROBE ").map(|(_, p)| p))
+        .collect();
+    let probe = |prefix: &str| -> Vec<&str> {
+        probes
+            .iter()
+            .copied()
+            .filter(|p| p.starts_with(prefix))
+            .collect()
+    };
+    assert_eq!(probe("done").len(), 1, "{seen}");
+    // Not root, whatever the service runs as.
+    let uid: u32 = probe("uid ")[0][4..].parse().unwrap();
+    assert_ne!(uid, 0);
+    // Nothing of the host, the service or its database is readable.
+    assert!(probe("read").is_empty(), "{probes:?}");
+    assert_eq!(probe("denied").len(), 4 + 3 + 2, "{probes:?}");
+    assert!(!seen.contains(&host_secret) && !seen.contains(&jwt_secret));
+    assert_eq!(probe("service_proc"), vec!["service_proc False"]);
+    let processes: usize = probe("processes ")[0][10..].parse().unwrap();
+    assert!(processes < 20, "its own processes only: {processes}");
+    // Nothing written outside its directory.
+    assert!(probe("wrote").is_empty(), "{probes:?}");
+    assert!(!outside.exists());
+    // No loopback service of the machine, directly or through the egress proxy.
+    assert!(probe("connected").is_empty(), "{probes:?}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 0);
+    assert_eq!(probe("proxy"), vec!["proxy 403"], "{probes:?}");
+    // Forks end at the process limit (default 256), harmlessly.
+    let forks = probe("fork_limit");
+    assert_eq!(forks.len(), 1, "{probes:?}");
+    let n: usize = forks[0].split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!((100..256).contains(&n), "{forks:?}");
+    // And the run went on to lint what it "cloned" and report through its callback.
+    assert_eq!(t.reports(id).await.len(), 1);
+}
