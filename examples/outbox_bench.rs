@@ -1,4 +1,4 @@
-//! Commit-status numbers (README, "Performance"): the latency of a GitHub push event that starts
+//! Commit-status numbers (docs/performance.md): the latency of a GitHub push event that starts
 //! a run, with statuses off and on (on, the `pending` status is one more row in the event's
 //! transaction; delivery happens after the reply), and how many statuses per second the outbox
 //! delivers to a local HTTP server standing in for GitHub (answering 201 at once).

@@ -6,7 +6,7 @@
 #   bubblewrap are installed with apt when missing.
 #
 # The admin password is ADMIN_PASSWORD when set; otherwise a random one is generated the first
-# time and printed once. Any configuration variable of the README can be set in the
+# time and printed once. Any variable of docs/configuration.md can be set in the
 # environment (PORT, DATABASE_URL, EXECUTOR, LOG_FORMAT, ...); EXECUTOR=kubernetes runs on the
 # cluster KUBECONFIG points at instead, EXECUTOR=off only records runs.
 set -euo pipefail

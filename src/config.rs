@@ -1,8 +1,8 @@
 //! Service configuration: read once from the environment (through `envy`), validated at start-up.
 //!
 //! Every field maps to an upper-case environment variable of the same name (`public_url` is
-//! `PUBLIC_URL`). Names shared with the reference backend keep their meaning there. The README's
-//! configuration table lists them all with their defaults; keep the two in step.
+//! `PUBLIC_URL`). Names shared with the reference backend keep their meaning there. The table of
+//! docs/configuration.md lists them all with their defaults; keep the two in step.
 
 use serde::Deserialize;
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! application-quality-api: a scale-to-zero Knative function that replaces the backend API of
-//! the EOEPCA Application Quality building block. See the README for the architecture.
+//! the EOEPCA Application Quality building block. See docs/ARCHITECTURE.md for the module map.
 //!
 //! [`run`] starts the server on a given listener (tests use port 0); [`build_state`] opens the
 //! database and picks the launcher; [`serve`] runs the router until a shutdown signal.

@@ -115,7 +115,7 @@ pub fn validate_rules(value: &Value) -> Result<(), String> {
 }
 
 /// The counters of one job-report digest: `issues`, or `counts` as the reference's generator
-/// writes (see the README). Non-numeric, negative or non-finite values count as 0.
+/// writes (see docs/verdicts.md). Non-numeric, negative or non-finite values count as 0.
 pub fn report_counters(digest: &Value) -> [f64; 6] {
     let mut out = [0.0; 6];
     let counters = digest

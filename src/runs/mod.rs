@@ -1,7 +1,7 @@
 //! Run bookkeeping: the one code path that creates runs (REST and CloudEvents both call
 //! [`insert_run`] + [`launch`], or [`create_run`]), and the transitions that follow a run's Job.
 //!
-//! Lifecycle (see the README for the diagram):
+//! Lifecycle (docs/ARCHITECTURE.md has the diagram):
 //! `starting` -> `running` -> `succeeded` | `failed` | `killed`; `starting` -> `pending` when no
 //! executor runs them; `starting` -> `failed` when the launch is rejected or the API server is
 //! unreachable (an event redelivery resumes such a launch). A queued local run stays `starting`

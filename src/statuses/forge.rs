@@ -154,7 +154,7 @@ pub fn target_of(
                     str_at(project, &["web_url"]).ok_or("the payload has no project.web_url")?;
                 let url = url::Url::parse(web).map_err(|_| "project.web_url is not a URL")?;
                 // The token follows this URL: only to https hosts (set GITLAB_API_URL to pin
-                // the instance, see the README).
+                // the instance, see docs/verdicts.md).
                 if url.scheme() != "https" || url.host_str().is_none() {
                     return Err("project.web_url is not an https URL; set GITLAB_API_URL".into());
                 }

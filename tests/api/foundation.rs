@@ -140,11 +140,13 @@ async fn body_limit_applies_to_the_events_route_too() {
     assert_eq!(r.status(), 413);
 }
 
+/// Every configuration field, and the variables the command line and the tests read, has a row
+/// in the configuration table of `docs/configuration.md`.
 #[test]
-fn readme_documents_every_configuration_variable() {
+fn configuration_doc_documents_every_variable() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let config = std::fs::read_to_string(root.join("src/config.rs")).unwrap();
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let doc = std::fs::read_to_string(root.join("docs/configuration.md")).unwrap();
     let body = config
         .split("pub struct Config {")
         .nth(1)
@@ -164,10 +166,86 @@ fn readme_documents_every_configuration_variable() {
         "TEST_DATABASE_URL",
     ]) {
         assert!(
-            readme.contains(&format!("| `{name}` |")) || readme.contains(&format!("`{name}`, ")),
-            "README.md's configuration table lacks {name}"
+            doc.contains(&format!("| `{name}` |")) || doc.contains(&format!("`{name}`, ")),
+            "the configuration table of docs/configuration.md lacks {name}"
         );
     }
+}
+
+/// Every relative link of the README and of `docs/` names a file that exists and, with a
+/// `#fragment`, a heading of that file (GitHub's anchor rules), so moving a section cannot
+/// leave a dead link behind.
+#[test]
+fn documentation_links_resolve() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    files.sort();
+    files.insert(0, root.join("README.md"));
+    // Prose only: fenced blocks hold shell comments and JSON, neither headings nor links.
+    let prose = |text: &str| -> Vec<String> {
+        let mut fenced = false;
+        text.lines()
+            .filter(|l| {
+                if l.starts_with("```") {
+                    fenced = !fenced;
+                    return false;
+                }
+                !fenced
+            })
+            .map(str::to_owned)
+            .collect()
+    };
+    let anchor = |heading: &str| -> String {
+        heading
+            .trim()
+            .to_lowercase()
+            .chars()
+            .filter_map(|c| match c {
+                ' ' => Some('-'),
+                c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for file in &files {
+        let name = file.strip_prefix(root).unwrap().display().to_string();
+        for line in prose(&std::fs::read_to_string(file).unwrap()) {
+            let mut rest = line.as_str();
+            while let Some(at) = rest.find("](") {
+                rest = &rest[at + 2..];
+                let target = &rest[..rest.find(')').unwrap_or(rest.len())];
+                if target.contains("://") || target.starts_with("mailto:") {
+                    continue;
+                }
+                checked += 1;
+                let (path, fragment) = target.split_once('#').unwrap_or((target, ""));
+                let dest = if path.is_empty() {
+                    file.clone()
+                } else {
+                    file.parent().unwrap().join(path)
+                };
+                if !dest.exists() {
+                    broken.push(format!("{name}: {target} (no such file)"));
+                } else if !fragment.is_empty() && dest.extension().is_some_and(|e| e == "md") {
+                    let found = prose(&std::fs::read_to_string(&dest).unwrap())
+                        .iter()
+                        .filter(|l| l.starts_with('#'))
+                        .any(|l| anchor(l.trim_start_matches('#')) == fragment);
+                    if !found {
+                        broken.push(format!("{name}: {target} (no such heading)"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked >= 30, "found only {checked} relative links");
+    assert!(broken.is_empty(), "broken links: {broken:#?}");
 }
 
 /// Event deliveries pass the `Host` check on every ingress path (brokers use the subscriber

@@ -162,7 +162,7 @@ fn readiness_answers_quickly_after_spawn() {
     let warm = wait_ready(&mut p, addr, started);
     eprintln!("readiness after spawn: cold {cold:?}, warm {warm:?} (debug build)");
     // Debug build on a shared machine: a generous bound. The release build is measured for
-    // the README figure.
+    // the figure in docs/performance.md.
     assert!(warm < Duration::from_secs(2), "warm start took {warm:?}");
     assert!(cold < Duration::from_secs(5), "cold start took {cold:?}");
     assert_eq!(get_status(addr, "/health/liveness"), Some(200));

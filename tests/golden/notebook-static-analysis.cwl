@@ -304,7 +304,7 @@ $graph:
   doc: |-
     Reads one tool report and writes `digest.json`: the six counters (info, convention, warning,
     error, security, critical) the run's verdict is computed from, with the Python standard
-    library only. The mapping of each tool's findings is in the README ("Verdicts"). A report
+    library only. The mapping of each tool's findings is in docs/verdicts.md. A report
     that cannot be read gives zero counters and a `status` saying why; the step never fails.
   hints:
     DockerRequirement:

@@ -79,7 +79,7 @@ pub struct Pipeline {
     pub tools: Vec<String>,
     /// `{subworkflow: {tool: {input: {"default": value}}}}`.
     pub default_inputs: Value,
-    /// `{"pass": rule, "pass_with_comments": rule}` (see the README's verdict model).
+    /// `{"pass": rule, "pass_with_comments": rule}` (see docs/verdicts.md).
     #[schema(required = true)]
     pub quality_rules: Option<Value>,
     /// Owner's user id; `null` for a public pipeline.
