@@ -190,6 +190,16 @@ pub fn run_digest(report_digests: &[Value], rules: Option<&Value>) -> Value {
     })
 }
 
+/// The verdict of a run that did not succeed (failed, killed): its reports may show that the
+/// code fails, never that it passes, since some of its tools may not have run. A deliberate
+/// difference from the reference, which painted a run that failed before any tool ran green.
+pub fn unfinished_verdict(computed: &str) -> &str {
+    match computed {
+        "pass" | "pass_with_comments" => Verdict::Unknown.as_str(),
+        other => other,
+    }
+}
+
 /// A run reached a terminal status (`run` as just stored, inside the caller's transaction):
 /// computes its digest and verdict when it was executed, and queues the commit status that
 /// reports the end (see [`statuses::enqueue_for_run`]). The caller commits, then calls
@@ -261,6 +271,10 @@ async fn recompute_digest<C: ConnectionTrait>(
             .await?
             .flatten();
         let mut digest = run_digest(&digests, rules.as_ref());
+        if RunStatus::parse(&run.status) != Some(RunStatus::Succeeded) {
+            let ended = unfinished_verdict(digest_quality(&digest));
+            digest["digest_quality"] = json!(ended);
+        }
         // A verdict staff set before the end stands.
         if let Some(manual) = run.digest.get("manual") {
             digest["manual"] = manual.clone();
@@ -341,6 +355,17 @@ pub async fn override_verdict<C: ConnectionTrait>(
         statuses::enqueue_for_run(db, config, &run, statuses::Moment::Override).await?;
     }
     Ok(run)
+}
+
+#[cfg(test)]
+mod unfinished_tests {
+    #[test]
+    fn a_run_that_did_not_succeed_never_passes() {
+        assert_eq!(super::unfinished_verdict("pass"), "unknown");
+        assert_eq!(super::unfinished_verdict("pass_with_comments"), "unknown");
+        assert_eq!(super::unfinished_verdict("fail"), "fail");
+        assert_eq!(super::unfinished_verdict("exception"), "exception");
+    }
 }
 
 #[cfg(test)]

@@ -445,6 +445,9 @@ async fn a_repository_that_does_not_exist_fails_with_gits_reason() {
     );
     assert!(t.reports(id).await.is_empty());
     assert_eq!(run["usage_report"]["executor"], "local");
+    // No tool ran: nothing says the code passes.
+    assert_eq!(run["digest_quality"], "unknown", "{run}");
+    assert_eq!(run["digest"]["digest_quality"], "unknown", "{run}");
 }
 
 #[tokio::test]
