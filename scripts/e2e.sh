@@ -22,6 +22,18 @@ set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 
 [ "$(id -u)" = 0 ] || { echo "e2e.sh: needs root (a bridge, iptables rules, dockerd, kubelet)" >&2; exit 2; }
+# Never silent: the step that failed, and why.
+trap 'echo "e2e.sh: failed at line $LINENO: $BASH_COMMAND (exit $?)" >&2' ERR
+
+# What it uses before the node exists (scripts/kube.sh installs the rest).
+want=()
+for tool in iptables:iptables ip:iproute2 git:git python3:python3 curl:curl; do
+  command -v "${tool%%:*}" >/dev/null || want+=("${tool#*:}")
+done
+if [ ${#want[@]} -gt 0 ]; then
+  echo "e2e.sh: installing ${want[*]} (apt)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
+fi
 
 export AQ_KUBE_CACHE=${AQ_KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/application-quality-api/kube}
 export AQ_KUBE_STATE=${AQ_E2E_STATE:-$AQ_KUBE_CACHE/e2e-run}
@@ -33,7 +45,16 @@ T0=$(date +%s)
 stage() { printf '[%6ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
 
 # What the machine looks like before: its packet filter rules and chains (without counters).
-netfilter() { iptables-save 2>/dev/null | grep -E '^(:|-A)' | sed -E 's/ \[[0-9]+:[0-9]+\]$//' | sort; }
+# A table that did not exist and now only holds empty built-in chains with the default policy
+# (which merely loading it creates) is no difference: those lines are left out. A machine with
+# no table at all prints nothing, which is fine too.
+netfilter() {
+  { iptables-save 2>/dev/null || true; } |
+    grep -E '^(:|-A)' |
+    sed -E 's/ \[[0-9]+:[0-9]+\]$//' |
+    grep -vE '^:(INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) ACCEPT$' |
+    sort || true
+}
 WORK=$(mktemp -d)
 netfilter > "$WORK/netfilter.before"
 cleanup() {

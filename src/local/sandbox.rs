@@ -219,8 +219,10 @@ impl Sandbox {
         a.pair("--ro-bind", &run.egress_socket, EGRESS_SOCKET);
         a.flags(&["--chdir", "/"]);
         a.0.push(self.python.clone().into());
-        // -I: the run's environment cannot redirect the interpreter (PYTHONPATH and friends).
+        // -I: the run's environment cannot redirect the interpreter (PYTHONPATH and friends);
+        // -S: the standard library is all it needs, and it starts faster without `site`.
         a.0.push("-I".into());
+        a.0.push("-S".into());
         a.0.push(INIT_PATH.into());
         a.0.push(self.init_spec(run).into());
         a.0
