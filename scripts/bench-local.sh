@@ -9,6 +9,7 @@
 #
 #   scripts/bench-local.sh                       # BENCH_RUNS=5 sequential, BENCH_BURST=20
 #   BENCH_BIN=path/to/application-quality-api scripts/bench-local.sh   # a binary built already
+#   LOCAL_SANDBOX=off scripts/bench-local.sh     # without the runs' sandbox, to measure its cost
 # Needs what scripts/dev.sh needs (git, curl, python3, Node.js; cwltool and ruff in .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -127,7 +128,7 @@ stop.set()
 ok = sum(1 for r in done if r["status"] == "succeeded")
 child_cpu = statistics.median(r["usage_report"]["cpu_user_seconds"] + r["usage_report"]["cpu_system_seconds"] for r in done)
 
-print(f"## Local runner ({time.strftime('%Y-%m-%d')}, {os.environ['CORES']} cores, release build, SQLite, host tools)\n")
+print(f"## Local runner ({time.strftime('%Y-%m-%d')}, {os.environ['CORES']} cores, release build, SQLite, host tools, sandbox: {os.environ.get('LOCAL_SANDBOX', 'bwrap')})\n")
 print("| What | Result |\n|---|---|")
 print(f"| Notebook pipeline, POST -> `succeeded` ({runs} sequential runs) | median {statistics.median(lat)*1000:.0f} ms, min {min(lat)*1000:.0f} ms, max {max(lat)*1000:.0f} ms |")
 print(f"| CPU of one run's process tree (cwltool, git, python3, curl, node) | median {child_cpu:.2f} s |")
