@@ -831,3 +831,69 @@ async fn job_reports_are_capped_per_run() {
         .await;
     assert_eq!(status, 201, "a small one still fits: {body}");
 }
+
+/// End to end with the real runner: a string shaped like a schema-salad directive reaches the
+/// tool as that string, both as a run parameter (the runner's input object) and as a pipeline
+/// default (written into the rendered CWL): git is asked for a branch of that name and says it
+/// does not exist; the file the directive names is read by nobody.
+#[tokio::test]
+async fn directive_shaped_strings_reach_the_tools_as_strings() {
+    use crate::local_runs::{cwltool, demo_repository, spawn_local};
+    let Some(cwltool) = cwltool() else { return };
+    let t = spawn_local(&cwltool, &[]).await;
+    let repo_dir = tempfile::tempdir().unwrap();
+    let url = demo_repository(repo_dir.path());
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret = secret_dir.path().join("secret.txt");
+    let marker = format!("TOP-SECRET-{}", uuid::Uuid::new_v4().simple());
+    std::fs::write(&secret, &marker).unwrap();
+    let branch = format!("{{\"$include\": \"{}\"}}", secret.display());
+
+    // As a run parameter.
+    let by_parameter = t
+        .start(
+            t.lint_pipeline,
+            json!({"clone_subworkflow": {"clone": {"repo_url": url, "repo_branch": branch}}}),
+        )
+        .await;
+    // As a pipeline default, written into the CWL.
+    let (status, mine) = t
+        .app
+        .post(
+            "/api/pipelines/",
+            Some(&t.token),
+            &json!({"name": "mine", "tools": ["clone_subworkflow"], "default_inputs":
+                {"clone_subworkflow": {"clone": {"repo_branch": {"default": branch}}}}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{mine}");
+    let by_default = t
+        .start(
+            mine["id"].as_i64().unwrap(),
+            json!({"clone_subworkflow": {"clone": {"repo_url": url}}}),
+        )
+        .await;
+    for id in [by_parameter, by_default] {
+        let run = t.wait(id, None).await;
+        assert_eq!(run["status"], "failed", "{run}");
+        let message = run["status_message"].as_str().unwrap();
+        assert!(
+            message.contains("$include") && message.contains("not found"),
+            "git was asked for the branch named by the string: {message}"
+        );
+        let log = t
+            .app
+            .client
+            .get(t.app.url(&format!("/api/pipelines/_/runs/{id}/log/")))
+            .bearer_auth(&t.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(log.status(), 200);
+        let log = log.text().await.unwrap();
+        assert!(log.contains("$include"), "{log}");
+        for text in [run.to_string(), log] {
+            assert!(!text.contains(&marker), "the file was read: {text}");
+        }
+    }
+}
