@@ -480,6 +480,12 @@ fn the_runs_namespace_is_locked_down() {
         .map(|(_, p)| p)
         .collect();
     assert_eq!(policies.len(), 2, "the runs' policy and Calrissian's");
+    for p in &policies {
+        // Well-typed as the API's own types read them (ports, CIDRs, selectors).
+        let typed: k8s_openapi::api::networking::v1::NetworkPolicy =
+            serde_json::from_value(serde_json::to_value(p).unwrap()).unwrap();
+        assert!(typed.spec.unwrap().policy_types.is_some());
+    }
     let all = policies
         .iter()
         .find(|p| {
