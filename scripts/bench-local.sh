@@ -54,7 +54,8 @@ PY
 git -C "$REPO" init -q && git -C "$REPO" add . && git -C "$REPO" -c user.name=b -c user.email=b@example.org commit -qm demo
 
 export DATABASE_URL="sqlite://$WORK/bench.db?mode=rwc" LOG_FORMAT=json EXECUTOR=local \
-  CWLTOOL=$PWD/.venv/bin/cwltool LOCAL_CONTAINERS=off LOCAL_DATA_DIR=$WORK/data
+  CWLTOOL=$PWD/.venv/bin/cwltool LOCAL_CONTAINERS=off LOCAL_DATA_DIR=$WORK/data \
+  REPO_URL_SCHEMES=https,file REPO_FILE_ROOTS=$REPO
 unset RUST_LOG KUBECONFIG
 "$BIN" migrate >/dev/null
 "$BIN" seed >/dev/null

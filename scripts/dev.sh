@@ -9,8 +9,23 @@
 # time and printed once. Any variable of docs/configuration.md can be set in the
 # environment (PORT, DATABASE_URL, EXECUTOR, LOG_FORMAT, ...); EXECUTOR=kubernetes runs on the
 # cluster KUBECONFIG points at instead, EXECUTOR=off only records runs.
+#
+# Local repositories: runs may clone file:// URLs below the directory this script is started
+# from (REPO_FILE_ROOTS, with `file` added to REPO_URL_SCHEMES), so `file://$PWD` works from
+# the clone the README starts it in. Started from / or from $HOME (too wide: keys and every
+# other project would be readable by runs), it lists this project's clone instead. Set
+# REPO_FILE_ROOTS (and REPO_URL_SCHEMES) yourself for anything else.
 set -euo pipefail
+started_in=$PWD
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if [ -z "${REPO_FILE_ROOTS:-}" ]; then
+  case "$started_in" in
+    / | "${HOME:-/}" | "${HOME:-/}/") REPO_FILE_ROOTS=$PWD ;;
+    *) REPO_FILE_ROOTS=$started_in ;;
+  esac
+  export REPO_FILE_ROOTS
+  export REPO_URL_SCHEMES=${REPO_URL_SCHEMES:-https,file}
+fi
 
 export PORT=${PORT:-8080}
 export DATABASE_URL=${DATABASE_URL:-sqlite://application-quality.db?mode=rwc}
@@ -78,6 +93,7 @@ base="http://localhost:$PORT"
 cat >&2 <<INFO
 
 ==> serving on $base  (Ctrl-C to stop)
+    Repository URLs: ${REPO_URL_SCHEMES:-https}; file:// below ${REPO_FILE_ROOTS:-nothing}
     Get a token and list the pipelines (the demo pipeline ids are printed by the seed above):
 
     TOKEN=\$(curl -s $base/api/token/ -H 'Content-Type: application/json' \\

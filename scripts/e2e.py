@@ -354,6 +354,11 @@ def deploy(repo_root):
         {"name": "AQBB_MAXRAM", "value": "512Mi"},
         {"name": "AQBB_SUCCEEDED_RETENTION_SECS", "value": str(RETENTION_SECS)},
         {"name": "AQBB_FAILED_RETENTION_SECS", "value": str(RETENTION_SECS)},
+        # The hostPath provisioner makes each volume root-owned, mode 0750, and hostPath
+        # ignores fsGroup: an init container gives it to the runs' (non-root) user.
+        {"name": "AQBB_WORKDIR_CHOWN", "value": "true"},
+        # The repository this machine serves is a git:// one (https stays allowed).
+        {"name": "REPO_URL_SCHEMES", "value": "https,git"},
         {"name": "RUST_LOG", "value": "info"},
     ]
     security = {"runAsNonRoot": True, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,

@@ -238,6 +238,46 @@ pub struct Config {
     /// Wall-time limit of a run's Job in seconds (`activeDeadlineSeconds`); 0 = none.
     #[serde(default = "default_active_deadline")]
     pub aqbb_active_deadline_secs: i64,
+    /// User id of every run's pods (the Calrissian pod, and the step pods, which Calrissian
+    /// runs as its own user). Never 0: runs do not run as root.
+    #[serde(default = "default_run_as")]
+    pub aqbb_run_as_user: i64,
+    /// Group id of every run's pods, also the `fsGroup` of the run's volume.
+    #[serde(default = "default_run_as")]
+    pub aqbb_run_as_group: i64,
+    /// Give the run's volume to `AQBB_RUN_AS_USER` with a short init container (root with only
+    /// `CHOWN` and `FOWNER`, on the still empty volume) before Calrissian starts: for storage
+    /// that ignores `fsGroup` (hostPath, many NFS provisioners). Off by default.
+    #[serde(default)]
+    pub aqbb_workdir_chown: bool,
+    /// Schemes a repository URL may use, comma-separated, among `https` (the default), `ssh`,
+    /// `http`, `git` and `file` (see `pipelines::repos`).
+    #[serde(default = "default_repo_url_schemes")]
+    pub repo_url_schemes: Vec<String>,
+    /// Absolute directories below which `file://` repository URLs are allowed, comma-separated;
+    /// canonicalised at start-up (each must exist). Empty by default: no local repository.
+    #[serde(default)]
+    pub repo_file_roots: Vec<std::path::PathBuf>,
+    /// git gives up a transfer slower than this many bytes per second ...
+    #[serde(default = "default_repo_low_speed_limit")]
+    pub repo_low_speed_limit: u32,
+    /// ... for this many seconds (`GIT_HTTP_LOW_SPEED_LIMIT` / `GIT_HTTP_LOW_SPEED_TIME`).
+    #[serde(default = "default_repo_low_speed_time")]
+    pub repo_low_speed_time_secs: u32,
+    /// ssh's `ConnectTimeout` for ssh repository URLs, in seconds.
+    #[serde(default = "default_repo_connect_timeout")]
+    pub repo_connect_timeout_secs: u32,
+    /// How long after its run ended a callback token is still accepted (a late upload), in
+    /// seconds.
+    #[serde(default = "default_callback_grace")]
+    pub callback_grace_secs: u64,
+    /// Most job reports one run may post; more get 429.
+    #[serde(default = "default_callback_max_reports")]
+    pub callback_max_reports_per_run: u32,
+    /// Most bytes of job reports (report and digest as stored JSON) one run may post; more get
+    /// 413.
+    #[serde(default = "default_callback_max_report_bytes")]
+    pub callback_max_report_bytes_per_run: u64,
     /// Failed `POST /api/token/` attempts allowed per username in one window; further attempts
     /// get 429 with `Retry-After` until the window ends. 0 turns this limit off. Counted per
     /// instance (see `auth::login_limit`).
@@ -649,6 +689,30 @@ fn default_calrissian_memory() -> String {
 fn default_active_deadline() -> i64 {
     24 * 3600
 }
+fn default_run_as() -> i64 {
+    1000
+}
+fn default_repo_url_schemes() -> Vec<String> {
+    vec!["https".into()]
+}
+fn default_repo_low_speed_limit() -> u32 {
+    1000
+}
+fn default_repo_low_speed_time() -> u32 {
+    30
+}
+fn default_repo_connect_timeout() -> u32 {
+    30
+}
+fn default_callback_grace() -> u64 {
+    300
+}
+fn default_callback_max_reports() -> u32 {
+    1000
+}
+fn default_callback_max_report_bytes() -> u64 {
+    64 * 1024 * 1024
+}
 fn default_login_failures_per_user() -> u32 {
     5
 }
@@ -848,11 +912,83 @@ impl Config {
             return Err(ConfigError("LOCAL_DATA_DIR must not be empty".into()));
         }
         self.validate_statuses()?;
+        self.validate_runs()?;
         if !is_dns_label(&self.aqbb_namespace) {
             return Err(ConfigError(format!(
                 "AQBB_NAMESPACE must be a DNS label (lower-case letters, digits, '-'), got {:?}",
                 self.aqbb_namespace
             )));
+        }
+        Ok(())
+    }
+
+    /// Run isolation settings: repository URL schemes known, `file` roots absolute existing
+    /// directories (kept canonical, so `..` and symbolic links cannot lead out of them), the
+    /// pods' user not root, git's timeouts and the callback quotas positive.
+    fn validate_runs(&mut self) -> Result<(), ConfigError> {
+        let mut schemes = Vec::new();
+        for scheme in &self.repo_url_schemes {
+            let scheme = scheme.trim().to_ascii_lowercase();
+            if scheme.is_empty() || schemes.contains(&scheme) {
+                continue;
+            }
+            if !crate::pipelines::repos::SCHEMES.contains(&scheme.as_str()) {
+                return Err(ConfigError(format!(
+                    "REPO_URL_SCHEMES: unknown scheme {scheme:?} (known: {})",
+                    crate::pipelines::repos::SCHEMES.join(", ")
+                )));
+            }
+            schemes.push(scheme);
+        }
+        self.repo_url_schemes = schemes;
+        let mut roots = Vec::new();
+        for root in &self.repo_file_roots {
+            let text = root.to_string_lossy();
+            let trimmed = std::path::PathBuf::from(text.trim());
+            if trimmed.as_os_str().is_empty() {
+                continue;
+            }
+            if !trimmed.is_absolute() {
+                return Err(ConfigError(format!(
+                    "REPO_FILE_ROOTS entries must be absolute directories, got {trimmed:?}"
+                )));
+            }
+            let canonical = trimmed
+                .canonicalize()
+                .ok()
+                .filter(|p| p.is_dir())
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "REPO_FILE_ROOTS: {trimmed:?} is not an existing directory"
+                    ))
+                })?;
+            if !roots.contains(&canonical) {
+                roots.push(canonical);
+            }
+        }
+        self.repo_file_roots = roots;
+        if !self.repo_file_roots.is_empty() && !self.repo_url_schemes.iter().any(|s| s == "file") {
+            return Err(ConfigError(
+                "REPO_FILE_ROOTS is set but REPO_URL_SCHEMES does not allow file".into(),
+            ));
+        }
+        if self.aqbb_run_as_user <= 0 || self.aqbb_run_as_group < 0 {
+            return Err(ConfigError(
+                "AQBB_RUN_AS_USER must be a positive user id (runs never run as root) and AQBB_RUN_AS_GROUP not negative".into(),
+            ));
+        }
+        if self.repo_low_speed_limit == 0
+            || self.repo_low_speed_time_secs == 0
+            || self.repo_connect_timeout_secs == 0
+        {
+            return Err(ConfigError(
+                "REPO_LOW_SPEED_LIMIT, REPO_LOW_SPEED_TIME_SECS and REPO_CONNECT_TIMEOUT_SECS must be positive".into(),
+            ));
+        }
+        if self.callback_max_reports_per_run == 0 || self.callback_max_report_bytes_per_run == 0 {
+            return Err(ConfigError(
+                "CALLBACK_MAX_REPORTS_PER_RUN and CALLBACK_MAX_REPORT_BYTES_PER_RUN must be positive".into(),
+            ));
         }
         Ok(())
     }
@@ -1169,6 +1305,36 @@ mod tests {
         assert!(c.is_sqlite() && c.auto_migrate());
         assert_eq!(c.public_url, "http://localhost:8080");
         assert_eq!(c.kubernetes, KubernetesMode::Auto);
+    }
+
+    #[test]
+    fn run_isolation_defaults_are_the_safe_ones() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.repo_url_schemes, ["https"]);
+        assert!(c.repo_file_roots.is_empty());
+        assert_eq!((c.aqbb_run_as_user, c.aqbb_run_as_group), (1000, 1000));
+        assert!(!c.aqbb_workdir_chown);
+        assert_eq!(
+            (
+                c.repo_low_speed_limit,
+                c.repo_low_speed_time_secs,
+                c.repo_connect_timeout_secs
+            ),
+            (1000, 30, 30)
+        );
+        assert_eq!(c.callback_grace_secs, 300);
+        assert_eq!(c.callback_max_reports_per_run, 1000);
+        assert_eq!(c.callback_max_report_bytes_per_run, 64 * 1024 * 1024);
+        for (name, bad) in [
+            ("AQBB_RUN_AS_USER", "0"),
+            ("AQBB_RUN_AS_GROUP", "-1"),
+            ("REPO_URL_SCHEMES", "https,gopher"),
+            ("REPO_LOW_SPEED_TIME_SECS", "0"),
+            ("CALLBACK_MAX_REPORTS_PER_RUN", "0"),
+        ] {
+            let err = cfg(&[(name, bad)]).unwrap_err().to_string();
+            assert!(err.contains(name), "{name}={bad}: {err}");
+        }
     }
 
     #[test]

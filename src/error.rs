@@ -42,6 +42,12 @@ pub enum AppError {
     /// 413; carries the limit in bytes when known (0 otherwise).
     #[error("{}", too_large_message(*.0))]
     PayloadTooLarge(usize),
+    /// 413 with `{"detail"}`: a quota in bytes is used up (the detail says which).
+    #[error("{0}")]
+    QuotaBytes(String),
+    /// 429 without `Retry-After`: a quota in count is used up and will not come back.
+    #[error("{0}")]
+    QuotaCount(String),
     /// 415.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -92,7 +98,8 @@ impl AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Conflict(_) => StatusCode::CONFLICT,
-            AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::PayloadTooLarge(_) | AppError::QuotaBytes(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::QuotaCount(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,

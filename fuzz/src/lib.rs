@@ -341,6 +341,16 @@ pub fn cwl_render(data: &[u8]) {
             let flat = params::flatten(&parameters, 1, 2, "http://aq.example");
             assert_eq!(flat["pipeline_id"], json!("1"));
             assert_eq!(flat["run_id"], json!("2"));
+            // Accepted user values never carry structure into the runner's input object.
+            fn has_object(v: &serde_json::Value) -> bool {
+                match v {
+                    serde_json::Value::Object(_) => true,
+                    serde_json::Value::Array(items) => items.iter().any(has_object),
+                    _ => false,
+                }
+            }
+            assert!(params::directive_key(&parameters, "parameters").is_none());
+            assert!(!flat.values().any(has_object), "{flat:?}");
         }
         Err(e) => assert!(e.status().is_client_error(), "validation answered {e}"),
     }

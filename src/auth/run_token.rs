@@ -5,6 +5,9 @@
 //! not drawn at random: when a launch reached the cluster but recording it did not reach the
 //! database, the resumed launch must hand the same token to the same objects, or the pods
 //! already running with the first token would be locked out of their own results.
+//!
+//! A token is scoped to its run's life ([`in_scope`]): accepted while the run has not ended,
+//! and for a short grace after (`CALLBACK_GRACE_SECS`, a late upload), never again.
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -73,6 +76,21 @@ pub fn redact(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// Whether a callback token is accepted at `now` for a run that ended at `ended_at` (`None`:
+/// not ended): before the end, and up to `grace_secs` after it.
+pub fn in_scope(
+    ended_at: Option<chrono::DateTime<chrono::Utc>>,
+    grace_secs: u64,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    // A century bounds the grace: chrono durations have a range.
+    let grace = chrono::Duration::seconds(grace_secs.min(100 * 365 * 86_400) as i64);
+    ended_at.is_none_or(|end| {
+        end.checked_add_signed(grace)
+            .is_none_or(|deadline| now <= deadline)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -84,6 +102,18 @@ mod tests {
         assert!(!redacted.contains(&token));
         assert!(redacted.contains("AQ_CALLBACK_TOKEN=[callback token]\0B=aqrun_short"));
         assert_eq!(super::redact("plain"), "plain");
+    }
+
+    #[test]
+    fn tokens_expire_after_the_grace() {
+        let end = chrono::Utc::now();
+        let after = |s| end + chrono::Duration::seconds(s);
+        assert!(super::in_scope(None, 0, after(10_000)));
+        assert!(super::in_scope(Some(end), 300, after(300)));
+        assert!(!super::in_scope(Some(end), 300, after(301)));
+        assert!(super::in_scope(Some(end), 0, end));
+        assert!(!super::in_scope(Some(end), 0, after(1)));
+        assert!(super::in_scope(Some(end), u64::MAX, after(1)));
     }
 
     #[test]

@@ -431,7 +431,7 @@ async fn execute_plan(state: &AppState, ev: &IncomingEvent, mut plan: Plan) -> A
     let mut created: Vec<(pipeline_run::Model, Option<trigger::Model>)> = Vec::new();
     for planned in std::mem::take(&mut plan.runs) {
         if plan.direct {
-            match runs::insert_run(&txn, &callback, &planned.request).await {
+            match runs::insert_run(&txn, &state.config, &callback, &planned.request).await {
                 Ok(run) => created.push((run, None)),
                 Err(e) => {
                     txn.rollback().await?;
@@ -444,7 +444,7 @@ async fn execute_plan(state: &AppState, ev: &IncomingEvent, mut plan: Plan) -> A
         // each trigger's run gets its own savepoint.
         let t = planned.trigger.expect("trigger runs carry their trigger");
         let sp = txn.begin().await?;
-        match runs::insert_run(&sp, &callback, &planned.request).await {
+        match runs::insert_run(&sp, &state.config, &callback, &planned.request).await {
             Ok(run) => {
                 sp.commit().await?;
                 created.push((run, Some(t)));

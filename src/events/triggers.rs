@@ -12,7 +12,7 @@ use super::cql2::{self, Context};
 use crate::{
     db::entities::{pipeline, pipeline_run, trigger, trigger_event, trigger_type, user},
     error::{AppError, AppResult, FieldErrors},
-    pipelines::{PipelineGraph, params},
+    pipelines::{PipelineGraph, params, repos},
     runs::pipeline_visible,
 };
 use sea_orm::{
@@ -283,6 +283,7 @@ async fn resolve_owner<C: ConnectionTrait>(
 /// stored trigger on update.
 pub async fn apply_input<C: ConnectionTrait>(
     db: &C,
+    config: &crate::config::Config,
     caller: &user::Model,
     input: TriggerInput,
     existing: Option<&trigger::Model>,
@@ -406,7 +407,9 @@ pub async fn apply_input<C: ConnectionTrait>(
         err(&mut errors, "pipeline", "This field is required.");
     }
     if let Some(p) = input.params_default {
-        if p.is_object() {
+        if let Some(path) = params::directive_key(&p, "params_default") {
+            err(&mut errors, &path, params::DIRECTIVE_MESSAGE);
+        } else if p.is_object() {
             am.params_default = Set(p);
         } else {
             err(
@@ -417,9 +420,12 @@ pub async fn apply_input<C: ConnectionTrait>(
         }
     }
     if let Some(m) = input.params_mapping {
-        match parse_mapping(&m) {
-            Ok(_) => am.params_mapping = Set(m),
-            Err(e) => err(&mut errors, "params_mapping", e),
+        match params::directive_key(&m, "params_mapping") {
+            Some(path) => err(&mut errors, &path, params::DIRECTIVE_MESSAGE),
+            None => match parse_mapping(&m) {
+                Ok(_) => am.params_mapping = Set(m),
+                Err(e) => err(&mut errors, "params_mapping", e),
+            },
         }
     }
     if !errors.is_empty() {
@@ -430,14 +436,17 @@ pub async fn apply_input<C: ConnectionTrait>(
         am.params_default.try_as_ref(),
         am.params_mapping.try_as_ref(),
     ) {
-        check_against_pipeline(db, *pid, defaults, mapping).await?;
+        check_against_pipeline(db, config, *pid, defaults, mapping).await?;
     }
     Ok(am)
 }
 
-/// The defaults and the mapping targets must be inputs the pipeline declares.
+/// The defaults and the mapping targets must be inputs the pipeline declares, and the
+/// defaults are held to the repository URL policy (mapped values are checked when a run is
+/// created from an event).
 async fn check_against_pipeline<C: ConnectionTrait>(
     db: &C,
+    config: &crate::config::Config,
     pipeline_id: i64,
     defaults: &Value,
     mapping: &Value,
@@ -447,13 +456,20 @@ async fn check_against_pipeline<C: ConnectionTrait>(
     };
     let graph = PipelineGraph::load(db, p).await?;
     let mut errors = FieldErrors::new();
-    if let Err(AppError::Validation(fields)) =
-        params::validate(&graph, &default_parameters(defaults))
-    {
+    let parameters = default_parameters(defaults);
+    if let Err(AppError::Validation(fields)) = params::validate(&graph, &parameters) {
         for (field, msgs) in fields {
             for m in msgs {
                 err(&mut errors, "params_default", format!("{field}: {m}"));
             }
+        }
+    }
+    for (field, value) in given_values(&parameters) {
+        let input = field.rsplit('.').next().unwrap_or_default();
+        if let Err(m) = params::string_values(value)
+            .try_for_each(|s| repos::check_url(config, s, repos::is_repo_input(input)))
+        {
+            err(&mut errors, "params_default", format!("{field}: {m}"));
         }
     }
     for m in parse_mapping(mapping).unwrap_or_default() {
@@ -477,6 +493,19 @@ async fn check_against_pipeline<C: ConnectionTrait>(
     } else {
         Err(AppError::Validation(errors))
     }
+}
+
+/// The values of `{subworkflow: {tool: {input: value}}}` with their `parameters.` paths.
+fn given_values(parameters: &Value) -> Vec<(String, &Value)> {
+    let mut out = Vec::new();
+    for (sw, tools) in parameters.as_object().into_iter().flatten() {
+        for (tool, inputs) in tools.as_object().into_iter().flatten() {
+            for (input, value) in inputs.as_object().into_iter().flatten() {
+                out.push((format!("parameters.{sw}.{tool}.{input}"), value));
+            }
+        }
+    }
+    out
 }
 
 /// The reference's Trigger shape, plus `enabled`.

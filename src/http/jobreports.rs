@@ -3,11 +3,14 @@
 //!
 //! Reading is for the run's starter or staff (404 otherwise). Creating is for the pipeline
 //! itself only: the request must carry the run's callback token (`Authorization: Bearer
-//! aqrun_...`, issued at launch, stored as a hash). The body, any JSON, is stored verbatim.
+//! aqrun_...`, issued at launch, stored as a hash), and only while the run has not ended plus
+//! `CALLBACK_GRACE_SECS`. The body, any JSON, is stored verbatim, within the run's quota
+//! (`CALLBACK_MAX_REPORTS_PER_RUN` reports, `CALLBACK_MAX_REPORT_BYTES_PER_RUN` bytes).
 //! `(run, name, instance)` is unique, enforced by the database.
 
 use crate::{
-    auth::{CurrentUser, RunToken, run_token},
+    auth::{CurrentUser, RunToken},
+    config::Config,
     db::{
         self,
         entities::{job_report, pipeline_run},
@@ -38,7 +41,8 @@ use axum::{
 use chrono::Utc;
 use futures::future::BoxFuture;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QuerySelect, Statement,
     TransactionTrait,
 };
 use serde::Deserialize;
@@ -277,10 +281,11 @@ async fn multipart_body(body: Bytes, boundary: &str) -> AppResult<(Value, Value)
         (status = 201, description = "Stored", body = crate::http::openapi::schemas::JobReport),
         (status = 400, description = "Bad JSON, a missing or malformed multipart part, a digest that is not an object, missing or invalid `name`, or a duplicate (name, instance)", body = crate::http::openapi::schemas::FieldErrors),
         (status = 401, description = "Missing or malformed callback token", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 403, description = "The token does not belong to this run", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 403, description = "The token does not belong to this run, or its run ended longer than `CALLBACK_GRACE_SECS` ago", body = crate::http::openapi::schemas::ErrorDetail),
         (status = 404, description = "No such run in this pipeline", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 413, description = "Body too large", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 413, description = "Body too large, or the run's reports would exceed `CALLBACK_MAX_REPORT_BYTES_PER_RUN`", body = crate::http::openapi::schemas::ErrorDetail),
         (status = 415, description = "Unsupported content type", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 429, description = "The run posted `CALLBACK_MAX_REPORTS_PER_RUN` reports already", body = crate::http::openapi::schemas::ErrorDetail),
     )
 )]
 async fn create(
@@ -299,17 +304,11 @@ async fn create(
         .await?
         .filter(|r| scope.contains(r.pipeline_id))
         .ok_or_else(run_not_found)?;
-    let authorised = run
-        .callback_token_hash
-        .as_deref()
-        .is_some_and(|h| run_token::matches(&token, h));
-    if !authorised {
-        return Err(AppError::Forbidden(
-            "This callback token does not belong to this run.".into(),
-        ));
-    }
+    crate::runs::authorize_callback(&state.config, &run, &token)?;
     let (name, instance) = check_query(query_of(query)?)?;
+    let size = (output.to_string().len() + digest.to_string().len()) as u64;
     let txn = state.db.begin().await?;
+    check_quota(&txn, &state.config, run.id, size).await?;
     let report = job_report::ActiveModel {
         run_id: Set(run.id),
         name: Set(name.clone()),
@@ -337,6 +336,58 @@ async fn create(
         statuses::kick(&state);
     }
     Ok((StatusCode::CREATED, Json(serialize::job_report(&report))))
+}
+
+/// The run's report quota: at most `CALLBACK_MAX_REPORTS_PER_RUN` reports (429 beyond) and
+/// `CALLBACK_MAX_REPORT_BYTES_PER_RUN` bytes of stored report and digest JSON (413 beyond).
+/// The run's row is locked first (PostgreSQL; SQLite writes one transaction at a time), so
+/// concurrent uploads of one run are counted one after the other and cannot overshoot together.
+async fn check_quota(
+    txn: &DatabaseTransaction,
+    config: &Config,
+    run_id: i64,
+    size: u64,
+) -> AppResult<()> {
+    pipeline_run::Entity::find_by_id(run_id)
+        .lock_exclusive()
+        .one(txn)
+        .await?;
+    let backend = txn.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT COUNT(*) AS n, COALESCE(SUM(octet_length(output::text) + octet_length(digest::text)), 0)::bigint AS bytes FROM backend_jobreport WHERE run_id = $1"
+        }
+        _ => {
+            "SELECT COUNT(*) AS n, COALESCE(SUM(length(CAST(output AS BLOB)) + length(CAST(digest AS BLOB))), 0) AS bytes FROM backend_jobreport WHERE run_id = ?"
+        }
+    };
+    let row = txn
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [run_id.into()],
+        ))
+        .await?;
+    let (count, bytes) = match row {
+        Some(row) => (
+            row.try_get::<i64>("", "n")?,
+            row.try_get::<i64>("", "bytes")?,
+        ),
+        None => (0, 0),
+    };
+    let max_count = u64::from(config.callback_max_reports_per_run);
+    if count.max(0) as u64 >= max_count {
+        return Err(AppError::QuotaCount(format!(
+            "This run already posted {count} job reports, the most one run may (CALLBACK_MAX_REPORTS_PER_RUN)."
+        )));
+    }
+    let max_bytes = config.callback_max_report_bytes_per_run;
+    if (bytes.max(0) as u64).saturating_add(size) > max_bytes {
+        return Err(AppError::QuotaBytes(format!(
+            "This report ({size} bytes) would take the run's job reports past {max_bytes} bytes, the most one run may store (CALLBACK_MAX_REPORT_BYTES_PER_RUN); {bytes} bytes are stored."
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,12 +12,14 @@
 
 use crate::{
     auth::CurrentUser,
+    config::Config,
     db::{
         self,
         entities::{pipeline, pipeline_tool, subworkflow, user},
     },
     error::{AppError, AppResult, FieldErrors},
     http::{extract::JsonBody, serialize},
+    pipelines::params,
     runs::{pipeline_not_found, pipeline_visible},
     state::AppState,
 };
@@ -105,12 +107,17 @@ fn string_field(
     }
 }
 
-/// `default_inputs` must be `{subworkflow: {tool: {input: {...}}}}` (or null).
-fn check_default_inputs(value: &Value) -> Result<Option<Value>, String> {
+/// `default_inputs` must be `{subworkflow: {tool: {input: {...}}}}` (or null), without a key
+/// starting with `$` anywhere (the error then names that key's path). The values are checked
+/// against the declared inputs once the subworkflows are known ([`check_defaults_against`]).
+fn check_default_inputs(value: &Value) -> Result<Option<Value>, (String, String)> {
     const SHAPE: &str =
         "Expected an object {subworkflow: {tool: {input: {\"default\": value}}}} or null.";
     if value.is_null() {
         return Ok(None);
+    }
+    if let Some(path) = params::directive_key(value, "default_inputs") {
+        return Err((path, params::DIRECTIVE_MESSAGE.into()));
     }
     let ok = value.as_object().is_some_and(|sws| {
         sws.values().all(|tools| {
@@ -126,7 +133,35 @@ fn check_default_inputs(value: &Value) -> Result<Option<Value>, String> {
     if ok {
         Ok(Some(value.clone()))
     } else {
-        Err(SHAPE.into())
+        Err(("default_inputs".into(), SHAPE.into()))
+    }
+}
+
+/// The defaults against the inputs the pipeline's subworkflows (`tools`) declare: scalars of
+/// the declared types, held to the repository URL policy ([`params::check_default_inputs`]).
+async fn check_defaults_against<C: ConnectionTrait>(
+    db: &C,
+    config: &Config,
+    tools: &[String],
+    defaults: &Value,
+) -> AppResult<()> {
+    let subworkflows = if tools.is_empty() {
+        Vec::new()
+    } else {
+        subworkflow::Entity::find()
+            .filter(subworkflow::Column::Slug.is_in(tools.to_vec()))
+            .all(db)
+            .await?
+    };
+    let declared: Vec<(&str, &Value)> = subworkflows
+        .iter()
+        .map(|s| (s.slug.as_str(), &s.user_params))
+        .collect();
+    let errors = params::check_default_inputs(&declared, defaults, Some(config));
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::Validation(errors))
     }
 }
 
@@ -181,8 +216,8 @@ fn parse_changes(body: &Value, require_name: bool) -> AppResult<Changes> {
     if let Some(v) = body.get("default_inputs") {
         match check_default_inputs(v) {
             Ok(d) => c.default_inputs = Some(d),
-            Err(m) => {
-                err("default_inputs", m);
+            Err((field, m)) => {
+                err(&field, m);
             }
         }
     }
@@ -570,6 +605,10 @@ async fn create(
         return Err(staff_only("template"));
     }
     check_references(&state.db, &c).await?;
+    if let Some(Some(defaults)) = &c.default_inputs {
+        let tools = c.tools.as_deref().unwrap_or_default();
+        check_defaults_against(&state.db, &state.config, tools, defaults).await?;
+    }
     let name = c.name.clone().unwrap_or_default();
     let version = c.version.clone().flatten();
     let duplicate = || AppError::BadRequest(DUPLICATE_ON_CREATE.into());
@@ -696,6 +735,25 @@ async fn apply_update(
         return Err(staff_only("template"));
     }
     check_references(&state.db, &c).await?;
+    if c.default_inputs.is_some() || c.tools.is_some() {
+        let tools = match &c.tools {
+            Some(t) => t.clone(),
+            None => pipeline_tool::Entity::find()
+                .filter(pipeline_tool::Column::PipelineId.eq(p.id))
+                .all(&state.db)
+                .await?
+                .into_iter()
+                .map(|l| l.subworkflow_id)
+                .collect(),
+        };
+        let defaults = match &c.default_inputs {
+            Some(d) => d.clone(),
+            None => p.default_inputs.clone(),
+        };
+        if let Some(defaults) = defaults {
+            check_defaults_against(&state.db, &state.config, &tools, &defaults).await?;
+        }
+    }
     let name = c.name.clone().unwrap_or_else(|| p.name.clone());
     let owner = c.owner.unwrap_or(p.owner_id);
     let version = c.version.clone().unwrap_or_else(|| p.version.clone());
@@ -844,12 +902,61 @@ mod tests {
         assert_eq!(graph[2]["id"], "clone_tool");
     }
 
+    /// User strings written into the CWL stay the strings they are, however much they look like
+    /// YAML or schema-salad; a structured default never reaches a template.
+    #[test]
+    fn user_values_render_as_quoted_scalars() {
+        for hostile in [
+            "{\"$include\": \"/etc/passwd\"}",
+            "{$import: /etc/passwd}",
+            "!!python/object/apply:os.system [\"id\"]",
+            "*alias",
+            "&anchor x",
+            "a: b\n- c\n$include: /etc/passwd\n",
+            "'single' \"double\" \\ back",
+            "%YAML 1.2\n---\n...",
+            "$(inputs.repo_url) ${ return 1 }",
+            "line\u{2028}separator, é, 🦀, <>&",
+        ] {
+            let mut g = clone_graph();
+            g.pipeline.default_inputs =
+                Some(json!({"clone_subworkflow": {"clone": {"repo_url": {"default": hostile}}}}));
+            let text = render::render(&g).unwrap();
+            let doc: Value = serde_yaml::from_str(&text).unwrap();
+            assert_eq!(
+                doc["$graph"][0]["inputs"]["clone_subworkflow.clone.repo_url"]["default"],
+                json!(hostile),
+                "{text}"
+            );
+        }
+        for structured in [
+            json!({"$include": "/etc/passwd"}),
+            json!({"class": "File", "location": "file:///etc/passwd"}),
+            json!(["a", "b"]),
+        ] {
+            let mut g = clone_graph();
+            g.pipeline.default_inputs = Some(
+                json!({"clone_subworkflow": {"clone": {"repo_url": {"default": structured}}}}),
+            );
+            let e = render::render(&g).unwrap_err();
+            assert!(
+                e.detail
+                    .starts_with("refused default_inputs.clone_subworkflow.clone.repo_url"),
+                "{e}"
+            );
+        }
+    }
+
     #[test]
     fn default_template_without_subworkflows() {
         let mut g = clone_graph();
         g.subworkflows.clear();
         let doc: Value = serde_yaml::from_str(&render::render(&g).unwrap()).unwrap();
         assert_eq!(doc["$graph"][0]["steps"], json!([]));
+    }
+
+    fn fields_of(err: &AppError) -> Vec<String> {
+        err.body().as_object().unwrap().keys().cloned().collect()
     }
 
     #[test]
@@ -888,6 +995,16 @@ mod tests {
         assert!(
             parse_changes(&json!({"template": "{% for %}"}), false).is_err(),
             "template syntax is checked"
+        );
+        let err = parse_changes(
+            &json!({"default_inputs": {"sw": {"t": {"i": {"default": {"$include": "/etc/passwd"}}}}}}),
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(
+            fields_of(&err),
+            ["default_inputs.sw.t.i.default.$include"],
+            "the directive's path is named"
         );
     }
 }

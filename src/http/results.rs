@@ -1,6 +1,7 @@
 //! The results callback: `POST /api/pipelines/{id|_|-}/runs/{run}/results/`, called by the
 //! `report` container of the run's own pod once Calrissian has succeeded, with the run's
-//! callback token (`Authorization: Bearer aqrun_...`). Body:
+//! callback token (`Authorization: Bearer aqrun_...`), accepted until `CALLBACK_GRACE_SECS`
+//! after the run ended (see `runs::authorize_callback`). Body:
 //! `{"output": <output.json or null>, "usage_report": <report.json or null>}`, bounded by
 //! `MAX_BODY_BYTES`.
 //!
@@ -9,7 +10,7 @@
 //! (curl retries, a replayed pod) are acknowledged and ignored.
 
 use crate::{
-    auth::{RunToken, run_token},
+    auth::RunToken,
     db::entities::pipeline_run,
     error::{AppError, AppResult},
     http::extract::JsonBody,
@@ -80,15 +81,7 @@ async fn store_results(
         .await?
         .filter(|r| pipeline_id.is_none_or(|p| p == r.pipeline_id))
         .ok_or_else(not_found)?;
-    let authorised = run
-        .callback_token_hash
-        .as_deref()
-        .is_some_and(|h| run_token::matches(&token, h));
-    if !authorised {
-        return Err(AppError::Forbidden(
-            "This callback token does not belong to this run.".into(),
-        ));
-    }
+    runs::authorize_callback(&state.config, &run, &token)?;
     let results = runs::RunResults {
         output: body.output,
         usage_report: body.usage_report,

@@ -83,7 +83,7 @@ async fn create(
     CurrentUser(user): CurrentUser,
     JsonBody(input): JsonBody<TriggerInput>,
 ) -> AppResult<(StatusCode, Json<Value>)> {
-    let am = svc::apply_input(&state.db, &user, input, None).await?;
+    let am = svc::apply_input(&state.db, &state.config, &user, input, None).await?;
     let saved = am.insert(&state.db).await.map_err(|e| {
         if crate::db::is_unique_violation(&e) {
             AppError::field("slug", "trigger with this slug already exists.")
@@ -110,7 +110,7 @@ async fn update(
     JsonBody(input): JsonBody<TriggerInput>,
 ) -> AppResult<Json<Value>> {
     let t = visible(&state, &user, &slug).await?;
-    let am = svc::apply_input(&state.db, &user, input, Some(&t)).await?;
+    let am = svc::apply_input(&state.db, &state.config, &user, input, Some(&t)).await?;
     let saved = am.update(&state.db).await?;
     Ok(Json(one_json(&state, &saved).await?))
 }

@@ -169,7 +169,7 @@ impl KubeLauncher {
         }
         // A resumed launch. Tokens are derived per run, so this writes the same token again;
         // it differs only if the signing key changed since, and then the stored hash did too.
-        let patch = json!({ "data": objects::secret_data(req) });
+        let patch = json!({ "data": objects::secret_data(req, &self.settings) });
         self.call(
             "updating the Secret",
             self.api::<Secret>().patch(

@@ -14,6 +14,17 @@
 //! The Job's pod runs Calrissian as an *init* container, then the `report` container posts
 //! `output.json` and `report.json` to the results callback. When Calrissian fails, the report
 //! container never starts and the Job fails (`restartPolicy: Never`, `backoffLimit: 0`).
+//!
+//! Nothing of a run runs as root ([`pod_security_context`], [`container_security_context`]):
+//! the pod runs as `AQBB_RUN_AS_USER`/`AQBB_RUN_AS_GROUP` (non-root enforced, the runtime's
+//! default seccomp profile), its containers without privilege escalation and with every
+//! capability dropped, and the run's volume belongs to the run's group (`fsGroup`). Calrissian
+//! starts each step pod as its own user and group (Calrissian 0.18: the step pods'
+//! `securityContext` is `runAsUser`/`runAsGroup` of the Calrissian process), so the steps run as
+//! that user too; it sets nothing else on them, which is why the runs namespace enforces Pod
+//! Security `baseline` and only warns about `restricted` (`knative/rbac.yaml`). Where the
+//! storage ignores `fsGroup` (hostPath, many NFS provisioners), `AQBB_WORKDIR_CHOWN` adds a first
+//! init container that gives the empty volume to the run's user: root, but with only `CHOWN`.
 
 use crate::{config::Config, runs::launcher::LaunchRequest};
 use k8s_openapi::{
@@ -21,11 +32,12 @@ use k8s_openapi::{
     api::{
         batch::v1::{Job, JobSpec},
         core::v1::{
-            ConfigMap, ConfigMapVolumeSource, Container, EnvVar, EnvVarSource, KeyToPath,
-            LocalObjectReference, ObjectFieldSelector, PersistentVolumeClaim,
+            Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EnvVar, EnvVarSource,
+            KeyToPath, LocalObjectReference, ObjectFieldSelector, PersistentVolumeClaim,
             PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext,
-            PodSpec, PodTemplateSpec, ResourceRequirements, Secret, SecretKeySelector,
-            SecretVolumeSource, Volume, VolumeMount, VolumeResourceRequirements,
+            PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, Secret,
+            SecretKeySelector, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+            VolumeResourceRequirements,
         },
     },
     apimachinery::pkg::{
@@ -53,6 +65,9 @@ pub const CANCEL_GRACE_SECS: i64 = 30;
 pub const CALRISSIAN_CONTAINER: &str = "calrissian";
 /// Name of the container that posts the results back.
 pub const REPORT_CONTAINER: &str = "report";
+/// Name of the init container that gives the run's volume to the run's user
+/// (`AQBB_WORKDIR_CHOWN`).
+pub const WORKDIR_CONTAINER: &str = "workdir";
 /// Where the working volume is mounted (Calrissian's `--outdir`, `output.json`, `report.json`).
 pub const WORKDIR: &str = "/calrissian";
 /// ConfigMap keys.
@@ -90,6 +105,13 @@ pub struct RunSettings {
     pub failed_retention_secs: i32,
     /// `None` = no wall-time limit.
     pub active_deadline_secs: Option<i64>,
+    /// User and group of every run's pods (never root).
+    pub run_as_user: i64,
+    pub run_as_group: i64,
+    /// Whether an init container gives the volume to the run's user (storage without `fsGroup`).
+    pub workdir_chown: bool,
+    /// git's timeouts and allowed protocols, for every step pod ([`crate::pipelines::repos::git_env`]).
+    pub git_env: Vec<(String, String)>,
 }
 
 impl RunSettings {
@@ -110,6 +132,10 @@ impl RunSettings {
             succeeded_retention_secs: c.aqbb_succeeded_retention_secs,
             failed_retention_secs: c.aqbb_failed_retention_secs,
             active_deadline_secs: Some(c.aqbb_active_deadline_secs).filter(|s| *s > 0),
+            run_as_user: c.aqbb_run_as_user,
+            run_as_group: c.aqbb_run_as_group,
+            workdir_chown: c.aqbb_workdir_chown,
+            git_env: crate::pipelines::repos::git_env(c),
         }
     }
 }
@@ -176,18 +202,24 @@ pub fn config_map(req: &LaunchRequest, s: &RunSettings, owner: &OwnerReference) 
     }
 }
 
-/// The environment Calrissian adds to every step pod (`--pod-env-vars`).
-pub fn pod_env_vars(req: &LaunchRequest) -> serde_json::Value {
-    json!({
+/// The environment Calrissian adds to every step pod (`--pod-env-vars`): the callback, and
+/// git's timeouts and allowed protocols (`GIT_HTTP_LOW_SPEED_*`, `GIT_SSH_COMMAND`,
+/// `GIT_ALLOW_PROTOCOL`), so a repository server that never answers cannot hold a run.
+pub fn pod_env_vars(req: &LaunchRequest, s: &RunSettings) -> serde_json::Value {
+    let mut env = json!({
         "AQ_CALLBACK_URL": req.callback_url,
         "AQ_CALLBACK_TOKEN": req.callback_token,
         "AQ_PIPELINE_ID": req.pipeline_id.to_string(),
         "AQ_RUN_ID": req.run_id.to_string(),
-    })
+    });
+    for (name, value) in &s.git_env {
+        env[name] = json!(value);
+    }
+    env
 }
 
 /// The data of the run's Secret (also what a resumed launch writes over an existing one).
-pub fn secret_data(req: &LaunchRequest) -> BTreeMap<String, ByteString> {
+pub fn secret_data(req: &LaunchRequest, s: &RunSettings) -> BTreeMap<String, ByteString> {
     BTreeMap::from([
         (
             TOKEN_KEY.to_string(),
@@ -195,7 +227,7 @@ pub fn secret_data(req: &LaunchRequest) -> BTreeMap<String, ByteString> {
         ),
         (
             POD_ENV_KEY.to_string(),
-            ByteString(pod_env_vars(req).to_string().into_bytes()),
+            ByteString(pod_env_vars(req, s).to_string().into_bytes()),
         ),
     ])
 }
@@ -205,7 +237,7 @@ pub fn secret(req: &LaunchRequest, s: &RunSettings, owner: &OwnerReference) -> S
     Secret {
         metadata: metadata(req, s, Some(owner)),
         type_: Some("Opaque".into()),
-        data: Some(secret_data(req)),
+        data: Some(secret_data(req, s)),
         ..Default::default()
     }
 }
@@ -279,6 +311,71 @@ fn quantity_map(cpu: &str, memory: &str) -> BTreeMap<String, Quantity> {
     ])
 }
 
+/// The pod's security context: the run's user and group, never root, the runtime's default
+/// seccomp profile, the volume owned by the run's group.
+pub fn pod_security_context(s: &RunSettings) -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_user: Some(s.run_as_user),
+        run_as_group: Some(s.run_as_group),
+        fs_group: Some(s.run_as_group),
+        run_as_non_root: Some(true),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// Every container's security context: no privilege escalation, no capability.
+pub fn container_security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// The init container that gives the (empty) volume to the run's user before Calrissian
+/// starts: root, to change the owner, but with `CHOWN` as its only capability and no
+/// escalation. It runs a fixed command before any code of the run exists.
+fn workdir_container(s: &RunSettings) -> Container {
+    Container {
+        name: WORKDIR_CONTAINER.into(),
+        image: Some(s.reporter_image.clone()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "chmod 0770 {WORKDIR} && chown {}:{} {WORKDIR}",
+                s.run_as_user, s.run_as_group
+            ),
+        ]),
+        security_context: Some(SecurityContext {
+            run_as_user: Some(0),
+            run_as_group: Some(0),
+            run_as_non_root: Some(false),
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: Some(vec!["CHOWN".into()]),
+            }),
+            ..Default::default()
+        }),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantity_map("50m", "16Mi")),
+            limits: Some(quantity_map("100m", "32Mi")),
+            ..Default::default()
+        }),
+        volume_mounts: Some(vec![mount("workdir", WORKDIR, false)]),
+        ..Default::default()
+    }
+}
+
 fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     VolumeMount {
         name: name.into(),
@@ -303,17 +400,26 @@ pub fn job(req: &LaunchRequest, s: &RunSettings) -> Job {
         // kubelet keeps the log's tail as the termination message, which the service reads
         // for the run's failure reason (Calrissian writes no termination message itself).
         termination_message_policy: Some("FallbackToLogsOnError".into()),
-        env: Some(vec![EnvVar {
-            name: "CALRISSIAN_POD_NAME".into(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.name".into(),
-                    api_version: Some("v1".into()),
+        env: Some(vec![
+            EnvVar {
+                name: "CALRISSIAN_POD_NAME".into(),
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "metadata.name".into(),
+                        api_version: Some("v1".into()),
+                    }),
+                    ..Default::default()
                 }),
                 ..Default::default()
-            }),
-            ..Default::default()
-        }]),
+            },
+            // The run's user has no home in the image; a writable one for tools that want it.
+            EnvVar {
+                name: "HOME".into(),
+                value: Some("/tmp".into()),
+                ..Default::default()
+            },
+        ]),
+        security_context: Some(container_security_context()),
         resources: Some(ResourceRequirements {
             requests: Some(quantity_map(&s.calrissian_cpu, &s.calrissian_memory)),
             limits: Some(quantity_map(&s.calrissian_cpu, &s.calrissian_memory)),
@@ -358,8 +464,14 @@ pub fn job(req: &LaunchRequest, s: &RunSettings) -> Job {
             ..Default::default()
         }),
         volume_mounts: Some(vec![workdir]),
+        security_context: Some(container_security_context()),
         ..Default::default()
     };
+    let mut init_containers = Vec::with_capacity(2);
+    if s.workdir_chown {
+        init_containers.push(workdir_container(s));
+    }
+    init_containers.push(calrissian);
     let volumes = vec![
         Volume {
             name: "workflow-input".into(),
@@ -419,14 +531,12 @@ pub fn job(req: &LaunchRequest, s: &RunSettings) -> Job {
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".into()),
                     service_account_name: Some(s.service_account.clone()),
-                    // As the reference: Calrissian writes to the shared volume as root, whatever
-                    // the storage class's ownership.
-                    security_context: Some(PodSecurityContext {
-                        run_as_user: Some(0),
-                        run_as_group: Some(0),
-                        fs_group: Some(0),
-                        ..Default::default()
-                    }),
+                    // Calrissian needs its token to create the step pods (which get none: the
+                    // namespace's default ServiceAccount does not mount one).
+                    automount_service_account_token: Some(true),
+                    // Not root, unlike the reference (which ran Calrissian and so every step
+                    // as root): see the module documentation.
+                    security_context: Some(pod_security_context(s)),
                     // On SIGTERM (cancel) Calrissian deletes its step pods within a second or
                     // two, then never exits (Calrissian 0.18.1: its worker threads keep the
                     // process alive), so a long grace period only keeps the cancelled pod
@@ -436,7 +546,7 @@ pub fn job(req: &LaunchRequest, s: &RunSettings) -> Job {
                         .image_pull_secret
                         .as_ref()
                         .map(|n| vec![LocalObjectReference { name: n.clone() }]),
-                    init_containers: Some(vec![calrissian]),
+                    init_containers: Some(init_containers),
                     containers: vec![report],
                     volumes: Some(volumes),
                     ..Default::default()
@@ -518,7 +628,7 @@ mod tests {
         // Calrissian deletes its step pods on SIGTERM but then never exits: the grace period
         // is all a cancelled pod lives on (it was 120 s; a real node showed it).
         assert_eq!(pod.termination_grace_period_seconds, Some(30));
-        let init = &pod.init_containers.unwrap()[0];
+        let init = &pod.init_containers.as_ref().unwrap()[0];
         assert_eq!(init.image.as_deref(), Some("terradue/calrissian:0.14.0"));
         // Its log's tail is the failed run's reason (status::failure_detail).
         assert_eq!(
@@ -548,6 +658,27 @@ mod tests {
         let token_ref = env[1].value_from.as_ref().unwrap().secret_key_ref.as_ref();
         assert_eq!(token_ref.unwrap().name, "aq-run-42");
         // Every volume source is an object of this run.
+        // Nothing runs as root; no container may gain privileges or keep a capability.
+        let psc = pod.security_context.as_ref().unwrap();
+        assert_eq!(
+            (psc.run_as_user, psc.run_as_group, psc.fs_group),
+            (Some(1000), Some(1000), Some(1000))
+        );
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(
+            psc.seccomp_profile.as_ref().unwrap().type_,
+            "RuntimeDefault"
+        );
+        assert_eq!(pod.automount_service_account_token, Some(true));
+        assert_eq!(pod.init_containers.as_ref().unwrap().len(), 1);
+        for c in [init, report] {
+            let sc = c.security_context.as_ref().unwrap();
+            assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
+            let caps = sc.capabilities.as_ref().unwrap();
+            assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
+            assert!(caps.add.is_none());
+            assert!(sc.run_as_user.is_none() && sc.privileged.is_none());
+        }
         let vols = pod.volumes.unwrap();
         assert_eq!(vols[0].config_map.as_ref().unwrap().name, "aq-run-42");
         assert_eq!(
@@ -584,6 +715,14 @@ mod tests {
         assert_eq!(data[TOKEN_KEY].0, b"aqrun_secret");
         let env: serde_json::Value = serde_json::from_slice(&data[POD_ENV_KEY].0).unwrap();
         assert_eq!(env["AQ_CALLBACK_TOKEN"], "aqrun_secret");
+        // Step pods get git's timeouts and allowed protocols.
+        assert_eq!(env["GIT_HTTP_LOW_SPEED_LIMIT"], "1000");
+        assert_eq!(env["GIT_HTTP_LOW_SPEED_TIME"], "30");
+        assert_eq!(
+            env["GIT_SSH_COMMAND"],
+            "ssh -o ConnectTimeout=30 -o BatchMode=yes"
+        );
+        assert_eq!(env["GIT_ALLOW_PROTOCOL"], "https");
         let pvc = pvc(&req, &s, &owner);
         let spec = pvc.spec.unwrap();
         assert_eq!(spec.access_modes.unwrap(), ["ReadWriteMany"]);
@@ -592,6 +731,41 @@ mod tests {
             spec.resources.unwrap().requests.unwrap()["storage"].0,
             "5Gi"
         );
+    }
+
+    #[test]
+    fn the_volume_can_be_given_to_the_runs_user() {
+        let c = Config::from_iter([
+            ("AQBB_WORKDIR_CHOWN".to_string(), "true".to_string()),
+            ("AQBB_RUN_AS_USER".to_string(), "2000".to_string()),
+            ("AQBB_RUN_AS_GROUP".to_string(), "3000".to_string()),
+        ])
+        .unwrap();
+        let s = RunSettings::from_config(&c);
+        let pod = job(&request(), &s).spec.unwrap().template.spec.unwrap();
+        let inits = pod.init_containers.unwrap();
+        assert_eq!(
+            inits.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            [WORKDIR_CONTAINER, CALRISSIAN_CONTAINER]
+        );
+        let chown = &inits[0];
+        assert_eq!(
+            chown.command.as_ref().unwrap()[2],
+            "chmod 0770 /calrissian && chown 2000:3000 /calrissian"
+        );
+        let sc = chown.security_context.as_ref().unwrap();
+        assert_eq!(sc.run_as_user, Some(0));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        let caps = sc.capabilities.as_ref().unwrap();
+        assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
+        assert_eq!(caps.add.as_deref(), Some(&["CHOWN".to_string()][..]));
+        let psc = pod.security_context.unwrap();
+        assert_eq!(
+            (psc.run_as_user, psc.run_as_group, psc.fs_group),
+            (Some(2000), Some(3000), Some(3000))
+        );
+        // Root is not a choice.
+        assert!(Config::from_iter([("AQBB_RUN_AS_USER".to_string(), "0".to_string())]).is_err());
     }
 
     #[test]

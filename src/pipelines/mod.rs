@@ -3,6 +3,7 @@
 
 pub mod params;
 pub mod render;
+pub mod repos;
 
 use crate::db::entities::{
     command_line_tool, pipeline, pipeline_tool, subworkflow, subworkflow_tool,

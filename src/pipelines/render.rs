@@ -173,6 +173,21 @@ pub fn merged_user_params(
 
 /// Renders the pipeline's CWL document.
 pub fn render(graph: &PipelineGraph) -> Result<String, RenderError> {
+    // User data reaches the templates only through these defaults: whatever stored them,
+    // a map, a misplaced list or a `$` key is refused before any template sees it.
+    if let Some(defaults) = &graph.pipeline.default_inputs {
+        let errors = super::params::check_default_inputs(
+            &super::params::declared_inputs(graph),
+            defaults,
+            None,
+        );
+        if let Some((field, msgs)) = errors.into_iter().next() {
+            return Err(RenderError {
+                what: format!("pipeline {}", graph.pipeline.id),
+                detail: format!("refused {field}: {}", msgs.join(" ")),
+            });
+        }
+    }
     let env = environment();
     let mut subworkflows = Vec::with_capacity(graph.subworkflows.len());
     for (sw, tools) in &graph.subworkflows {

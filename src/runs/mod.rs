@@ -16,7 +16,7 @@ use crate::{
     auth::run_token,
     db::entities::{pipeline, pipeline_run, user},
     error::{AppError, AppResult},
-    pipelines::{PipelineGraph, params, render},
+    pipelines::{PipelineGraph, params, render, repos},
     quality,
     state::AppState,
     statuses,
@@ -102,8 +102,15 @@ pub fn pipeline_not_found() -> AppError {
 
 /// Validates the request, renders the CWL and stores the run as `starting` (or `failed` when
 /// the template cannot be rendered). Runs inside the caller's transaction when given one.
+///
+/// Every path that creates runs (REST, `pipeline.execute` events, triggers) comes here, so the
+/// rules on user data hold on all of them: parameters are scalars of their declared types
+/// ([`params::validate`]), the pipeline's stored defaults are checked again
+/// ([`params::validate_stored_defaults`]), and every value the run will use is held to the
+/// repository URL policy ([`repos::check_run`]).
 pub async fn insert_run<C: ConnectionTrait>(
     db: &C,
+    config: &crate::config::Config,
     callback_base: &str,
     req: &RunRequest,
 ) -> AppResult<pipeline_run::Model> {
@@ -114,6 +121,8 @@ pub async fn insert_run<C: ConnectionTrait>(
         .ok_or_else(pipeline_not_found)?;
     let graph = PipelineGraph::load(db, pipeline).await?;
     params::validate(&graph, &req.parameters)?;
+    params::validate_stored_defaults(&graph)?;
+    repos::check_run(config, &graph, &req.parameters)?;
     let rendered = render::render(&graph);
     // Microseconds, as both databases keep them: the run's callback token is derived from it.
     let now = Utc::now().trunc_subsecs(6);
@@ -170,6 +179,9 @@ pub async fn launch(
 ) -> AppResult<pipeline_run::Model> {
     if !needs_launch(&run) {
         return Ok(run);
+    }
+    if let Some(why) = structured_input(&run) {
+        return refuse_launch(state, run, why).await;
     }
     // The same token on every attempt: a resumed launch may meet pods of an earlier attempt.
     let token = run_token::derive(
@@ -303,6 +315,50 @@ pub async fn launch(
     result.map(|()| run)
 }
 
+/// A stored input that is not a scalar (or a list of scalars), or whose name starts with `$`:
+/// possible only for a run stored before these rules and launched now (an event redelivery
+/// resuming its launch). Such a run is refused rather than handed to the runner.
+fn structured_input(run: &pipeline_run::Model) -> Option<String> {
+    let scalar = |v: &Value| !matches!(v, Value::Object(_) | Value::Array(_));
+    run.inputs
+        .as_ref()
+        .and_then(Value::as_object)?
+        .iter()
+        .find(|(k, v)| {
+            k.starts_with('$')
+                || match v {
+                    Value::Array(items) => !items.iter().all(scalar),
+                    other => !scalar(other),
+                }
+        })
+        .map(|(k, _)| {
+            format!(
+                "Refused before launch: the stored input {k:?} is not a scalar value (user data never becomes CWL structure). Start a new run."
+            )
+        })
+}
+
+/// Ends a run that must not be launched as `failed` with `why`, concluded like any other.
+async fn refuse_launch(
+    state: &AppState,
+    run: pipeline_run::Model,
+    why: String,
+) -> AppResult<pipeline_run::Model> {
+    let now = Utc::now();
+    let mut active = run.into_active_model();
+    active.status = Set(RunStatus::Failed.as_str().into());
+    active.status_message = Set(Some(why));
+    active.launched_at = Set(Some(now));
+    active.completion_time = Set(Some(now));
+    active.updated_at = Set(now);
+    let txn = state.db.begin().await?;
+    let run = active.update(&txn).await?;
+    let run = quality::conclude(&txn, &state.config, run).await?;
+    txn.commit().await?;
+    statuses::kick(state);
+    Ok(run)
+}
+
 /// Validates, stores and launches a run: what `POST .../runs/` does.
 pub async fn create_run(
     state: &AppState,
@@ -312,7 +368,7 @@ pub async fn create_run(
     // One transaction: the run row and its inputs (a second statement) are stored together,
     // so losing the database between them cannot leave a run without its data.
     let txn = state.db.begin().await?;
-    let run = insert_run(&txn, &state.callback_base_url(), req).await?;
+    let run = insert_run(&txn, &state.config, &state.callback_base_url(), req).await?;
     txn.commit().await?;
     launch(state, run, traceparent).await
 }
@@ -397,6 +453,42 @@ pub struct RunResults {
     pub output: Option<Value>,
     /// Resource usage (Calrissian's usage report, or the local runner's).
     pub usage_report: Option<Value>,
+}
+
+/// When the run ended, for its callback token's scope: its completion time, or its last
+/// change for a terminal run without one (`pending`); `None` while it runs.
+pub fn ended_at(run: &pipeline_run::Model) -> Option<chrono::DateTime<Utc>> {
+    RunStatus::parse(&run.status)
+        .is_some_and(RunStatus::is_terminal)
+        .then(|| run.completion_time.unwrap_or(run.updated_at))
+}
+
+/// Checks a callback (job report or results) of `run` made with `token`: the token must be the
+/// run's (403), and the run must not have ended longer than `CALLBACK_GRACE_SECS` ago (403: the
+/// token is out of scope for good).
+pub fn authorize_callback(
+    config: &crate::config::Config,
+    run: &pipeline_run::Model,
+    token: &str,
+) -> AppResult<()> {
+    let authorised = run
+        .callback_token_hash
+        .as_deref()
+        .is_some_and(|h| run_token::matches(token, h));
+    if !authorised {
+        return Err(AppError::Forbidden(
+            "This callback token does not belong to this run.".into(),
+        ));
+    }
+    let ended = ended_at(run);
+    if !run_token::in_scope(ended, config.callback_grace_secs, Utc::now()) {
+        return Err(AppError::Forbidden(format!(
+            "This run ended at {}: its callback token expired {} s later (CALLBACK_GRACE_SECS).",
+            ended.map(|e| e.to_rfc3339()).unwrap_or_default(),
+            config.callback_grace_secs
+        )));
+    }
+    Ok(())
 }
 
 /// Whether results were stored already (`usage_report` is `""` until then, as the reference).

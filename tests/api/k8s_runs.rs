@@ -22,6 +22,7 @@ use k8s_openapi::api::{
     authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec},
     batch::v1::Job,
     core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Pod, Secret, ServiceAccount},
+    networking::v1::NetworkPolicy,
 };
 use kube::{
     Api, Client,
@@ -114,6 +115,7 @@ impl Cluster {
             serde_json::from_value(json!({"metadata": {"name": c.api_ns}})).unwrap();
         ns.create(&PostParams::default(), &api_ns).await.unwrap();
         c.apply(&manifest("rbac.yaml")).await;
+        c.apply(&manifest("networkpolicy.yaml")).await;
         c.apply(&manifest("apiserversource.yaml")).await;
         // v1.20 admits a pod only once its ServiceAccount has a token Secret.
         c.sa_token(&c.runs_ns, CALRISSIAN_SA).await;
@@ -471,6 +473,29 @@ async fn applied_rbac_allows_every_required_verb_and_nothing_more() {
     let sas: Api<ServiceAccount> = c.api();
     let default_sa = sas.get("default").await.unwrap();
     assert_eq!(default_sa.automount_service_account_token, Some(false));
+    // The API server took the runs namespace's Pod Security labels and NetworkPolicies.
+    let namespaces: Api<Namespace> = Api::all(c.admin.clone());
+    let runs = namespaces.get(&runs_ns).await.unwrap();
+    assert_eq!(
+        runs.metadata.labels.unwrap()["pod-security.kubernetes.io/enforce"],
+        "baseline"
+    );
+    let policies: Api<NetworkPolicy> = c.api();
+    let names: BTreeSet<String> = policies
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            "application-quality-calrissian".to_string(),
+            "application-quality-runs".to_string()
+        ])
+    );
     c.finish().await;
 }
 
@@ -522,6 +547,19 @@ async fn launch_as_the_service_account_creates_every_object_and_the_server_keeps
         kept["spec"]["template"]["spec"]["initContainers"][0]["name"],
         "calrissian"
     );
+    // Non-root, no escalation, no capability, as the API server keeps it.
+    let pod = &kept["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["runAsUser"], 1000);
+    assert_eq!(pod["securityContext"]["fsGroup"], 1000);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    for c in [&pod["initContainers"][0], &pod["containers"][0]] {
+        assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+        assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+    }
     let cm = c.api::<ConfigMap>().get(&name).await.unwrap();
     let sent_cm = serde_json::to_value(objects::config_map(&req, settings, &owner)).unwrap();
     assert_kept("configmap", &sent_cm, &serde_json::to_value(&cm).unwrap());

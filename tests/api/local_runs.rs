@@ -55,9 +55,25 @@ pub struct LocalApp {
     pub data_dir: tempfile::TempDir,
 }
 
+/// The repository URL policy of these tests: the repositories they make live in the temporary
+/// directory (`file://`), the hanging forge is `http://`.
+pub fn repo_policy() -> [(&'static str, String); 2] {
+    [
+        ("REPO_URL_SCHEMES", "https,http,file".into()),
+        (
+            "REPO_FILE_ROOTS",
+            std::env::temp_dir().display().to_string(),
+        ),
+    ]
+}
+
 pub async fn spawn_local(cwltool: &Path, extra: &[(&str, &str)]) -> LocalApp {
     let data_dir = tempfile::tempdir().unwrap();
-    let mut env: Vec<(String, String)> = vec![
+    let mut env: Vec<(String, String)> = repo_policy()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    env.extend([
         ("EXECUTOR".into(), "local".into()),
         ("CWLTOOL".into(), cwltool.display().to_string()),
         ("LOCAL_CONTAINERS".into(), "off".into()),
@@ -65,7 +81,7 @@ pub async fn spawn_local(cwltool: &Path, extra: &[(&str, &str)]) -> LocalApp {
             "LOCAL_DATA_DIR".into(),
             data_dir.path().display().to_string(),
         ),
-    ];
+    ]);
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let app = TestApp::spawn_with(Options {
         env,
@@ -658,9 +674,8 @@ async fn tools_that_need_images_fail_clearly_without_a_container_engine() {
     let mut active: command_line_tool::ActiveModel = clone.into();
     active.definition = Set(definition);
     active.update(&t.app.state.db).await.unwrap();
-    let id = t
-        .start(t.lint_pipeline, clone_params("file:///nowhere"))
-        .await;
+    let nowhere = format!("file://{}/nowhere", std::env::temp_dir().display());
+    let id = t.start(t.lint_pipeline, clone_params(&nowhere)).await;
     let run = t.wait(id, None).await;
     assert_eq!(run["status"], "failed");
     let message = run["status_message"].as_str().unwrap();
@@ -705,6 +720,7 @@ fn service_command(db_url: &str, data_dir: &Path, cwltool: &Path) -> Command {
         .env("LOCAL_DATA_DIR", data_dir)
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "warn")
+        .envs(repo_policy())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());

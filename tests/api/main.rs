@@ -10,6 +10,7 @@ mod faults;
 mod foundation;
 mod fuzz_regressions;
 mod hostile;
+mod hostile_data;
 mod image;
 mod k8s_runs;
 mod local_runs;

@@ -443,3 +443,144 @@ async fn manifests_cross_reference_each_other_and_the_routes() {
         "func.yaml and the Service read the same secrets"
     );
 }
+
+/// The runs namespace: Pod Security `baseline` enforced and `restricted` warned about and
+/// audited; nothing may connect to its pods; they reach DNS, the service and addresses
+/// outside the cluster only (no private, link-local or loopback range, so no metadata
+/// address and no other in-cluster address); only the Calrissian pod (the Job's, selected
+/// by the label the Job's pods carry) may also reach an API server port; step pods get no
+/// API token.
+#[test]
+fn the_runs_namespace_is_locked_down() {
+    use application_quality_api::k8s::objects;
+    let objects = load_kustomization();
+    let runs_ns = "application-quality-runs";
+    let ns = objects.require("Namespace", "", runs_ns, "the runs");
+    assert_eq!(
+        ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"].as_str(),
+        Some("baseline")
+    );
+    for mode in ["warn", "audit"] {
+        assert_eq!(
+            ns["metadata"]["labels"][format!("pod-security.kubernetes.io/{mode}").as_str()]
+                .as_str(),
+            Some("restricted"),
+            "{mode}"
+        );
+    }
+    let default_sa = objects.require("ServiceAccount", runs_ns, "default", "the step pods");
+    assert_eq!(
+        default_sa["automountServiceAccountToken"].as_bool(),
+        Some(false)
+    );
+
+    let policies: Vec<&Value> = objects
+        .of_kind("NetworkPolicy")
+        .filter(|(n, _)| *n == runs_ns)
+        .map(|(_, p)| p)
+        .collect();
+    assert_eq!(policies.len(), 2, "the runs' policy and Calrissian's");
+    for p in &policies {
+        // Well-typed as the API's own types read them (ports, CIDRs, selectors).
+        let typed: k8s_openapi::api::networking::v1::NetworkPolicy =
+            serde_json::from_value(serde_json::to_value(p).unwrap()).unwrap();
+        assert!(typed.spec.unwrap().policy_types.is_some());
+    }
+    let all = policies
+        .iter()
+        .find(|p| {
+            p["spec"]["podSelector"]
+                .as_mapping()
+                .is_none_or(|m| m.is_empty())
+        })
+        .expect("a policy selecting every pod of the namespace");
+    let types: Vec<&str> = all["spec"]["policyTypes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["Ingress", "Egress"]);
+    assert!(
+        all["spec"]["ingress"]
+            .as_sequence()
+            .is_some_and(|i| i.is_empty()),
+        "no ingress"
+    );
+    let egress = all["spec"]["egress"].as_sequence().unwrap();
+    let mut outside = Vec::new();
+    let mut namespaces = BTreeSet::new();
+    for rule in egress {
+        for to in rule["to"].as_sequence().unwrap() {
+            if let Some(block) = to.get("ipBlock") {
+                let except: BTreeSet<&str> = block["except"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.as_str().unwrap())
+                    .collect();
+                outside.push((s(block, "cidr").unwrap(), except));
+            } else {
+                let name = to["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                    .as_str()
+                    .expect("in-cluster destinations are selected by namespace");
+                namespaces.insert(name);
+                if name == "kube-system" {
+                    assert!(rule.get("ports").is_some(), "DNS only on its ports");
+                    assert_eq!(
+                        to["podSelector"]["matchLabels"]["k8s-app"].as_str(),
+                        Some("kube-dns")
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(
+        namespaces,
+        BTreeSet::from([
+            "kube-system",
+            NAMESPACE,
+            "knative-serving",
+            "kourier-system"
+        ])
+    );
+    let v4 = outside
+        .iter()
+        .find(|(cidr, _)| *cidr == "0.0.0.0/0")
+        .expect("IPv4 outside the cluster");
+    for private in [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",
+        "127.0.0.0/8",
+        "100.64.0.0/10",
+    ] {
+        assert!(v4.1.contains(private), "{private} must be excluded");
+    }
+    let v6 = outside
+        .iter()
+        .find(|(cidr, _)| *cidr == "::/0")
+        .expect("IPv6 outside the cluster");
+    for private in ["fc00::/7", "fe80::/10", "::1/128"] {
+        assert!(v6.1.contains(private), "{private} must be excluded");
+    }
+
+    let calrissian = policies
+        .iter()
+        .find(|p| {
+            p["spec"]["podSelector"]["matchLabels"][objects::MANAGED_BY_LABEL].as_str()
+                == Some(objects::MANAGED_BY)
+        })
+        .expect("a policy for the Calrissian pods");
+    let rules = calrissian["spec"]["egress"].as_sequence().unwrap();
+    assert_eq!(rules.len(), 1);
+    assert!(rules[0].get("to").is_none());
+    let ports: BTreeSet<u64> = rules[0]["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| p["port"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ports, BTreeSet::from([443, 6443]));
+}

@@ -4,6 +4,9 @@
   doc: |-
     Shallow-clones `repo_url` (optionally at `repo_branch`) into the directory `repo`.
     The URL and branch reach git as separate arguments, never through a shell string.
+    A server that stops sending (under 1000 bytes/s for 30 s) or an ssh host that does not
+    answer within 30 s fails the clone; the runner's GIT_HTTP_LOW_SPEED_* and GIT_SSH_COMMAND
+    (the service's REPO_* settings) take precedence over these defaults.
   hints:
     DockerRequirement:
       dockerPull: alpine/git:v2.47.2
@@ -25,10 +28,15 @@
   - -c
   - |-
     set -eu
+    clone() {
+      git -c http.lowSpeedLimit=1000 -c http.lowSpeedTime=30 \
+        -c core.sshCommand='ssh -o ConnectTimeout=30 -o BatchMode=yes' \
+        clone --depth 1 "$@"
+    }
     if [ -n "$2" ]; then
-      git clone --depth 1 --branch "$2" -- "$1" repo
+      clone --branch "$2" -- "$1" repo
     else
-      git clone --depth 1 -- "$1" repo
+      clone -- "$1" repo
     fi
   - clone
   - $(inputs.repo_url)
