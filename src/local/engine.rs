@@ -39,6 +39,8 @@ pub struct Engine {
     pub containers: Containers,
     /// The sandbox every run executes in; `None` only when the operator turned it off.
     pub sandbox: Option<Sandbox>,
+    /// What git gets from the repository policy (timeouts, allowed protocols), for every step.
+    pub git_env: Vec<(String, String)>,
 }
 
 /// Resolves `name` like a shell does: a path is taken as it is, a bare name is looked up in
@@ -118,6 +120,7 @@ pub fn detect(config: &Config) -> Result<Engine, String> {
         cwltool,
         containers,
         sandbox,
+        git_env: crate::pipelines::repos::git_env(config),
     })
 }
 
@@ -183,11 +186,13 @@ pub fn cwltool_args(engine: &Engine, dir: &RunDir) -> Vec<OsString> {
         "--preserve-environment".into(),
         TOKEN_VAR.into(),
     ];
+    let mut preserved: Vec<&str> = engine.git_env.iter().map(|(k, _)| k.as_str()).collect();
     if engine.sandbox.is_some() {
-        for var in sandbox::PRESERVED {
-            args.push("--preserve-environment".into());
-            args.push(var.into());
-        }
+        preserved.extend(sandbox::PRESERVED);
+    }
+    for var in preserved {
+        args.push("--preserve-environment".into());
+        args.push(var.into());
     }
     match engine.containers {
         Containers::Host => args.push("--no-container".into()),
@@ -217,6 +222,7 @@ pub fn child_env(engine: &Engine, token: &str, callback_port: u16) -> Vec<(OsStr
         path.push(":/usr/local/bin:/usr/bin:/bin");
         env.push(("PATH".into(), path));
         env.push(("LANG".into(), "C.UTF-8".into()));
+        env.extend(engine.git_env.iter().map(|(k, v)| (k.into(), v.into())));
         env.push((TOKEN_VAR.into(), token.into()));
         return env;
     }
@@ -251,6 +257,7 @@ pub fn child_env(engine: &Engine, token: &str, callback_port: u16) -> Vec<(OsStr
     if let Ok(path) = std::env::join_paths(dirs) {
         env.push(("PATH".into(), path));
     }
+    env.extend(engine.git_env.iter().map(|(k, v)| (k.into(), v.into())));
     env.push((TOKEN_VAR.into(), token.into()));
     env
 }
@@ -296,6 +303,7 @@ mod tests {
             cwltool: PathBuf::from("/opt/venv/bin/cwltool"),
             containers,
             sandbox: None,
+            git_env: vec![("GIT_HTTP_LOW_SPEED_TIME".into(), "30".into())],
         }
     }
 
@@ -326,6 +334,10 @@ mod tests {
     fn child_env_has_the_token_and_no_service_secrets() {
         let env = child_env(&engine(Containers::Host), "aqrun_x", 8080);
         assert!(env.iter().any(|(k, v)| k == TOKEN_VAR && v == "aqrun_x"));
+        assert!(
+            env.iter()
+                .any(|(k, v)| k == "GIT_HTTP_LOW_SPEED_TIME" && v == "30")
+        );
         let path = &env.iter().find(|(k, _)| k == "PATH").unwrap().1;
         assert!(path.to_string_lossy().starts_with("/opt/venv/bin:"));
         for (k, _) in &env {

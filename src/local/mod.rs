@@ -127,6 +127,10 @@ struct Inner {
     succeeded_retention: Duration,
     failed_retention: Duration,
     configured_callback: Option<String>,
+    /// `REPO_FILE_ROOTS`: the only places `file://` repositories are bound from.
+    file_roots: Vec<PathBuf>,
+    /// The service's own files, hidden from runs whose repository contains them.
+    hidden: Vec<PathBuf>,
     callback: OnceLock<String>,
     /// Where this process listens: the sandbox's callback relay connects there.
     listening: OnceLock<SocketAddr>,
@@ -161,6 +165,8 @@ impl Inner {
             succeeded_retention: secs(config.aqbb_succeeded_retention_secs),
             failed_retention: secs(config.aqbb_failed_retention_secs),
             configured_callback: config.local_callback_url.clone(),
+            file_roots: config.repo_file_roots.clone(),
+            hidden: service_files(config, &self::data_dir(config)),
             callback: OnceLock::new(),
             listening: OnceLock::new(),
             state: OnceLock::new(),
@@ -425,7 +431,8 @@ impl Inner {
                     callback_socket: net.callback_socket.clone(),
                     egress_socket: net.egress_socket.clone(),
                     callback_port,
-                    repositories: file_repositories(&req.params),
+                    repositories: file_repositories(&req.params, &self.file_roots),
+                    hidden: self.hidden.clone(),
                     argv,
                 };
                 let mut cmd = std::process::Command::new(&sandbox.bwrap);
@@ -646,13 +653,17 @@ fn group_belongs_to(pgid: i32, dir: &Path) -> bool {
 /// The local repositories a run clones (`file://` URLs among its parameters), bound read-only
 /// into its sandbox: existing git repositories only (a bare one, or a work tree with `.git`),
 /// so a URL can never expose an arbitrary directory of the host.
-fn file_repositories(params: &std::collections::BTreeMap<String, Value>) -> Vec<PathBuf> {
+fn file_repositories(
+    params: &std::collections::BTreeMap<String, Value>,
+    roots: &[PathBuf],
+) -> Vec<PathBuf> {
     let mut repos: Vec<PathBuf> = params
         .values()
         .filter_map(|v| url::Url::parse(v.as_str()?.trim()).ok())
         .filter(|u| u.scheme() == "file")
         .filter_map(|u| u.to_file_path().ok())
         .filter_map(|p| std::fs::canonicalize(p).ok())
+        .filter(|p| roots.iter().any(|root| p.starts_with(root)))
         .filter(|p| {
             p.join(".git").exists() || (p.join("HEAD").is_file() && p.join("objects").is_dir())
         })
@@ -660,6 +671,28 @@ fn file_repositories(params: &std::collections::BTreeMap<String, Value>) -> Vec<
     repos.sort();
     repos.dedup();
     repos
+}
+
+/// The service's own files a repository bound into a sandbox may contain: its data directory
+/// and its SQLite database (with its journal files).
+fn service_files(config: &Config, data_dir: &Path) -> Vec<PathBuf> {
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut files = vec![canonical(data_dir)];
+    if let Some(rest) = config.database_url.strip_prefix("sqlite://")
+        && let Some(path) = rest
+            .split('?')
+            .next()
+            .filter(|p| !p.is_empty() && *p != ":memory:")
+    {
+        let db = std::path::absolute(path).unwrap_or_else(|_| PathBuf::from(path));
+        let db = canonical(&db);
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = db.clone().into_os_string();
+            name.push(suffix);
+            files.push(name.into());
+        }
+    }
+    files
 }
 
 /// How a run the service stopped (or left behind) ends.

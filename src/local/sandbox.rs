@@ -103,6 +103,9 @@ pub struct RunSpec {
     pub callback_port: u16,
     /// `file://` repositories of the run, bound read-only.
     pub repositories: Vec<PathBuf>,
+    /// The service's own files (its data directory, its SQLite database): hidden when a
+    /// repository contains them (a user's working directory often holds both).
+    pub hidden: Vec<PathBuf>,
     /// cwltool's command line.
     pub argv: Vec<OsString>,
 }
@@ -210,6 +213,27 @@ impl Sandbox {
         }
         for repo in &run.repositories {
             a.pair("--ro-bind", repo, repo);
+        }
+        let mut masked = Vec::new();
+        for hidden in &run.hidden {
+            if !run.repositories.iter().any(|r| hidden.starts_with(r)) {
+                continue;
+            }
+            if hidden.is_dir() {
+                a.flags(&["--perms", "0700"]);
+                a.one("--tmpfs", hidden);
+                masked.push(hidden.as_path());
+            } else if hidden.exists() {
+                a.pair("--ro-bind", "/dev/null", hidden);
+            }
+        }
+        // The run's own directory may lie below a hidden one: its mount points again.
+        for dir in parents(&[&run.run_dir])
+            .into_iter()
+            .filter(|d| masked.iter().any(|m| d.starts_with(m) && d != m))
+        {
+            a.flags(&["--perms", "0755"]);
+            a.one("--dir", dir);
         }
         a.pair("--bind", &run.run_dir, &run.run_dir);
         a.flags(&["--perms", "1777", "--size", &size]);
@@ -417,6 +441,7 @@ mod tests {
             egress_socket: "/data/sandbox/7/egress.sock".into(),
             callback_port: 8080,
             repositories: vec!["/home/u/repo".into()],
+            hidden: vec![],
             argv: vec!["/opt/venv/bin/cwltool".into(), "x.cwl".into()],
         }
     }
@@ -488,6 +513,32 @@ mod tests {
         assert_eq!(spec["relays"][0][0], 8080);
         assert_eq!(spec["relays"][1][0], EGRESS_PORT);
         assert_eq!(spec["argv"][0], "/opt/venv/bin/cwltool");
+    }
+
+    #[test]
+    fn the_services_files_inside_a_repository_are_hidden() {
+        // A repository that holds the service's data directory and database (dev.sh's
+        // `file://$PWD`): both masked, the run's own directory bound again below the mask.
+        let project = tempfile::tempdir().unwrap();
+        let data = project.path().join("data");
+        std::fs::create_dir_all(data.join("runs/7/tmp")).unwrap();
+        let db = project.path().join("app.db");
+        std::fs::write(&db, "secret").unwrap();
+        let mut spec = run();
+        spec.repositories = vec![project.path().to_path_buf()];
+        spec.run_dir = data.join("runs/7");
+        spec.scratch = data.join("runs/7/tmp");
+        spec.hidden = vec![data.clone(), db.clone(), "/elsewhere/x.db".into()];
+        let args = strings(&sandbox(true).args(&spec));
+        let s = |p: &Path| p.display().to_string();
+        let at = |flag: &str, a: &str| args.windows(2).rposition(|w| w[0] == flag && w[1] == a);
+        let repo = at("--ro-bind", &s(project.path())).unwrap();
+        let mask = at("--tmpfs", &s(&data)).unwrap();
+        let again = at("--dir", &s(&data.join("runs"))).unwrap();
+        let bind = at("--bind", &s(&spec.run_dir)).unwrap();
+        assert!(repo < mask && mask < again && again < bind, "{args:?}");
+        assert!(has_pair(&args, "--ro-bind", "/dev/null", &s(&db)));
+        assert!(!args.iter().any(|a| a == "/elsewhere/x.db"));
     }
 
     #[test]
