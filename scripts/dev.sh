@@ -8,10 +8,16 @@
 # time and printed once. Any configuration variable of the README can be set in the
 # environment (PORT, DATABASE_URL, EXECUTOR, LOG_FORMAT, ...); EXECUTOR=kubernetes runs on the
 # cluster KUBECONFIG points at instead, EXECUTOR=off only records runs.
+#
+# It listens on 127.0.0.1 only (BIND_ADDRESS): events are unauthenticated here (EVENTS_AUTH=off),
+# so the service accepts them from this machine only. To listen beyond it, configure
+# EVENTS_AUTH=oidc, or set EVENTS_TRUST_NETWORK=true on a network whose every host you trust
+# (the service refuses to start on another address otherwise; see docs/access.md).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 export PORT=${PORT:-8080}
+export BIND_ADDRESS=${BIND_ADDRESS:-127.0.0.1}
 export DATABASE_URL=${DATABASE_URL:-sqlite://application-quality.db?mode=rwc}
 export PUBLIC_URL=${PUBLIC_URL:-http://localhost:$PORT}
 export LOG_FORMAT=${LOG_FORMAT:-pretty}

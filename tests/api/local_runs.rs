@@ -263,7 +263,7 @@ pub fn demo_repository(root: &Path) -> String {
     format!("file://{}", repo.display())
 }
 
-fn clone_params(url: &str) -> Value {
+pub fn clone_params(url: &str) -> Value {
     json!({"clone_subworkflow": {"clone": {"repo_url": url}}})
 }
 
@@ -274,7 +274,7 @@ fn lint_params(url: &str) -> Value {
 
 /// A TCP server that accepts connections and never answers: a forge that hangs, so a clone
 /// keeps the run busy for as long as a test needs.
-async fn hanging_server() -> String {
+pub async fn hanging_server() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -987,7 +987,7 @@ async fn a_queued_run_waits_with_a_message_and_can_be_cancelled_before_it_starts
     assert_eq!(run["status"], "starting");
     assert_eq!(
         run["status_message"],
-        "Queued for the local runner: 1 run(s) ahead, 1 at a time."
+        "Queued for the local runner: 0 run(s) ahead in the queue (users take turns), 1 running, 1 at a time."
     );
     let (status, _) = t
         .app
