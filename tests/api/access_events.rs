@@ -4,7 +4,7 @@
 //! to it carries it as its source), against the real server and the real binary.
 
 use super::{Served, command, free_port, run};
-use crate::common::{Options, TestApp, non_loopback_or_skip};
+use crate::common::{Options, TestApp, fresh_database_url, non_loopback_or_skip};
 use crate::events::support::{execute_payload, run_count, stored_event};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -112,7 +112,7 @@ async fn the_trusted_network_setting_accepts_them_and_says_so_at_every_start() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let db = fresh_database_url(&dir).await;
     let env = [("DATABASE_URL", db.as_str())];
     for args in [&["migrate"][..], &["seed"]] {
         let out = run(command(dir.path(), &env).args(args), None);
@@ -205,8 +205,14 @@ async fn the_seed_script_works_from_this_machine_against_a_dev_sh_start() {
         .expect("the seed script in docs/events.md");
 
     let dir = tempfile::tempdir().unwrap();
+    // dev.sh's default store is this SQLite file; with TEST_BACKEND=postgres, a database there
+    // (dev.sh takes DATABASE_URL from the environment too).
+    let db = match crate::common::backend().as_str() {
+        "postgres" => fresh_database_url(&dir).await,
+        _ => "sqlite://application-quality.db?mode=rwc".to_string(),
+    };
     let env = [
-        ("DATABASE_URL", "sqlite://application-quality.db?mode=rwc"),
+        ("DATABASE_URL", db.as_str()),
         ("PUBLIC_URL", "http://localhost:8080"),
         ("LOG_FORMAT", "pretty"),
     ];

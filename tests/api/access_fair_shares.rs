@@ -246,21 +246,32 @@ async fn triggers_run_within_their_owners_limits_and_are_retried_whole() {
     assert_eq!(trigger_events, 2);
 }
 
+/// A run as staff see it (whoever started it).
+async fn run_as_staff(t: &LocalApp, staff: &str, id: i64) -> Value {
+    let (status, run) = t
+        .app
+        .get(&format!("/api/pipelines/_/runs/{id}/"), Some(staff))
+        .await;
+    assert_eq!(status, 200, "{run}");
+    run
+}
+
 /// The status of every listed run.
-async fn statuses(t: &LocalApp, ids: &[i64]) -> Vec<String> {
+async fn statuses(t: &LocalApp, staff: &str, ids: &[i64]) -> Vec<String> {
     let mut out = Vec::new();
     for id in ids {
-        out.push(t.run(*id).await["status"].as_str().unwrap().to_string());
+        let run = run_as_staff(t, staff, *id).await;
+        out.push(run["status"].as_str().unwrap().to_string());
     }
     out
 }
 
 /// Waits (bounded) until exactly one of `waiting` is running (the others still starting);
 /// returns it.
-async fn next_running(t: &LocalApp, waiting: &[i64]) -> i64 {
+async fn next_running(t: &LocalApp, staff: &str, waiting: &[i64]) -> i64 {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let s = statuses(t, waiting).await;
+        let s = statuses(t, staff, waiting).await;
         let running: Vec<i64> = waiting
             .iter()
             .zip(&s)
@@ -310,6 +321,7 @@ async fn the_local_queue_serves_three_users_in_turn_with_exact_limits() {
     .await;
     let (_, b_token) = t.app.user_with_token("bob", false).await;
     let (_, c_token) = t.app.user_with_token("carol", false).await;
+    let (_, staff) = t.app.user_with_token("root", true).await;
     let url = hanging_server().await;
     let params = clone_params(&url);
     let pipeline = t.lint_pipeline;
@@ -337,11 +349,11 @@ async fn the_local_queue_serves_three_users_in_turn_with_exact_limits() {
     let (b1, c1) = (b1["id"].as_i64().unwrap(), c1["id"].as_i64().unwrap());
     // B and C were never served: they go before A's second run.
     assert_eq!(
-        t.run(b1).await["status_message"],
+        run_as_staff(&t, &staff, b1).await["status_message"],
         "Queued for the local runner: 0 run(s) ahead in the queue (users take turns), 1 running, 1 at a time."
     );
     assert_eq!(
-        t.run(c1).await["status_message"],
+        run_as_staff(&t, &staff, c1).await["status_message"],
         "Queued for the local runner: 1 run(s) ahead in the queue (users take turns), 1 running, 1 at a time."
     );
     let text = metrics(&t.app).await;
@@ -364,7 +376,7 @@ async fn the_local_queue_serves_three_users_in_turn_with_exact_limits() {
             &t.token
         };
         cancel(&t, token, current).await;
-        current = next_running(&t, &waiting).await;
+        current = next_running(&t, &staff, &waiting).await;
         order.push(current);
         waiting.retain(|id| *id != current);
     }
@@ -386,6 +398,7 @@ async fn the_local_runner_keeps_a_users_runs_beyond_the_active_limit_waiting() {
     )
     .await;
     let (_, b_token) = t.app.user_with_token("bob", false).await;
+    let (_, staff) = t.app.user_with_token("root", true).await;
     let url = hanging_server().await;
     let params = clone_params(&url);
     let a1 = t.start(t.lint_pipeline, params.clone()).await;
@@ -400,7 +413,7 @@ async fn the_local_runner_keeps_a_users_runs_beyond_the_active_limit_waiting() {
     let (status, _, b1) = post_run(&t.app, &b_token, t.lint_pipeline, &params).await;
     assert_eq!(status, 201);
     let b1 = b1["id"].as_i64().unwrap();
-    assert_eq!(next_running(&t, &[a2, b1]).await, b1);
+    assert_eq!(next_running(&t, &staff, &[a2, b1]).await, b1);
     let text = metrics(&t.app).await;
     assert!(
         text.contains(r#"runs_waiting{reason="user_active_limit"} 1"#)
@@ -412,7 +425,7 @@ async fn the_local_runner_keeps_a_users_runs_beyond_the_active_limit_waiting() {
     let (status, _, b2) = post_run(&t.app, &b_token, t.lint_pipeline, &params).await;
     assert_eq!(status, 201);
     let b2 = b2["id"].as_i64().unwrap();
-    assert_eq!(next_running(&t, &[a2, b2]).await, b2);
+    assert_eq!(next_running(&t, &staff, &[a2, b2]).await, b2);
     cancel(&t, &t.token, a1).await;
     t.wait(a2, Some("running")).await;
     cancel(&t, &t.token, a2).await;

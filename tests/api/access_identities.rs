@@ -128,7 +128,7 @@ async fn accounts_the_provider_made_before_are_adopted_once_and_never_keep_staff
         "adopted: runs and pipelines stay hers"
     );
     assert_eq!(
-        details["email"], "dora@example.org",
+        details["email"], "dora-sub@example.org",
         "updated from the claims"
     );
     // Once: another identity with that name now gets its own account.
