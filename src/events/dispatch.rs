@@ -438,8 +438,10 @@ async fn execute_plan(state: &AppState, ev: &IncomingEvent, mut plan: Plan) -> A
     } else {
         quota::Via::Trigger
     };
-    let users: Vec<i64> = plan.runs.iter().map(|p| p.request.user.id).collect();
-    quota::lock_users(&txn, &users).await?;
+    if quota::applies(state) {
+        let users: Vec<i64> = plan.runs.iter().map(|p| p.request.user.id).collect();
+        quota::lock_users(&txn, &users).await?;
+    }
     let mut created: Vec<(pipeline_run::Model, Option<trigger::Model>)> = Vec::new();
     for planned in std::mem::take(&mut plan.runs) {
         if let Err(e) = quota::admit(&txn, state, &planned.request.user, via).await {

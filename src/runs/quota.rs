@@ -23,7 +23,7 @@ use crate::{
     state::AppState,
 };
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Select,
     sea_query::{Expr, ExprTrait},
 };
 
@@ -71,12 +71,10 @@ impl Reason {
     }
 }
 
-/// The user's runs that count: `(waiting, executing)`.
-pub async fn unfinished_runs<C: ConnectionTrait>(
-    db: &C,
-    user_id: i64,
-) -> Result<(u64, u64), sea_orm::DbErr> {
-    let rows: Vec<(String, i64)> = pipeline_run::Entity::find()
+/// The query counting a user's unfinished runs by status: one range of the index on
+/// `(started_by_id, status)`, however many finished runs the user has.
+pub fn unfinished_select(user_id: i64) -> Select<pipeline_run::Entity> {
+    pipeline_run::Entity::find()
         .select_only()
         .column(pipeline_run::Column::Status)
         .column_as(Expr::col(pipeline_run::Column::Id).count(), "n")
@@ -86,9 +84,14 @@ pub async fn unfinished_runs<C: ConnectionTrait>(
                 .is_in([RunStatus::Starting.as_str(), RunStatus::Running.as_str()]),
         )
         .group_by(pipeline_run::Column::Status)
-        .into_tuple()
-        .all(db)
-        .await?;
+}
+
+/// The user's runs that count: `(waiting, executing)`.
+pub async fn unfinished_runs<C: ConnectionTrait>(
+    db: &C,
+    user_id: i64,
+) -> Result<(u64, u64), sea_orm::DbErr> {
+    let rows: Vec<(String, i64)> = unfinished_select(user_id).into_tuple().all(db).await?;
     let of = |s: RunStatus| {
         rows.iter()
             .find(|(status, _)| status == s.as_str())
@@ -112,6 +115,20 @@ pub async fn lock_users<C: ConnectionTrait>(txn: &C, ids: &[i64]) -> AppResult<(
     Ok(())
 }
 
+/// The limit that refuses new runs with this executor (see the module documentation); 0: none.
+fn limit(state: &AppState) -> u32 {
+    if state.launcher.queues() {
+        state.config.runs_max_queued_per_user
+    } else {
+        state.config.runs_max_active_per_user
+    }
+}
+
+/// Whether new runs are checked at all ([`admit`] does nothing when the limit is 0).
+pub fn applies(state: &AppState) -> bool {
+    limit(state) > 0
+}
+
 /// Whether `user` may have one more run, counted inside `txn` (which then stores it): 429 with
 /// `Retry-After` when not, counted in the metrics by reason and `via`.
 pub async fn admit<C: ConnectionTrait>(
@@ -120,12 +137,16 @@ pub async fn admit<C: ConnectionTrait>(
     user: &user::Model,
     via: Via,
 ) -> AppResult<()> {
+    let queues = state.launcher.queues();
+    let max = limit(state);
+    if max == 0 {
+        return Ok(());
+    }
     lock_users(txn, &[user.id]).await?;
     let (waiting, executing) = unfinished_runs(txn, user.id).await?;
-    let config = &state.config;
-    let refusal = if state.launcher.queues() {
-        let max = u64::from(config.runs_max_queued_per_user);
-        (max > 0 && waiting >= max).then(|| {
+    let refusal = if queues {
+        let max = u64::from(max);
+        (waiting >= max).then(|| {
             (
                 Reason::UserQueueLimit,
                 format!(
@@ -135,8 +156,8 @@ pub async fn admit<C: ConnectionTrait>(
             )
         })
     } else {
-        let max = u64::from(config.runs_max_active_per_user);
-        (max > 0 && waiting + executing >= max).then(|| {
+        let max = u64::from(max);
+        (waiting + executing >= max).then(|| {
             (
                 Reason::UserActiveLimit,
                 format!(
