@@ -155,10 +155,10 @@ impl TestApp {
                 dir.path().join("settings.yaml").display().to_string(),
             ),
         ];
-        // The per-user run limits (`runs::quota`) are off unless a test sets them: most tests'
-        // executors never end a run (a recorder's stand-ins for a cluster, a cluster without a
-        // node), so any limit would be reached by tests about something else. The limits'
-        // own tests (`access_fair_shares.rs`) set them.
+        // The per-user run limits (`runs::quota`) are off unless a test sets them: the
+        // executors of many tests never end a run (launchers standing in for a cluster, a
+        // cluster without a node), so tests about something else would reach any limit. The
+        // limits' own tests (`access_fair_shares.rs`) set them.
         for limit in ["RUNS_MAX_ACTIVE_PER_USER", "RUNS_MAX_QUEUED_PER_USER"] {
             if !opts.env.iter().any(|(k, _)| k == limit) {
                 vars.push((limit.into(), "0".into()));
