@@ -6,10 +6,10 @@
 //! - [`RunToken`]: a per-run callback token (checked against the run by the handler).
 //!
 //! A Bearer header wins over cookies; a session that was signed out (on any replica, see
-//! `auth::revocation`) is refused like an expired one. A state-changing request authenticated by the session
-//! cookie must carry `X-CSRFToken` equal to the `csrftoken` cookie (and to the token sealed in
-//! the session) and an `Origin` (or `Referer`) of `PUBLIC_URL`, else 403: the double-submit and
-//! same-origin checks the reference gets from Django's CSRF middleware.
+//! `auth::revocation`) is refused like an expired one. A state-changing request authenticated
+//! by the session cookie must carry `X-CSRFToken` equal to the `csrftoken` cookie (and to the
+//! token sealed in the session) and an `Origin` (or `Referer`) of `PUBLIC_URL`, else 403: the
+//! double-submit and same-origin checks the reference gets from Django's CSRF middleware.
 
 use super::{
     jwt::{TokenError, TokenType},

@@ -6,10 +6,11 @@
 //! on the identity's first sign-in (username from `OIDC_PREFERRED_USERNAME_CLAIM_FIELD`) and
 //! updated from the claims (staff from `OIDC_STAFF_CLAIM`/`OIDC_STAFF_VALUES`). Unlike the
 //! reference, a username never makes an identity into an existing account: a name that is
-//! taken gets an account of its own (`docs/access.md` has the rules, adoption included). CI tokens never create users: a policy
-//! (`CI_OIDC_POLICIES`) maps claims such as `repository` and `ref` to an existing local user, in
-//! the manner of trusted publishing, so CI needs neither a stored password nor a token handed
-//! between jobs.
+//! taken gets an account of its own (`docs/access.md` has the rules, adoption included).
+//!
+//! CI tokens never create users: a policy (`CI_OIDC_POLICIES`) maps claims such as
+//! `repository` and `ref` to an existing local user, in the manner of trusted publishing, so CI
+//! needs neither a stored password nor a token handed between jobs.
 
 use super::oidc::{Audience, Issuer, IssuerOptions};
 use crate::{

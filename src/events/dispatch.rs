@@ -109,7 +109,6 @@ fn outcome_label(result: &AppResult<Reply>) -> &'static str {
     match result {
         Ok(reply) => reply.kind.as_str(),
         Err(AppError::TooManyRequests { .. }) => "throttled",
-
         Err(e) if e.status().is_client_error() => "rejected",
         Err(_) => "error",
     }

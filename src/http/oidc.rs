@@ -16,10 +16,10 @@
 //!   every replica (`auth::revocation`), clears the cookies, 303 to the IAM's end-session
 //!   endpoint (or `LOGOUT_REDIRECT_URL`).
 //!
-//! A live session needs nothing server-side (see `auth::session`). Failures of the callback are JSON
-//! errors: 400 for a callback this browser did not start (no or another pre-login cookie,
-//! wrong `state`), 401 when the IAM refuses the code or the ID token does not verify, 503 when
-//! the IAM cannot be reached.
+//! A live session needs nothing server-side (see `auth::session`). Failures of the callback
+//! are JSON errors: 400 for a callback this browser did not start (no or another pre-login
+//! cookie, wrong `state`), 401 when the IAM refuses the code or the ID token does not verify,
+//! 503 when the IAM cannot be reached.
 
 use crate::{
     auth::{
