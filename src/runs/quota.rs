@@ -22,8 +22,9 @@ use crate::{
     runs::RunStatus,
     state::AppState,
 };
+use chrono::{DateTime, Utc};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Select,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Select,
     sea_query::{Expr, ExprTrait},
 };
 
@@ -72,8 +73,14 @@ impl Reason {
 }
 
 /// The query counting a user's unfinished runs by status: one range of the index on
-/// `(started_by_id, status)`, however many finished runs the user has.
-pub fn unfinished_select(user_id: i64) -> Select<pipeline_run::Entity> {
+/// `(started_by_id, status)`, however many finished runs the user has. A `starting` run never
+/// handed to the executor and untouched since `orphaned_before` is left out: the request that
+/// stored it died before launching it (an event redelivery may still resume it), and it must
+/// not hold its user's share for ever.
+pub fn unfinished_select(
+    user_id: i64,
+    orphaned_before: DateTime<Utc>,
+) -> Select<pipeline_run::Entity> {
     pipeline_run::Entity::find()
         .select_only()
         .column(pipeline_run::Column::Status)
@@ -83,15 +90,27 @@ pub fn unfinished_select(user_id: i64) -> Select<pipeline_run::Entity> {
             pipeline_run::Column::Status
                 .is_in([RunStatus::Starting.as_str(), RunStatus::Running.as_str()]),
         )
+        .filter(
+            Condition::any()
+                .add(pipeline_run::Column::Status.eq(RunStatus::Running.as_str()))
+                .add(pipeline_run::Column::LaunchedAt.is_not_null())
+                .add(pipeline_run::Column::UpdatedAt.gte(orphaned_before)),
+        )
         .group_by(pipeline_run::Column::Status)
 }
 
-/// The user's runs that count: `(waiting, executing)`.
+/// The user's runs that count: `(waiting, executing)`. `lease`: how long a stored run may
+/// wait for its first launch (the request timeout and a margin, as for event redeliveries).
 pub async fn unfinished_runs<C: ConnectionTrait>(
     db: &C,
     user_id: i64,
+    lease: std::time::Duration,
 ) -> Result<(u64, u64), sea_orm::DbErr> {
-    let rows: Vec<(String, i64)> = unfinished_select(user_id).into_tuple().all(db).await?;
+    let orphaned_before = Utc::now() - chrono::Duration::from_std(lease).unwrap_or_default();
+    let rows: Vec<(String, i64)> = unfinished_select(user_id, orphaned_before)
+        .into_tuple()
+        .all(db)
+        .await?;
     let of = |s: RunStatus| {
         rows.iter()
             .find(|(status, _)| status == s.as_str())
@@ -143,7 +162,8 @@ pub async fn admit<C: ConnectionTrait>(
         return Ok(());
     }
     lock_users(txn, &[user.id]).await?;
-    let (waiting, executing) = unfinished_runs(txn, user.id).await?;
+    let lease = state.config.request_timeout() + std::time::Duration::from_secs(5);
+    let (waiting, executing) = unfinished_runs(txn, user.id, lease).await?;
     let refusal = if queues {
         let max = u64::from(max);
         (waiting >= max).then(|| {

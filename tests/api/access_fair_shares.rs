@@ -431,3 +431,41 @@ async fn the_local_runner_keeps_a_users_runs_beyond_the_active_limit_waiting() {
     cancel(&t, &t.token, a2).await;
     cancel(&t, &b_token, b2).await;
 }
+
+/// A run stored but never launched (its request died in between, e.g. a crash) stops counting
+/// once no delivery can still be launching it, so it cannot hold its user's share for ever.
+#[tokio::test]
+async fn a_run_orphaned_before_its_launch_stops_counting() {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, IntoActiveModel};
+    let t = spawn_with_env(vec![("RUNS_MAX_ACTIVE_PER_USER".into(), "1".into())]).await;
+    let app = &t.app;
+    let (_, token) = app.user_with_token("alice", false).await;
+    let params = execute_payload()["parameters"].clone();
+    let (status, _, run) = post_run(app, &token, t.pipeline_id, &params).await;
+    assert_eq!(status, 201);
+    let stored = pipeline_run::Entity::find_by_id(run["id"].as_i64().unwrap())
+        .one(&app.state.db)
+        .await
+        .unwrap()
+        .unwrap();
+    // As the request left it had it died between storing and launching.
+    let orphan = |updated: chrono::DateTime<chrono::Utc>| {
+        let mut am = stored.clone().into_active_model();
+        am.status = Set("starting".into());
+        am.launched_at = Set(None);
+        am.updated_at = Set(updated);
+        am
+    };
+    orphan(chrono::Utc::now())
+        .update(&app.state.db)
+        .await
+        .unwrap();
+    let (status, _, _) = post_run(app, &token, t.pipeline_id, &params).await;
+    assert_eq!(status, 429, "a launch may still be under way");
+    orphan(chrono::Utc::now() - chrono::Duration::seconds(36))
+        .update(&app.state.db)
+        .await
+        .unwrap();
+    let (status, _, body) = post_run(app, &token, t.pipeline_id, &params).await;
+    assert_eq!(status, 201, "{body}");
+}

@@ -615,7 +615,7 @@ async fn lists_filters_and_lookups_use_indexes() {
         ),
         (
             "a user's unfinished runs (the per-user limits)",
-            application_quality_api::runs::quota::unfinished_select(alice.id)
+            application_quality_api::runs::quota::unfinished_select(alice.id, Utc::now())
                 .build(backend)
                 .to_string(),
             &["ix_pipelinerun_started_by_status"],
