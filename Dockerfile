@@ -40,6 +40,10 @@ USER 65532:65532
 # The embedded SQLite default (application-quality.db) is created in the working directory;
 # mount a volume and set DATABASE_URL (sqlite:///data/aq.db) to keep it.
 WORKDIR /home/nonroot
+# In a container the service must listen beyond loopback. Unauthenticated CloudEvents
+# (EVENTS_AUTH=off, the default) are then refused at start-up: configure EVENTS_AUTH=oidc with
+# its issuer and audience (as knative/service.yaml does), or, on a network whose every host is
+# trusted, EVENTS_TRUST_NETWORK=true (docs/access.md).
 ENV PORT=8080 \
     BIND_ADDRESS=0.0.0.0
 EXPOSE 8080

@@ -49,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
         let req = LaunchRequest {
             run_id: i as i64 + 1,
             pipeline_id: 1,
+            user_id: None,
             cwl: cwl.clone(),
             params: params.clone(),
             callback_token: format!("aqrun_bench{i}"),

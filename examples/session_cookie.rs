@@ -29,6 +29,7 @@ async fn main() -> anyhow::Result<()> {
     let sealed = SessionKeys::new(&key).seal(
         "session",
         &Session {
+            sid: application_quality_api::auth::session::random_token(),
             uid: u.id,
             exp: now() + 3600,
             csrf: csrf.clone(),

@@ -15,6 +15,11 @@
 # the clone the README starts it in. Started from / or from $HOME (too wide: keys and every
 # other project would be readable by runs), it lists this project's clone instead. Set
 # REPO_FILE_ROOTS (and REPO_URL_SCHEMES) yourself for anything else.
+#
+# It listens on 127.0.0.1 only (BIND_ADDRESS): events are unauthenticated here (EVENTS_AUTH=off),
+# so the service accepts them from this machine only. To listen beyond it, configure
+# EVENTS_AUTH=oidc, or set EVENTS_TRUST_NETWORK=true on a network whose every host you trust
+# (the service refuses to start on another address otherwise; see docs/access.md).
 set -euo pipefail
 started_in=$PWD
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -28,6 +33,7 @@ if [ -z "${REPO_FILE_ROOTS:-}" ]; then
 fi
 
 export PORT=${PORT:-8080}
+export BIND_ADDRESS=${BIND_ADDRESS:-127.0.0.1}
 export DATABASE_URL=${DATABASE_URL:-sqlite://application-quality.db?mode=rwc}
 export PUBLIC_URL=${PUBLIC_URL:-http://localhost:$PORT}
 export LOG_FORMAT=${LOG_FORMAT:-pretty}

@@ -1,7 +1,11 @@
 //! Command line: `serve` (default), `migrate`, `user add`, `seed`, `import-fixtures`,
 //! `events export|replay`. Every failure prints one `error: ...` line and exits non-zero.
 
-use crate::{catalogue, config::Config, db, replay, telemetry};
+use crate::{
+    catalogue,
+    config::{Config, ConfigError},
+    db, replay, telemetry,
+};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
@@ -18,7 +22,7 @@ pub struct Cli {
 /// Subcommands (scripts rely on these names).
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve HTTP on 0.0.0.0:$PORT (the default).
+    /// Serve HTTP on $BIND_ADDRESS:$PORT (127.0.0.1:8080 unless configured; the default).
     Serve,
     /// Apply database migrations and exit.
     Migrate,
@@ -137,6 +141,11 @@ pub fn main() -> ExitCode {
     };
     match runtime.block_on(dispatch(cli.command.unwrap_or(Command::Serve), config)) {
         Ok(()) => ExitCode::SUCCESS,
+        // A configuration refused once the listener exists (see `Config::check_listener`).
+        Err(e) if e.downcast_ref::<ConfigError>().is_some() => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -151,6 +160,7 @@ async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(&addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr}"))?;
+            config.check_listener(listener.local_addr()?)?;
             crate::run(config, listener).await
         }
         Command::Migrate => {
@@ -201,7 +211,8 @@ async fn events(command: EventsCommand, config: &Config) -> anyhow::Result<()> {
             let filter = filter.filter();
             let n = match &output {
                 Some(path) => {
-                    let file = std::fs::File::create(path)
+                    // Stored events carry payloads and headers: readable by the owner only.
+                    let file = crate::files::create_private(path)
                         .with_context(|| format!("cannot create {}", path.display()))?;
                     replay::export(&conn, &filter, &mut std::io::BufWriter::new(file)).await?
                 }

@@ -85,7 +85,10 @@ pub struct Config {
     /// TCP port to listen on (Knative injects `PORT`).
     #[serde(default = "default_port")]
     pub port: u16,
-    /// Address to bind; `0.0.0.0` in a container.
+    /// Address to bind: loopback by default, so a fresh start is reachable from this machine
+    /// only; `0.0.0.0` in a container (set by the image and the manifests). A non-loopback
+    /// address needs authenticated events (`EVENTS_AUTH=oidc`) or `EVENTS_TRUST_NETWORK`
+    /// ([`Config::check_listener`]).
     #[serde(default = "default_bind_address")]
     pub bind_address: String,
     /// `sqlite://...` (embedded default) or `postgres://...`.
@@ -158,8 +161,8 @@ pub struct Config {
     /// Directory holding the local runner's per-run working directories (`runs/<id>/`).
     #[serde(default = "default_local_data_dir")]
     pub local_data_dir: String,
-    /// Runs the local runner executes at once; more wait in a FIFO queue. 0: the number of
-    /// cores.
+    /// Runs the local runner executes at once; more wait in a queue that serves users in
+    /// turn. 0: the number of cores.
     #[serde(default)]
     pub local_concurrency: usize,
     /// `auto`, `docker`, `podman` or `off` (host tools).
@@ -235,7 +238,9 @@ pub struct Config {
     /// Memory request and limit of the Calrissian container itself (step pods: `AQBB_MAXRAM`).
     #[serde(default = "default_calrissian_memory")]
     pub aqbb_calrissian_memory: String,
-    /// Wall-time limit of a run's Job in seconds (`activeDeadlineSeconds`); 0 = none.
+    /// Wall-time limit of a run's Job in seconds (`activeDeadlineSeconds`), or of its local
+    /// process; 0 = none. An hour by default: a run that hangs (a repository server that never
+    /// answers) holds its slot no longer than that.
     #[serde(default = "default_active_deadline")]
     pub aqbb_active_deadline_secs: i64,
     /// User id of every run's pods (the Calrissian pod, and the step pods, which Calrissian
@@ -278,6 +283,15 @@ pub struct Config {
     /// 413.
     #[serde(default = "default_callback_max_report_bytes")]
     pub callback_max_report_bytes_per_run: u64,
+    /// Runs of one user executing at once (Kubernetes Jobs, local processes); 0 = no limit.
+    /// Without a queue (Kubernetes) a run beyond it is refused (REST 429, events retryable);
+    /// the local runner keeps it waiting instead.
+    #[serde(default = "default_runs_max_active")]
+    pub runs_max_active_per_user: u32,
+    /// Runs of one user waiting for the local runner at once; beyond, new runs are refused
+    /// (REST 429, events retryable). 0 = no limit.
+    #[serde(default = "default_runs_max_queued")]
+    pub runs_max_queued_per_user: u32,
     /// Failed `POST /api/token/` attempts allowed per username in one window; further attempts
     /// get 429 with `Retry-After` until the window ends. 0 turns this limit off. Counted per
     /// instance (see `auth::login_limit`).
@@ -290,8 +304,9 @@ pub struct Config {
     /// Length of the login failure window in seconds, starting at a key's first failure.
     #[serde(default = "default_login_failure_window")]
     pub login_failure_window_secs: u64,
-    /// How long the user behind an access token is remembered (seconds; 0 = read it on every
-    /// request). A user deactivated directly in the database loses access within this time.
+    /// How long the user behind an access token, and whether a session was signed out, are
+    /// remembered (seconds; 0 = read them on every request). A user deactivated directly in
+    /// the database, or a session signed out on another replica, loses access within this time.
     #[serde(default = "default_auth_user_cache")]
     pub auth_user_cache_secs: u64,
     /// How long the pipeline list is served from memory (milliseconds; 0 = query every time).
@@ -327,10 +342,15 @@ pub struct Config {
     /// Off by default.
     #[serde(default)]
     pub trusted_proxy_headers: bool,
-    /// Authentication of CloudEvent senders: `off` (default; anyone who reaches the ingress may
-    /// send, as in the reference) or `oidc` (a verified OIDC token of an allowed sender).
+    /// Authentication of CloudEvent senders: `off` (default: events only from loopback peers,
+    /// unless `EVENTS_TRUST_NETWORK`) or `oidc` (a verified OIDC token of an allowed sender).
     #[serde(default = "default_events_auth")]
     pub events_auth: EventsAuth,
+    /// With `EVENTS_AUTH=off`: accept unauthenticated events from any peer (and allow binding a
+    /// non-loopback address), so whoever reaches the port may start runs as any user. Only for
+    /// a network where every sender is trusted; a warning is logged at every start.
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub events_trust_network: bool,
     /// Required `iss` of sender tokens, e.g. `https://kubernetes.default.svc.cluster.local`
     /// (the cluster's service account issuer). Required with `EVENTS_AUTH=oidc`.
     #[serde(default)]
@@ -415,6 +435,11 @@ pub struct Config {
     /// Claim holding the username.
     #[serde(default = "default_username_claim")]
     pub oidc_preferred_username_claim_field: String,
+    /// A first sign-in whose username names an existing account not yet linked to any identity
+    /// is linked to that account (instead of getting an account of its own). Never a staff
+    /// account unless the IAM's staff rule makes the identity staff. Off by default.
+    #[serde(default, deserialize_with = "lenient_bool")]
+    pub oidc_link_by_username: bool,
     /// Claim (a dotted path such as `realm_access.roles` reaches nested objects) whose values
     /// decide staff status, with `OIDC_STAFF_VALUES`.
     #[serde(default = "default_staff_claim")]
@@ -579,7 +604,7 @@ fn default_port() -> u16 {
     8080
 }
 fn default_bind_address() -> String {
-    "0.0.0.0".into()
+    "127.0.0.1".into()
 }
 fn default_database_url() -> String {
     "sqlite://application-quality.db?mode=rwc".into()
@@ -687,7 +712,13 @@ fn default_calrissian_memory() -> String {
     "256Mi".into()
 }
 fn default_active_deadline() -> i64 {
-    24 * 3600
+    3600
+}
+fn default_runs_max_active() -> u32 {
+    4
+}
+fn default_runs_max_queued() -> u32 {
+    20
 }
 fn default_run_as() -> i64 {
     1000
@@ -1103,6 +1134,29 @@ impl Config {
         Ok(())
     }
 
+    /// Whether unauthenticated events are accepted from any peer: `EVENTS_AUTH=off` with
+    /// `EVENTS_TRUST_NETWORK=true`. Otherwise, with `EVENTS_AUTH=off`, only from loopback.
+    pub fn events_from_any_peer(&self) -> bool {
+        self.events_auth == EventsAuth::Off && self.events_trust_network
+    }
+
+    /// The serving address check of `serve`: with unauthenticated events (`EVENTS_AUTH=off`),
+    /// a listener on a non-loopback address would let anyone who reaches the port start runs
+    /// as any user, so it is refused unless `EVENTS_TRUST_NETWORK=true` says that network is
+    /// trusted. Checked on the address actually bound, so host names resolve as they bind.
+    pub fn check_listener(&self, bound: std::net::SocketAddr) -> Result<(), ConfigError> {
+        if self.events_auth == EventsAuth::Oidc
+            || self.events_trust_network
+            || is_loopback_ip(bound.ip())
+        {
+            return Ok(());
+        }
+        Err(ConfigError(format!(
+            "BIND_ADDRESS={} listens on {bound}, beyond this machine, while CloudEvents are unauthenticated (EVENTS_AUTH=off): anyone reaching it could start runs as any user; set EVENTS_AUTH=oidc (docs/events.md), bind 127.0.0.1, or set EVENTS_TRUST_NETWORK=true if every sender on that network is trusted",
+            self.bind_address
+        )))
+    }
+
     /// The IAM's issuer: `OIDC_ISSUER`, else the discovery URL without its well-known suffix.
     pub fn oidc_issuer(&self) -> Option<String> {
         self.oidc_issuer.clone().or_else(|| {
@@ -1267,6 +1321,12 @@ fn normalize_origin(s: &str) -> Option<String> {
     plain.then(|| url.origin().ascii_serialization())
 }
 
+/// A loopback address, IPv4-mapped IPv6 included (`::ffff:127.0.0.1`, what a dual-stack
+/// listener reports for an IPv4 loopback peer).
+pub fn is_loopback_ip(ip: std::net::IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}
+
 /// An https URL, or an http one to a loopback address (nothing on the wire to tamper with).
 pub fn is_secure_or_loopback(url: &url::Url) -> bool {
     match url.scheme() {
@@ -1419,6 +1479,59 @@ mod tests {
         assert!(c.is_ok());
         let err = cfg(&[("EVENTS_AUTH", "basic")]).unwrap_err().to_string();
         assert!(err.contains("basic"), "{err}");
+    }
+
+    #[test]
+    fn unauthenticated_events_stay_on_loopback_unless_trusted() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.bind_address, "127.0.0.1");
+        assert!(!c.events_trust_network && !c.events_from_any_peer());
+        let addr = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        for ok in [
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "[::ffff:127.0.0.1]:8080",
+            "127.0.0.2:1",
+        ] {
+            assert!(c.check_listener(addr(ok)).is_ok(), "{ok}");
+        }
+        for bad in ["0.0.0.0:8080", "[::]:8080", "192.0.2.2:8080"] {
+            let err = c.check_listener(addr(bad)).unwrap_err().to_string();
+            assert!(
+                err.contains("EVENTS_AUTH=oidc") && err.contains("EVENTS_TRUST_NETWORK=true"),
+                "{err}"
+            );
+        }
+        let trusted = cfg(&[("EVENTS_TRUST_NETWORK", "true")]).unwrap();
+        assert!(trusted.events_from_any_peer());
+        assert!(trusted.check_listener(addr("0.0.0.0:8080")).is_ok());
+        let oidc = cfg(&[
+            ("EVENTS_AUTH", "oidc"),
+            (
+                "EVENTS_OIDC_ISSUER",
+                "https://kubernetes.default.svc.cluster.local",
+            ),
+            ("EVENTS_OIDC_AUDIENCE", "aq"),
+            ("EVENTS_TRUST_NETWORK", "true"),
+        ])
+        .unwrap();
+        assert!(!oidc.events_from_any_peer(), "authentication still applies");
+        assert!(oidc.check_listener(addr("0.0.0.0:8080")).is_ok());
+        assert!(cfg(&[("EVENTS_TRUST_NETWORK", "sometimes")]).is_err());
+    }
+
+    #[test]
+    fn fair_share_defaults() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(
+            (
+                c.runs_max_active_per_user,
+                c.runs_max_queued_per_user,
+                c.aqbb_active_deadline_secs
+            ),
+            (4, 20, 3600)
+        );
+        assert!(!c.oidc_link_by_username);
     }
 
     #[test]

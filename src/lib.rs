@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod http;
 pub mod k8s;
 pub mod local;
@@ -87,6 +88,9 @@ pub async fn build_state_with(
             config.pipeline_list_cache_ms,
         )),
         users: auth::user_cache::UserCache::new(std::time::Duration::from_secs(
+            config.auth_user_cache_secs,
+        )),
+        revocations: auth::revocation::Revocations::new(std::time::Duration::from_secs(
             config.auth_user_cache_secs,
         )),
         config: Arc::new(config),
@@ -203,6 +207,12 @@ pub async fn serve(
 
 /// Builds the state and serves until SIGTERM or SIGINT.
 pub async fn run(config: Config, listener: TcpListener) -> anyhow::Result<()> {
+    if config.events_from_any_peer() {
+        // Every start, so the choice never goes unnoticed in the logs.
+        tracing::warn!(
+            "EVENTS_TRUST_NETWORK=true with EVENTS_AUTH=off: CloudEvents are accepted from any peer without authentication, so whoever reaches this service can start runs as any user it names; use EVENTS_AUTH=oidc unless every sender on this network is trusted"
+        );
+    }
     let state = build_state(config).await?;
     tracing::info!(
         addr = %listener.local_addr()?,

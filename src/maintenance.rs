@@ -1,6 +1,8 @@
 //! Periodic maintenance: retention of received events (`EVENT_RETENTION_DAYS`, default 30),
 //! finished runs (`RUN_RETENTION_DAYS`) and job reports (`JOB_REPORT_RETENTION_DAYS`; both
-//! default to keeping everything).
+//! default to keeping everything), and of signed-out sessions (`aq_revoked_session`) an hour
+//! after the session would have expired anyway (the hour covers clocks of replicas that run
+//! behind).
 //!
 //! [`run`] deletes expired rows in batches of `MAINTENANCE_BATCH_SIZE`, each batch one short
 //! statement (`DELETE ... WHERE id IN (SELECT id ... ORDER BY time LIMIT n)`, on an index), so
@@ -18,7 +20,7 @@
 
 use crate::{
     config::Config,
-    db::entities::{job_report, pipeline_run, received_event},
+    db::entities::{job_report, pipeline_run, received_event, revoked_session},
     state::AppState,
 };
 use chrono::{DateTime, Duration, Utc};
@@ -31,6 +33,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 /// Delay after start before requests may start the first pass (seconds).
 const FIRST_PASS_DELAY_SECS: i64 = 30;
+/// How long past its expiry a signed-out session's record is kept (seconds): a replica whose
+/// clock runs behind still sees the session as live for that long.
+pub const REVOCATION_GRACE_SECS: i64 = 3600;
 
 /// Per-instance bookkeeping of the opportunistic passes.
 #[derive(Debug)]
@@ -59,6 +64,8 @@ pub struct Report {
     pub runs: u64,
     /// Job reports (of runs that are kept).
     pub job_reports: u64,
+    /// Records of signed-out sessions that have expired.
+    pub sessions: u64,
     /// Delete statements issued.
     pub batches: u64,
 }
@@ -103,6 +110,7 @@ pub async fn run_now(state: &AppState) -> Option<Result<Report, DbErr>> {
             events = r.events,
             runs = r.runs,
             job_reports = r.job_reports,
+            sessions = r.sessions,
             batches = r.batches,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "maintenance pass"
@@ -185,6 +193,28 @@ pub async fn run(
             }
             tokio::task::yield_now().await;
         }
+    }
+    // A signed-out session's record is useless once the session has expired everywhere.
+    let expired = now - Duration::seconds(REVOCATION_GRACE_SECS);
+    loop {
+        let ids = revoked_session::Entity::find()
+            .select_only()
+            .column(revoked_session::Column::SessionId)
+            .filter(revoked_session::Column::ExpiresAt.lt(expired))
+            .order_by_asc(revoked_session::Column::ExpiresAt)
+            .limit(batch)
+            .into_query();
+        let n = revoked_session::Entity::delete_many()
+            .filter(revoked_session::Column::SessionId.in_subquery(ids))
+            .exec(db)
+            .await?
+            .rows_affected;
+        report.sessions += n;
+        report.batches += 1;
+        if n < batch {
+            break;
+        }
+        tokio::task::yield_now().await;
     }
     Ok(report)
 }

@@ -14,6 +14,12 @@
 //! - `pipeline_runs{status}`: a gauge computed on each scrape with one `GROUP BY` over the runs
 //!   table. Counters live in one process and restart at zero with every cold start of a
 //!   scale-to-zero service, so the number of runs per status is read where it is durable.
+//! - `runs_refused_total{reason, via}`: runs refused by a per-user limit (`reason`
+//!   `user_active_limit` or `user_queue_limit`, `via` `rest`, `event` or `trigger`; see
+//!   `runs::quota`).
+//! - `runs_waiting{reason}`: runs waiting in the local runner's queue, computed on scrape:
+//!   `no_free_slot` (every slot is busy) or `user_active_limit` (their user has
+//!   `RUNS_MAX_ACTIVE_PER_USER` runs executing); 0 for executors without a queue.
 //! - `commit_statuses{forge, outcome}`: the commit-status outbox by forge (`github`, `gitlab`)
 //!   and outcome (`queued`, `delivered`, `failed`), computed on scrape the same way; a growing
 //!   `queued` means a forge is unreachable or a token is missing.
@@ -25,7 +31,7 @@
 
 use crate::{
     db::entities::{commit_status, pipeline_run},
-    runs::RunStatus,
+    runs::{RunStatus, launcher::Waiting},
     state::AppState,
 };
 use axum::{
@@ -90,6 +96,17 @@ struct LaunchLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    reason: &'static str,
+    via: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: &'static str,
 }
@@ -126,6 +143,8 @@ pub struct Metrics {
     events: Family<EventLabels, Counter>,
     launches: HistogramFamily<LaunchLabels>,
     runs: Family<StatusLabels, Gauge>,
+    refused: Family<RefusedLabels, Counter>,
+    waiting: Family<ReasonLabels, Gauge>,
     statuses: Family<OutboxLabels, Gauge>,
     /// Scrapes set the run gauge and encode under this lock, so two concurrent scrapes cannot
     /// interleave a reset with an encoding.
@@ -180,6 +199,18 @@ impl Metrics {
             "Pipeline runs stored in the database, by status (computed on scrape)",
             runs.clone(),
         );
+        let refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "runs_refused",
+            "Runs refused by a per-user limit, by reason and where the request came from",
+            refused.clone(),
+        );
+        let waiting = Family::<ReasonLabels, Gauge>::default();
+        registry.register(
+            "runs_waiting",
+            "Runs waiting in the local runner's queue, by why they wait (computed on scrape)",
+            waiting.clone(),
+        );
         let statuses = Family::<OutboxLabels, Gauge>::default();
         registry.register(
             "commit_statuses",
@@ -193,6 +224,8 @@ impl Metrics {
             events,
             launches,
             runs,
+            refused,
+            waiting,
             statuses,
             scrape: tokio::sync::Mutex::new(()),
         }
@@ -236,10 +269,27 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// The text exposition, with the run gauge read from the database first. When that query
-    /// fails the gauge is left out (no stale numbers) and the rest is still served.
-    pub async fn render(&self, db: &DatabaseConnection) -> String {
+    /// Counts one run refused by a per-user limit (labels from `runs::quota`'s fixed sets).
+    pub fn record_refused_run(&self, reason: &'static str, via: &'static str) {
+        self.refused
+            .get_or_create(&RefusedLabels { reason, via })
+            .inc();
+    }
+
+    /// The text exposition, with the run gauge read from the database first (and the local
+    /// queue's `waiting`, when there is a queue). When that query fails the gauge is left out
+    /// (no stale numbers) and the rest is still served.
+    pub async fn render(&self, db: &DatabaseConnection, waiting: Option<Waiting>) -> String {
         let _guard = self.scrape.lock().await;
+        let waiting = waiting.unwrap_or_default();
+        for (reason, n) in [
+            ("no_free_slot", waiting.for_slot),
+            ("user_active_limit", waiting.for_user_limit),
+        ] {
+            self.waiting
+                .get_or_create(&ReasonLabels { reason })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
         match runs_by_status(db).await {
             Ok(counts) => {
                 for status in STATUSES {
@@ -336,7 +386,10 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn scrape(State(state): State<AppState>) -> Response {
-    let text = state.metrics.render(&state.db).await;
+    let text = state
+        .metrics
+        .render(&state.db, state.launcher.waiting())
+        .await;
     (
         [(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)],
         text,
@@ -366,6 +419,7 @@ mod tests {
         m.record_request(&Method::GET, None, StatusCode::NOT_FOUND, Duration::ZERO);
         m.record_event("execute", "accepted");
         m.observe_launch("recording", "not_executed", Duration::from_millis(1));
+        m.record_refused_run("user_queue_limit", "trigger");
         let mut out = String::new();
         prometheus_text::encode(&mut out, &m.registry).unwrap();
         assert!(
@@ -392,6 +446,10 @@ mod tests {
         );
         assert!(
             out.contains(r#"run_launch_duration_seconds_count{launcher="recording",outcome="not_executed"} 1"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"runs_refused_total{reason="user_queue_limit",via="trigger"} 1"#),
             "{out}"
         );
         // The run gauge is filled by a scrape (it reads the database).

@@ -4,7 +4,7 @@
 use crate::{
     auth::{
         identity::Identities, jwt::JwtKeys, login_limit::LoginLimiter, oidc::SenderVerifier,
-        session::SessionKeys, user_cache::UserCache,
+        revocation::Revocations, session::SessionKeys, user_cache::UserCache,
     },
     config::Config,
     metrics::Metrics,
@@ -78,6 +78,8 @@ pub struct AppStateInner {
     pub users: UserCache,
     /// Keys of the browser session cookies.
     pub sessions: SessionKeys,
+    /// Which sessions were signed out (cached per instance).
+    pub revocations: Revocations,
     /// The IAM and CI issuers whose tokens are accepted.
     pub identities: Identities,
     /// Prometheus metrics of this instance (`GET /metrics`).

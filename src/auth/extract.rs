@@ -5,10 +5,11 @@
 //! - [`MaybeUser`]: anonymous allowed, but a credential that is present must be valid;
 //! - [`RunToken`]: a per-run callback token (checked against the run by the handler).
 //!
-//! A Bearer header wins over cookies. A state-changing request authenticated by the session
-//! cookie must carry `X-CSRFToken` equal to the `csrftoken` cookie (and to the token sealed in
-//! the session) and an `Origin` (or `Referer`) of `PUBLIC_URL`, else 403: the double-submit and
-//! same-origin checks the reference gets from Django's CSRF middleware.
+//! A Bearer header wins over cookies; a session that was signed out (on any replica, see
+//! `auth::revocation`) is refused like an expired one. A state-changing request authenticated
+//! by the session cookie must carry `X-CSRFToken` equal to the `csrftoken` cookie (and to the
+//! token sealed in the session) and an `Origin` (or `Referer`) of `PUBLIC_URL`, else 403: the
+//! double-submit and same-origin checks the reference gets from Django's CSRF middleware.
 
 use super::{
     jwt::{TokenError, TokenType},
@@ -132,15 +133,30 @@ fn check_csrf(parts: &Parts, state: &AppState, session: &Session) -> Result<(), 
     ) {
         return Ok(());
     }
-    let refuse = |why: &str| Err(AppError::Forbidden(format!("CSRF Failed: {why}")));
-    let origin = match parts
+    let header = parts
         .headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    check_csrf_token(&parts.headers, state, session, header)
+}
+
+/// The CSRF checks of a state-changing request on `session`, with the token the request
+/// submitted (the `X-CSRFToken` header, or a form field where a form cannot set headers):
+/// same origin as `PUBLIC_URL`, and submitted token = `csrftoken` cookie = session's token.
+pub fn check_csrf_token(
+    headers: &http::HeaderMap,
+    state: &AppState,
+    session: &Session,
+    submitted: &str,
+) -> Result<(), AppError> {
+    let refuse = |why: &str| Err(AppError::Forbidden(format!("CSRF Failed: {why}")));
+    let origin = match headers
         .get(http::header::ORIGIN)
         .and_then(|v| v.to_str().ok())
     {
         Some(o) => Some(o.trim_end_matches('/').to_ascii_lowercase()),
-        None => parts
-            .headers
+        None => headers
             .get(http::header::REFERER)
             .and_then(|v| v.to_str().ok())
             .and_then(|r| url::Url::parse(r).ok())
@@ -155,17 +171,12 @@ fn check_csrf(parts: &Parts, state: &AppState, session: &Session) -> Result<(), 
         }
         Some(_) => {}
     }
-    let header = parts
-        .headers
-        .get(CSRF_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let cookie = session::cookie(&parts.headers, CSRF_COOKIE).unwrap_or("");
-    if header.is_empty() || cookie.is_empty() {
+    let cookie = session::cookie(headers, CSRF_COOKIE).unwrap_or("");
+    if submitted.is_empty() || cookie.is_empty() {
         return refuse("CSRF token missing (the X-CSRFToken header and the csrftoken cookie).");
     }
     let same = |a: &str, b: &str| bool::from(a.as_bytes().ct_eq(b.as_bytes()));
-    if !same(header, cookie) || !same(cookie, &session.csrf) {
+    if !same(submitted, cookie) || !same(cookie, &session.csrf) {
         return refuse("CSRF token incorrect.");
     }
     Ok(())
@@ -184,6 +195,18 @@ async fn user_of(
     let Some(session) = session_of(&parts.headers, state, lenient)? else {
         return Ok(None);
     };
+    if state
+        .revocations
+        .is_revoked(&state.db, &session.sid)
+        .await?
+    {
+        if lenient {
+            return Ok(None);
+        }
+        return Err(AppError::Unauthorized(
+            "The session was signed out; sign in again.".into(),
+        ));
+    }
     check_csrf(parts, state, &session)?;
     user_by_id(state, session.uid).await.map(Some)
 }

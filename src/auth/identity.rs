@@ -2,19 +2,27 @@
 //! access tokens on the REST API) and CI workload identities (GitHub Actions and GitLab CI ID
 //! tokens), each verified by an [`Issuer`] (lazily discovered, cached keys).
 //!
-//! IAM users are local users created or updated from the claims (username from
-//! `OIDC_PREFERRED_USERNAME_CLAIM_FIELD`, staff from `OIDC_STAFF_CLAIM`/`OIDC_STAFF_VALUES`),
-//! matched by username as the reference does. CI tokens never create users: a policy
-//! (`CI_OIDC_POLICIES`) maps claims such as `repository` and `ref` to an existing local user, in
-//! the manner of trusted publishing, so CI needs neither a stored password nor a token handed
-//! between jobs.
+//! IAM users are local users linked to their identity by `(iss, sub)` (`aq_identity`), created
+//! on the identity's first sign-in (username from `OIDC_PREFERRED_USERNAME_CLAIM_FIELD`) and
+//! updated from the claims (staff from `OIDC_STAFF_CLAIM`/`OIDC_STAFF_VALUES`). Unlike the
+//! reference, a username never makes an identity into an existing account: a name that is
+//! taken gets an account of its own (`docs/access.md` has the rules, adoption included).
+//!
+//! CI tokens never create users: a policy (`CI_OIDC_POLICIES`) maps claims such as
+//! `repository` and `ref` to an existing local user, in the manner of trusted publishing, so CI
+//! needs neither a stored password nor a token handed between jobs.
 
 use super::oidc::{Audience, Issuer, IssuerOptions};
-use crate::{config::Config, config::split_list, db::entities::user, error::AppError};
+use crate::{
+    config::Config,
+    config::split_list,
+    db::entities::{identity, user},
+    error::AppError,
+};
 use anyhow::{Context, bail};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
-    IntoActiveModel, QueryFilter,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter, TransactionTrait,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -142,6 +150,7 @@ pub struct Iam {
     /// After logout without an end-session endpoint.
     pub logout_redirect: String,
     username_claim: String,
+    link_by_username: bool,
     staff_claim: String,
     staff_values: Vec<String>,
     api_audiences: Vec<String>,
@@ -182,35 +191,20 @@ impl Iam {
         Ok(claims)
     }
 
-    /// The local user of an IAM identity: created on first sight, its e-mail and (with a staff
-    /// rule) staff status updated from the claims. Inactive users are refused. `signing_in`:
-    /// the claims are an ID token's, where a missing staff claim means "not staff"; an access
-    /// token may simply not carry it (a Keycloak mapper added to the ID token only), so there
-    /// a missing claim leaves staff status as the last sign-in set it.
+    /// The local user of an IAM identity, found by its `(iss, sub)` link; on the identity's
+    /// first sign-in (browser or access token) linked as [`Iam::link_first_sign_in`] decides.
+    /// Then its e-mail and (with a staff rule) staff status are updated from the claims, and
+    /// an inactive user is refused. `signing_in`: the claims are an ID token's, where a missing
+    /// staff claim means "not staff"; an access token may simply not carry it (a Keycloak
+    /// mapper added to the ID token only), so there a missing claim leaves staff status as the
+    /// last sign-in set it.
     pub async fn upsert_user(
         &self,
         db: &DatabaseConnection,
         claims: &Map<String, Value>,
         signing_in: bool,
     ) -> Result<user::Model, AppError> {
-        let username = claims
-            .get(&self.username_claim)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .or_else(|| claims.get("sub").and_then(Value::as_str))
-            .unwrap_or_default();
-        let valid = !username.is_empty()
-            && username.len() <= crate::catalogue::users::MAX_USERNAME_LEN
-            && username
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "@.+-_".contains(c));
-        if !valid {
-            return Err(AppError::Unauthorized(format!(
-                "The identity's username {:?} (claim {}) is not a valid username (up to 150 letters, digits and @.+-_).",
-                username.chars().take(160).collect::<String>(),
-                self.username_claim
-            )));
-        }
+        let (issuer, subject) = identity_key(claims)?;
         let email = claims
             .get("email")
             .and_then(Value::as_str)
@@ -221,38 +215,11 @@ impl Iam {
         let staff = self
             .staff_rule(claims)
             .filter(|_| signing_in || self.staff_claim_of(claims).is_some());
-        let existing = user::Entity::find()
-            .filter(user::Column::Username.eq(username))
-            .one(db)
-            .await?;
-        let found = match existing {
+        let found = match linked_user(db, issuer, subject).await? {
             Some(u) => u,
             None => {
-                let inserted = user::ActiveModel {
-                    username: Set(username.to_owned()),
-                    // Unusable (as Django's `!` hashes): IAM users sign in only through the IAM.
-                    password: Set("!".to_owned()),
-                    email: Set(email.clone()),
-                    is_staff: Set(staff.unwrap_or(false)),
-                    is_active: Set(true),
-                    date_joined: Set(chrono::Utc::now()),
-                    ..Default::default()
-                }
-                .insert(db)
-                .await;
-                match inserted {
-                    Ok(u) => {
-                        tracing::info!(username, staff = u.is_staff, "created a user from the IAM");
-                        return Ok(u);
-                    }
-                    // Created concurrently by another request or replica.
-                    Err(e) if crate::db::is_unique_violation(&e) => user::Entity::find()
-                        .filter(user::Column::Username.eq(username))
-                        .one(db)
-                        .await?
-                        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("user vanished")))?,
-                    Err(e) => return Err(e.into()),
-                }
+                self.link_first_sign_in(db, issuer, subject, claims, staff, &email)
+                    .await?
             }
         };
         if !found.is_active {
@@ -271,6 +238,150 @@ impl Iam {
         active.is_staff = Set(new_staff);
         active.email = Set(new_email);
         Ok(active.update(db).await?)
+    }
+
+    /// The username an identity asks for (`OIDC_PREFERRED_USERNAME_CLAIM_FIELD`, else `sub`),
+    /// checked like local usernames.
+    fn username_of<'a>(&self, claims: &'a Map<String, Value>) -> Result<&'a str, AppError> {
+        let username = claims
+            .get(&self.username_claim)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .or_else(|| claims.get("sub").and_then(Value::as_str))
+            .unwrap_or_default();
+        if !crate::catalogue::users::valid_username(username) {
+            return Err(AppError::Unauthorized(format!(
+                "The identity's username {:?} (claim {}) is not a valid username (up to 150 letters, digits and @.+-_).",
+                username.chars().take(160).collect::<String>(),
+                self.username_claim
+            )));
+        }
+        Ok(username)
+    }
+
+    /// The first sign-in of an identity: which account it gets, linked in the same
+    /// transaction as the account is created or chosen.
+    ///
+    /// - Nobody has its username: a new account of that name.
+    /// - The account of that name was created by an earlier sign-in through the provider
+    ///   (unusable password `!`, no link yet: accounts from before identities were linked) and
+    ///   is adopted, once. A name match never grants staff: the account keeps staff status only
+    ///   when the staff rule gives it to this identity.
+    /// - With `OIDC_LINK_BY_USERNAME`, any account of that name without a link is taken, but a
+    ///   staff account only when the staff rule makes this identity staff.
+    /// - Otherwise the name belongs to someone else (a local account, another identity's):
+    ///   a new account named `<username>-2` (`-3`, ...), never the existing one.
+    async fn link_first_sign_in(
+        &self,
+        db: &DatabaseConnection,
+        issuer: &str,
+        subject: &str,
+        claims: &Map<String, Value>,
+        staff: Option<bool>,
+        email: &str,
+    ) -> Result<user::Model, AppError> {
+        let username = self.username_of(claims)?;
+        // A concurrent first sign-in (of this identity, or taking the same name or account)
+        // makes an insert fail on a unique key: look again, a few times at most.
+        for _ in 0..3 {
+            let txn = db.begin().await?;
+            let linked = async {
+                let user = self.choose_account(&txn, username, staff, email).await?;
+                identity::ActiveModel {
+                    issuer: Set(issuer.to_owned()),
+                    subject: Set(subject.to_owned()),
+                    user_id: Set(user.id),
+                    created_at: Set(chrono::Utc::now()),
+                    ..Default::default()
+                }
+                .insert(&txn)
+                .await?;
+                Ok::<_, LinkError>(user)
+            }
+            .await;
+            match linked {
+                Ok(user) => {
+                    txn.commit().await?;
+                    return Ok(user);
+                }
+                Err(LinkError::Db(e)) if crate::db::is_unique_violation(&e) => {
+                    txn.rollback().await?;
+                    if let Some(u) = linked_user(db, issuer, subject).await? {
+                        return Ok(u);
+                    }
+                }
+                Err(e) => {
+                    txn.rollback().await?;
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(AppError::Unavailable {
+            detail: "Concurrent sign-ins of this identity collided; retry.".into(),
+            retry_after: 1,
+        })
+    }
+
+    /// The account a new identity named `username` gets (see [`Iam::link_first_sign_in`]).
+    async fn choose_account(
+        &self,
+        txn: &DatabaseTransaction,
+        username: &str,
+        staff: Option<bool>,
+        email: &str,
+    ) -> Result<user::Model, LinkError> {
+        let Some(existing) = user_named(txn, username).await? else {
+            return Ok(new_iam_user(txn, username, email, staff).await?);
+        };
+        let unlinked = identity::Entity::find()
+            .filter(identity::Column::UserId.eq(existing.id))
+            .one(txn)
+            .await?
+            .is_none();
+        if unlinked && existing.password == IAM_PASSWORD {
+            let keeps_staff = existing.is_staff && staff == Some(true);
+            tracing::warn!(
+                username,
+                staff = keeps_staff,
+                "adopting an account created by an earlier sign-in through the identity provider (once: it is linked to this identity from now on)"
+            );
+            if existing.is_staff && !keeps_staff {
+                tracing::warn!(
+                    username,
+                    "staff status removed from the adopted account: a name match never grants it (set OIDC_STAFF_VALUES, or restore it in the database)"
+                );
+                let mut am = existing.into_active_model();
+                am.is_staff = Set(false);
+                return Ok(am.update(txn).await?);
+            }
+            return Ok(existing);
+        }
+        if unlinked && self.link_by_username && (!existing.is_staff || staff == Some(true)) {
+            tracing::warn!(
+                username,
+                "linking an identity to an existing account by its username (OIDC_LINK_BY_USERNAME)"
+            );
+            return Ok(existing);
+        }
+        for n in 2..2 + MAX_NAME_ATTEMPTS {
+            let suffix = format!("-{n}");
+            let base: String = username
+                .chars()
+                .take(crate::catalogue::users::MAX_USERNAME_LEN - suffix.len())
+                .collect();
+            let candidate = format!("{base}{suffix}");
+            if user_named(txn, &candidate).await?.is_none() {
+                tracing::warn!(
+                    username,
+                    account = %candidate,
+                    "an identity's username is another account's: it gets an account of its own"
+                );
+                return Ok(new_iam_user(txn, &candidate, email, staff).await?);
+            }
+        }
+        Err(LinkError::App(AppError::Unauthorized(format!(
+            "The username {username:?} and {MAX_NAME_ATTEMPTS} variants of it are taken by other accounts; ask an administrator."
+        ))))
     }
 
     /// The staff claim (a dotted path), if present.
@@ -296,6 +407,105 @@ impl Iam {
             _ => false,
         })
     }
+}
+
+/// The password of accounts created by sign-ins through the identity provider: unusable
+/// (as Django's `!` hashes), so they sign in only through the provider. Local accounts always
+/// have a real hash, imported Django ones `!` plus random characters, so an account whose
+/// password is exactly this was made by the provider path.
+pub const IAM_PASSWORD: &str = "!";
+/// Longest `iss` and `sub` stored (OpenID Connect: `sub` is at most 255 ASCII characters).
+const MAX_KEY_LEN: usize = 255;
+/// Names tried (`<username>-2` ...) for an identity whose username is taken.
+const MAX_NAME_ATTEMPTS: usize = 100;
+
+/// Why linking a first sign-in failed: a database error (a unique key lost to a concurrent
+/// sign-in is retried) or a refusal.
+#[derive(Debug)]
+enum LinkError {
+    Db(sea_orm::DbErr),
+    App(AppError),
+}
+
+impl From<sea_orm::DbErr> for LinkError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        LinkError::Db(e)
+    }
+}
+
+impl From<LinkError> for AppError {
+    fn from(e: LinkError) -> Self {
+        match e {
+            LinkError::Db(e) => AppError::Db(e),
+            LinkError::App(e) => e,
+        }
+    }
+}
+
+/// The verified `iss` and `sub` of an identity: what links it to its account (a username can
+/// change at the provider, or be taken by someone else; the pair cannot).
+fn identity_key(claims: &Map<String, Value>) -> Result<(&str, &str), AppError> {
+    let get = |name: &str| {
+        claims
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty() && v.len() <= MAX_KEY_LEN)
+    };
+    match (get("iss"), get("sub")) {
+        (Some(iss), Some(sub)) => Ok((iss, sub)),
+        _ => Err(AppError::Unauthorized(
+            "The identity has no usable iss and sub (1 to 255 characters each).".into(),
+        )),
+    }
+}
+
+/// The account linked to an identity, if any.
+async fn linked_user<C: ConnectionTrait>(
+    db: &C,
+    issuer: &str,
+    subject: &str,
+) -> Result<Option<user::Model>, sea_orm::DbErr> {
+    let Some(link) = identity::Entity::find()
+        .filter(identity::Column::Issuer.eq(issuer))
+        .filter(identity::Column::Subject.eq(subject))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    user::Entity::find_by_id(link.user_id).one(db).await
+}
+
+async fn user_named<C: ConnectionTrait>(
+    db: &C,
+    username: &str,
+) -> Result<Option<user::Model>, sea_orm::DbErr> {
+    user::Entity::find()
+        .filter(user::Column::Username.eq(username))
+        .one(db)
+        .await
+}
+
+/// A new account for an identity (unusable password: it signs in through the provider only).
+async fn new_iam_user<C: ConnectionTrait>(
+    db: &C,
+    username: &str,
+    email: &str,
+    staff: Option<bool>,
+) -> Result<user::Model, sea_orm::DbErr> {
+    let u = user::ActiveModel {
+        username: Set(username.to_owned()),
+        password: Set(IAM_PASSWORD.to_owned()),
+        email: Set(email.to_owned()),
+        is_staff: Set(staff.unwrap_or(false)),
+        is_active: Set(true),
+        date_joined: Set(chrono::Utc::now()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    tracing::info!(username, staff = u.is_staff, "created a user from the IAM");
+    Ok(u)
 }
 
 /// Every external issuer whose tokens the REST API accepts.
@@ -362,6 +572,7 @@ impl Identities {
                 login_redirect: config.login_redirect_url.clone(),
                 logout_redirect: config.logout_redirect_url.clone(),
                 username_claim: config.oidc_preferred_username_claim_field.clone(),
+                link_by_username: config.oidc_link_by_username,
                 staff_claim: config.oidc_staff_claim.clone(),
                 staff_values: split_list(&config.oidc_staff_values)
                     .map(str::to_owned)

@@ -1,6 +1,7 @@
 //! Authentication: password hashing, JWTs, per-run callback tokens, OIDC tokens (CloudEvent
-//! senders, the IAM, CI workload identities), stateless browser sessions, and the typed
-//! extractors that state each handler's access rule in its signature.
+//! senders, the IAM, CI workload identities), browser sessions (signed cookies, and the record
+//! of those signed out), and the typed extractors that state each handler's access rule in
+//! its signature.
 
 pub mod extract;
 pub mod identity;
@@ -8,6 +9,7 @@ pub mod jwt;
 pub mod login_limit;
 pub mod oidc;
 pub mod password;
+pub mod revocation;
 pub mod run_token;
 pub mod session;
 pub mod user_cache;

@@ -16,6 +16,10 @@
 //! Policy: `EVENTS_ALLOWED_SENDERS` lists the subjects that may send at all (empty: any valid
 //! token); `EVENTS_USER_SENDERS` those that may name a `user` in `pipeline.execute` events.
 //! The [`EventSender`] extractor applies the first and carries the second to the handler.
+//!
+//! With `EVENTS_AUTH=off` nobody is authenticated, so the extractor accepts events only from
+//! this machine ([`from_this_machine`]: a loopback peer that is not a proxy forwarding someone
+//! else), unless `EVENTS_TRUST_NETWORK=true` declares every peer trusted; others get 403.
 
 use crate::{
     config::{Config, EventsAuth, split_list},
@@ -89,7 +93,8 @@ pub struct EventSender {
 }
 
 impl EventSender {
-    /// The sender when authentication is off: anonymous and trusted, as in the reference.
+    /// The sender when authentication is off: anonymous and trusted (it is this machine, or a
+    /// network the operator declared trusted with `EVENTS_TRUST_NETWORK`).
     pub fn unauthenticated() -> Self {
         EventSender {
             subject: None,
@@ -103,6 +108,15 @@ impl FromRequestParts<AppState> for EventSender {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let Some(verifier) = &state.event_senders else {
+            if !state.config.events_trust_network && !from_this_machine(parts) {
+                tracing::warn!(
+                    peer = %peer_of(parts).map_or_else(|| "unknown".to_string(), |p| p.to_string()),
+                    "unauthenticated event from beyond this machine refused"
+                );
+                return Err(AppError::Forbidden(
+                    "CloudEvents without sender authentication (EVENTS_AUTH=off) are accepted from this machine only: send them from loopback, or configure EVENTS_AUTH=oidc (EVENTS_TRUST_NETWORK=true accepts them from any peer).".into(),
+                ));
+            }
             return Ok(EventSender::unauthenticated());
         };
         let token = super::extract::bearer(parts)?.ok_or_else(|| {
@@ -122,6 +136,27 @@ impl FromRequestParts<AppState> for EventSender {
             subject: Some(subject),
         })
     }
+}
+
+/// The TCP peer of the request (absent when the router is served without connection info).
+fn peer_of(parts: &Parts) -> Option<std::net::SocketAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0)
+}
+
+/// Headers a proxy adds for the client it forwards.
+const FORWARDING_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
+
+/// Whether a request comes from this machine itself: a loopback TCP peer that is not a proxy
+/// forwarding someone else's request (a local reverse proxy or sidecar, such as Knative's
+/// queue-proxy, connects from loopback on behalf of the network). Unknown peers are not.
+pub fn from_this_machine(parts: &Parts) -> bool {
+    peer_of(parts).is_some_and(|p| crate::config::is_loopback_ip(p.ip()))
+        && !FORWARDING_HEADERS
+            .iter()
+            .any(|h| parts.headers.contains_key(*h))
 }
 
 /// A list of token subjects, or everyone.

@@ -1,14 +1,15 @@
-//! Stateless browser sessions: signed, expiring cookies.
+//! Browser sessions: signed, expiring cookies, and a record of the ones signed out.
 //!
-//! The reference keeps Django sessions in its database; here nothing about a session is stored
+//! The reference keeps Django sessions in its database; here a live session needs nothing
 //! server-side, so every replica and a cold start accept it. A cookie is
 //! `<base64url(JSON payload)>.<base64url(HMAC-SHA256)>` under a key derived from the service's
 //! signing key (as the run callback tokens are), with a purpose string in the MAC so the
 //! pre-login cookie (state, nonce, PKCE verifier) can never pass for a session or the reverse.
 //!
-//! The price of statelessness: logging out clears the cookies in the browser, but a copy of the
-//! session cookie taken before stays valid until it expires (`SESSION_LIFETIME_SECS`), unless
-//! the user is deactivated (checked on every request) or the signing key changes.
+//! Signing out records the session's random id until the session would have expired
+//! (`aq_revoked_session`, see `auth::revocation`), so a copy of the cookie taken before is
+//! refused on every replica; the user being deactivated, or the signing key changing, ends
+//! every session too.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
@@ -30,6 +31,9 @@ const MAX_COOKIE_LEN: usize = 4096;
 /// What a session cookie says.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Session {
+    /// The session's random id: what signing out records. Cookies without one (sealed before
+    /// sessions could be signed out) do not open, so their users sign in again.
+    pub sid: String,
     /// The user's id.
     pub uid: i64,
     /// Expiry, Unix seconds.
@@ -195,6 +199,7 @@ mod tests {
 
     fn session(exp: u64) -> Session {
         Session {
+            sid: "s".into(),
             uid: 7,
             exp,
             csrf: "c".into(),
@@ -230,6 +235,12 @@ mod tests {
         assert_eq!(k.open_session("garbage"), Err(CookieError::Invalid));
         let old = k.seal("session", &session(now() - 1));
         assert_eq!(k.open_session(&old), Err(CookieError::Expired));
+        // A session sealed before sessions had ids cannot be signed out: refused.
+        let legacy = k.seal(
+            "session",
+            &serde_json::json!({"uid": 7, "exp": now() + 60, "csrf": "c"}),
+        );
+        assert_eq!(k.open_session(&legacy), Err(CookieError::Invalid));
     }
 
     #[test]

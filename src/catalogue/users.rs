@@ -8,6 +8,15 @@ use sea_orm::{
 /// Longest accepted username (Django's limit).
 pub const MAX_USERNAME_LEN: usize = 150;
 
+/// Whether a username is acceptable: 1 to 150 of letters, digits and `@.+-_` (Django's rule).
+pub fn valid_username(username: &str) -> bool {
+    !username.is_empty()
+        && username.len() <= MAX_USERNAME_LEN
+        && username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@.+-_".contains(c))
+}
+
 /// Creates a user with an argon2id password hash; fails if the username is taken or invalid.
 pub async fn add_user<C: ConnectionTrait>(
     db: &C,
@@ -15,12 +24,7 @@ pub async fn add_user<C: ConnectionTrait>(
     plain_password: &str,
     staff: bool,
 ) -> anyhow::Result<user::Model> {
-    let valid = !username.is_empty()
-        && username.len() <= MAX_USERNAME_LEN
-        && username
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "@.+-_".contains(c));
-    if !valid {
+    if !valid_username(username) {
         anyhow::bail!("invalid username {username:?}: use up to 150 letters, digits and @.+-_");
     }
     if user::Entity::find()

@@ -30,6 +30,8 @@ pub async fn connect_with(config: &Config, lazy: bool) -> Result<DatabaseConnect
         .connect_timeout(wait)
         .acquire_timeout(wait);
     if config.is_sqlite() {
+        let url = &config.database_url;
+        crate::files::prepare_sqlite(url, !url.contains("mode=") || url.contains("mode=rwc"));
         // One connection: SQLite serialises writers anyway, and a single connection avoids
         // SQLITE_BUSY between our own pool members.
         opts.max_connections(1).min_connections(1);

@@ -25,7 +25,7 @@ use crate::{
     error::{AppError, AppResult},
     http::extract::{trace_id_of, valid_traceparent},
     quality,
-    runs::{self, RunRequest},
+    runs::{self, RunRequest, quota},
     state::AppState,
     statuses,
 };
@@ -103,11 +103,12 @@ pub fn type_family(ty: &str) -> &'static str {
     }
 }
 
-/// The metrics label of a dispatch result: the reply kind, `rejected` for a 4xx answer,
-/// `error` for a 5xx one.
+/// The metrics label of a dispatch result: the reply kind, `throttled` for a 429 (a per-user
+/// limit; retried by the sender), `rejected` for another 4xx answer, `error` for a 5xx one.
 fn outcome_label(result: &AppResult<Reply>) -> &'static str {
     match result {
         Ok(reply) => reply.kind.as_str(),
+        Err(AppError::TooManyRequests { .. }) => "throttled",
         Err(e) if e.status().is_client_error() => "rejected",
         Err(_) => "error",
     }
@@ -128,8 +129,8 @@ async fn handle_event(state: &AppState, ev: IncomingEvent) -> AppResult<Reply> {
         let r = r?;
         let retention = match retention {
             Some(Ok(done)) => format!(
-                " Retention: {} events, {} runs, {} job reports deleted.",
-                done.events, done.runs, done.job_reports
+                " Retention: {} events, {} runs, {} job reports, {} signed-out sessions deleted.",
+                done.events, done.runs, done.job_reports, done.sessions
             ),
             Some(Err(_)) => " Retention: the pass failed (logged).".into(),
             None => " Retention: a pass is under way.".into(),
@@ -428,8 +429,24 @@ async fn execute_plan(state: &AppState, ev: &IncomingEvent, mut plan: Plan) -> A
         }
         Err(e) => return Err(e.into()),
     };
+    // Fair shares: every user a run would start as must be within their limits, counted in
+    // this transaction. A refusal rolls the whole event back (nothing recorded) and answers
+    // 429, which Knative retries: a later delivery is then processed afresh, exactly once.
+    let via = if plan.direct {
+        quota::Via::Event
+    } else {
+        quota::Via::Trigger
+    };
+    if quota::applies(state) {
+        let users: Vec<i64> = plan.runs.iter().map(|p| p.request.user.id).collect();
+        quota::lock_users(&txn, &users).await?;
+    }
     let mut created: Vec<(pipeline_run::Model, Option<trigger::Model>)> = Vec::new();
     for planned in std::mem::take(&mut plan.runs) {
+        if let Err(e) = quota::admit(&txn, state, &planned.request.user, via).await {
+            txn.rollback().await?;
+            return Err(e);
+        }
         if plan.direct {
             match runs::insert_run(&txn, &state.config, &callback, &planned.request).await {
                 Ok(run) => created.push((run, None)),
@@ -683,6 +700,13 @@ mod tests {
         assert_eq!(
             outcome_label(&Err(AppError::Unprocessable("x".into()))),
             "rejected"
+        );
+        assert_eq!(
+            outcome_label(&Err(AppError::TooManyRequests {
+                detail: "x".into(),
+                retry_after: 30
+            })),
+            "throttled"
         );
         assert_eq!(
             outcome_label(&Err(AppError::Unavailable {

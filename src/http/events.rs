@@ -6,6 +6,8 @@
 //! With `EVENTS_AUTH=oidc` every delivery is authenticated first ([`EventSender`]: 401 without
 //! a valid sender token, 403 for a sender that is not allowed), before the body is even read;
 //! a `pipeline.execute` event that names a `user` additionally needs a sender allowed to do so.
+//! With `EVENTS_AUTH=off` deliveries are accepted from this machine only (403 otherwise,
+//! before the body is read) unless `EVENTS_TRUST_NETWORK=true`.
 
 use crate::{
     auth::{StaffUser, oidc::EventSender},

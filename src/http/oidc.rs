@@ -8,18 +8,23 @@
 //!   expiry, nonce), creates or updates the user, sets the session and CSRF cookies, 302 to
 //!   `LOGIN_REDIRECT_URL`;
 //! - `GET /oidc/user-details/`: the signed-in user, or 401;
-//! - `GET /oidc/logout/`: clears the cookies, 302 to the IAM's end-session endpoint (or
-//!   `LOGOUT_REDIRECT_URL`).
+//! - `GET /oidc/logout/`: a page with a "Sign out" button (nothing is ended by a GET, so no
+//!   other site can sign a user out with a link or an image); the frontend's Logout link lands
+//!   there;
+//! - `POST /oidc/logout/` with the CSRF token (the page's form field `csrfmiddlewaretoken`, or
+//!   `X-CSRFToken`): records the session as signed out, so a copy of the cookie is refused on
+//!   every replica (`auth::revocation`), clears the cookies, 303 to the IAM's end-session
+//!   endpoint (or `LOGOUT_REDIRECT_URL`).
 //!
-//! Nothing is stored server-side (see `auth::session`). Failures of the callback are JSON
-//! errors: 400 for a callback this browser did not start (no or another pre-login cookie,
-//! wrong `state`), 401 when the IAM refuses the code or the ID token does not verify, 503 when
-//! the IAM cannot be reached.
+//! A live session needs nothing server-side (see `auth::session`). Failures of the callback
+//! are JSON errors: 400 for a callback this browser did not start (no or another pre-login
+//! cookie, wrong `state`), 401 when the IAM refuses the code or the ID token does not verify,
+//! 503 when the IAM cannot be reached.
 
 use crate::{
     auth::{
         CurrentUser,
-        extract::session_of,
+        extract::{check_csrf_token, session_of},
         identity::Iam,
         session::{
             self, CSRF_COOKIE, LOGIN_COOKIE, PendingLogin, SESSION_COOKIE, Session, now,
@@ -50,7 +55,7 @@ pub fn router() -> Router<AppState> {
         .route("/oidc/authenticate", get(authenticate))
         .route("/oidc/callback", get(callback))
         .route("/oidc/user-details", get(user_details))
-        .route("/oidc/logout", get(logout))
+        .route("/oidc/logout", get(logout_page).post(logout))
         // Anything else under /oidc/ is a 404, never the broker-shaped event route.
         .route("/oidc/{*rest}", any(crate::http::middleware::not_found))
 }
@@ -224,6 +229,7 @@ async fn callback(
             .collect::<String>()
     };
     let session = Session {
+        sid: random_token(),
         uid: user.id,
         exp: now() + state.config.session_lifetime_secs,
         csrf: random_token(),
@@ -354,17 +360,116 @@ async fn user_details(
     }))
 }
 
-/// `GET /oidc/logout/`: ends the session in this browser and at the IAM.
+/// The session of a request if it is live: sealed by us, not expired, not signed out.
+async fn live_session(state: &AppState, headers: &HeaderMap) -> AppResult<Option<Session>> {
+    let Some(session) = session_of(headers, state, true)? else {
+        return Ok(None);
+    };
+    if state
+        .revocations
+        .is_revoked(&state.db, &session.sid)
+        .await?
+    {
+        return Ok(None);
+    }
+    Ok(Some(session))
+}
+
+/// Text safe inside HTML (element content and double-quoted attributes).
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// `GET /oidc/logout/`: where the frontend's Logout link goes. Ends nothing (a GET any page can
+/// trigger must not): a page whose button posts the sign-out with the session's CSRF token.
 #[utoipa::path(
     get,
     path = "/oidc/logout/",
     tag = "sign-in",
-    operation_id = "oidc_logout",
+    operation_id = "oidc_logout_page",
     responses(
-        (status = 302, description = "Cookies cleared; to the IAM's end-session endpoint or LOGOUT_REDIRECT_URL"),
+        (status = 200, description = "An HTML page: a Sign out button (a form posting to /oidc/logout/ with the CSRF token), or a note that nobody is signed in", content_type = "text/html"),
     )
 )]
-async fn logout(State(state): State<AppState>) -> Response {
+async fn logout_page(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
+    let body = match live_session(&state, &headers).await? {
+        Some(session) => format!(
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign out</title></head>\n<body>\n<h1>Sign out of Application Quality?</h1>\n<form method=\"post\" action=\"/oidc/logout/\">\n<input type=\"hidden\" name=\"csrfmiddlewaretoken\" value=\"{}\">\n<button type=\"submit\">Sign out</button>\n</form>\n<p><a href=\"{}\">Stay signed in</a></p>\n</body></html>\n",
+            html_escape(&session.csrf),
+            html_escape(&state.config.login_redirect_url)
+        ),
+        None => format!(
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Signed out</title></head>\n<body>\n<h1>You are not signed in.</h1>\n<p><a href=\"{}\">Continue</a></p>\n</body></html>\n",
+            html_escape(&state.config.logout_redirect_url)
+        ),
+    };
+    let mut r = (StatusCode::OK, body).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    // It carries the CSRF token: never cached, never framed (no clickjacking of the button).
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    Ok(r)
+}
+
+/// The CSRF token a sign-out submitted: the form field of the page's form, else the header.
+fn submitted_csrf(headers: &HeaderMap, body: &[u8]) -> String {
+    let form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    if form
+        && let Some((_, v)) =
+            url::form_urlencoded::parse(body).find(|(k, _)| k == "csrfmiddlewaretoken")
+    {
+        return v.into_owned();
+    }
+    headers
+        .get(session::CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// `POST /oidc/logout/`: ends the session on every replica and in this browser, then at the IAM.
+#[utoipa::path(
+    post,
+    path = "/oidc/logout/",
+    tag = "sign-in",
+    operation_id = "oidc_logout",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`csrfmiddlewaretoken=<the csrftoken cookie>` (or send it as X-CSRFToken)"),
+    responses(
+        (status = 303, description = "Session signed out (a copy of its cookie is refused everywhere), cookies cleared; to the IAM's end-session endpoint or LOGOUT_REDIRECT_URL. Without a live session only the cookies are cleared"),
+        (status = 403, description = "A live session without the right CSRF token or from another origin", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 503, description = "The database cannot record the sign-out; nothing was changed, retry", body = crate::http::openapi::schemas::ErrorDetail),
+    )
+)]
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> AppResult<Response> {
+    if let Some(session) = live_session(&state, &headers).await? {
+        check_csrf_token(&headers, &state, &session, &submitted_csrf(&headers, &body))?;
+        let expires = chrono::DateTime::from_timestamp(session.exp as i64, 0)
+            .unwrap_or_else(chrono::Utc::now);
+        state
+            .revocations
+            .revoke(&state.db, &session.sid, expires)
+            .await?;
+        tracing::info!(user_id = session.uid, "signed out");
+    }
     let secure = state.config.secure_cookies();
     let cookies = vec![
         set_cookie(SESSION_COOKIE, "", "/", 0, true, secure),
@@ -372,11 +477,11 @@ async fn logout(State(state): State<AppState>) -> Response {
         set_cookie(LOGIN_COOKIE, "", "/oidc", 0, true, secure),
     ];
     let Some(iam) = state.identities.iam.as_ref() else {
-        return redirect(&state.config.logout_redirect_url, cookies);
+        return Ok(see_other(&state.config.logout_redirect_url, cookies));
     };
     let endpoint = match &iam.logout_endpoint {
         Some(e) => Some(e.clone()),
-        // Logging out must work when the IAM is down: then only this browser's session ends.
+        // Signing out must work when the IAM is down: then only this service's session ends.
         None => match iam.issuer.discovery().await {
             Ok(d) => d.end_session_endpoint.clone(),
             Err(_) => None,
@@ -391,5 +496,12 @@ async fn logout(State(state): State<AppState>) -> Response {
             url.to_string()
         })
         .unwrap_or_else(|| iam.logout_redirect.clone());
-    redirect(&location, cookies)
+    Ok(see_other(&location, cookies))
+}
+
+/// A 303 (the browser follows a POST's answer with a GET) to `location` with cookies.
+fn see_other(location: &str, cookies: Vec<String>) -> Response {
+    let mut r = redirect(location, cookies);
+    *r.status_mut() = StatusCode::SEE_OTHER;
+    r
 }

@@ -61,6 +61,7 @@ pub const SESSION: &str = "session";
         super::oidc::authenticate,
         super::oidc::callback,
         super::oidc::user_details,
+        super::oidc::logout_page,
         super::oidc::logout,
         super::settings::settings,
         super::pipelines::list,
@@ -399,7 +400,9 @@ fn ingress(id: &str, summary: &str, params: Vec<openapi::path::Parameter>) -> Op
                 "403",
                 error(
                     "The sender may not send events, or may not name a `user` \
-                     (`EVENTS_ALLOWED_SENDERS`, `EVENTS_USER_SENDERS`)",
+                     (`EVENTS_ALLOWED_SENDERS`, `EVENTS_USER_SENDERS`); or, without sender \
+                     authentication, the event comes from beyond this machine and \
+                     `EVENTS_TRUST_NETWORK` is off",
                 ),
             ),
             (
@@ -411,6 +414,15 @@ fn ingress(id: &str, summary: &str, params: Vec<openapi::path::Parameter>) -> Op
             (
                 "422",
                 error("Well-formed but cannot succeed (unknown user, pipeline or parameters)"),
+            ),
+            (
+                "429",
+                error(
+                    "The user the run would start as (the named user, or a matching \
+                     trigger's owner) has as many runs executing or waiting as allowed \
+                     (`RUNS_MAX_ACTIVE_PER_USER`, `RUNS_MAX_QUEUED_PER_USER`); nothing was \
+                     recorded, retried",
+                ),
             ),
             (
                 "503",

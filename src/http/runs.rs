@@ -197,6 +197,7 @@ fn parameters_of(body: Value) -> AppResult<Value> {
         (status = 404, description = "No such pipeline visible to the caller", body = crate::http::openapi::schemas::ErrorDetail),
         (status = 413, description = "Body too large", body = crate::http::openapi::schemas::ErrorDetail),
         (status = 415, description = "Not JSON", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 429, description = "The caller has as many runs executing (`RUNS_MAX_ACTIVE_PER_USER`) or waiting (`RUNS_MAX_QUEUED_PER_USER`) as allowed; retry after `Retry-After` seconds", body = crate::http::openapi::schemas::ErrorDetail),
     )
 )]
 async fn create(

@@ -575,6 +575,7 @@ mod tests {
         LaunchRequest {
             run_id: 42,
             pipeline_id: 17,
+            user_id: Some(3),
             cwl: "cwlVersion: v1.2\n$graph: []\n".into(),
             params,
             callback_token: "aqrun_secret".into(),
@@ -615,7 +616,7 @@ mod tests {
         let spec = job.spec.unwrap();
         assert_eq!(spec.backoff_limit, Some(0));
         assert_eq!(spec.ttl_seconds_after_finished, Some(3 * 24 * 3600));
-        assert_eq!(spec.active_deadline_seconds, Some(24 * 3600));
+        assert_eq!(spec.active_deadline_seconds, Some(3600));
         let tmpl = spec.template;
         assert_eq!(tmpl.metadata.unwrap().labels.unwrap()[RUN_ID_LABEL], "42");
         let pod = tmpl.spec.unwrap();

@@ -3,8 +3,10 @@
 //! `LOCAL_DATA_DIR`. It is the embedded default when no cluster is configured and cwltool is
 //! installed.
 //!
-//! - **Queue**: at most `LOCAL_CONCURRENCY` runs execute at once; more wait in FIFO order
-//!   (`starting`, with a message) and are never refused.
+//! - **Queue**: at most `LOCAL_CONCURRENCY` runs execute at once, and at most
+//!   `RUNS_MAX_ACTIVE_PER_USER` of one user's; more wait (`starting`, with a message), users
+//!   taking turns ([`queue`]). How many may wait per user is checked when a run is requested
+//!   (`runs::quota`).
 //! - **Lifecycle**: `starting` -> `running` when the process starts -> `succeeded` | `failed`
 //!   from its exit, through [`runs::finish`] like the Kubernetes path; `killed` by cancel,
 //!   which stops the whole process group (see [`stop_group`]).
@@ -21,6 +23,7 @@
 pub mod egress;
 pub mod engine;
 pub mod process;
+pub mod queue;
 pub mod sandbox;
 
 use crate::{
@@ -28,7 +31,7 @@ use crate::{
     db::entities::pipeline_run,
     runs::{
         self, RunResults, RunStatus,
-        launcher::{JobObservation, LaunchError, LaunchOutcome, LaunchRequest, Launcher},
+        launcher::{JobObservation, LaunchError, LaunchOutcome, LaunchRequest, Launcher, Waiting},
     },
     state::{AppState, AppStateInner},
 };
@@ -48,7 +51,7 @@ use std::{
     },
     time::Duration,
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 /// The namespace recorded for local runs (not a DNS label, so it never names a real one).
 pub const NAMESPACE: &str = "@local";
@@ -120,9 +123,12 @@ struct Inner {
     data_dir: PathBuf,
     slots: Arc<Semaphore>,
     concurrency: usize,
-    /// Runs whose launch was recorded, in that order; one dispatcher hands them slots (FIFO).
-    queue: mpsc::UnboundedSender<i64>,
-    queued: Mutex<Option<mpsc::UnboundedReceiver<i64>>>,
+    /// Runs whose launch was recorded, by user; one dispatcher hands them slots, users taking
+    /// turns.
+    fair: Mutex<queue::FairQueue>,
+    /// Something changed for the dispatcher: a run was queued, or one ended.
+    wake: Notify,
+    dispatching: AtomicBool,
     deadline: Option<Duration>,
     succeeded_retention: Duration,
     failed_retention: Duration,
@@ -152,14 +158,16 @@ impl Inner {
         let data_dir = data_dir(config);
         let concurrency = config.local_concurrency();
         let secs = |s: i32| Duration::from_secs(s.max(0) as u64);
-        let (queue, queued) = mpsc::unbounded_channel();
         Self {
             engine,
             data_dir,
             slots: Arc::new(Semaphore::new(concurrency)),
             concurrency,
-            queue,
-            queued: Mutex::new(Some(queued)),
+            fair: Mutex::new(queue::FairQueue::new(
+                config.runs_max_active_per_user as usize,
+            )),
+            wake: Notify::new(),
+            dispatching: AtomicBool::new(false),
             deadline: (config.aqbb_active_deadline_secs > 0)
                 .then(|| Duration::from_secs(config.aqbb_active_deadline_secs as u64)),
             succeeded_retention: secs(config.aqbb_succeeded_retention_secs),
@@ -311,24 +319,36 @@ impl Inner {
         self.sweep(&state).await;
     }
 
-    /// Hands execution slots to recorded runs in the order they were recorded.
+    fn fair(&self) -> std::sync::MutexGuard<'_, queue::FairQueue> {
+        self.fair.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands execution slots to recorded runs, users taking turns ([`queue::FairQueue`]).
     async fn dispatch(self: Arc<Self>) {
-        let Some(mut queued) = self.queued.lock().ok().and_then(|mut q| q.take()) else {
+        if self.dispatching.swap(true, Ordering::AcqRel) {
             return;
-        };
+        }
         loop {
             let Ok(permit) = self.slots.clone().acquire_owned().await else {
                 return;
             };
-            let Some(run_id) = queued.recv().await else {
-                return;
+            // `notify_one` keeps a wake-up for a dispatcher that is not waiting yet, so none
+            // is lost between the look and the wait.
+            let (user, run_id) = loop {
+                if let Some(next) = self.fair().take_next() {
+                    break next;
+                }
+                self.wake.notified().await;
             };
             let Some(entry) = self.entry(run_id) else {
+                self.fair().finished(user);
                 continue;
             };
             let this = self.clone();
             tokio::spawn(async move {
                 this.clone().execute(run_id, entry.clone(), permit).await;
+                this.fair().finished(user);
+                this.wake.notify_one();
                 if let Ok(mut a) = this.active.lock()
                     && a.get(&run_id).is_some_and(|e| Arc::ptr_eq(e, &entry))
                 {
@@ -771,23 +791,22 @@ impl Launcher for LocalLauncher {
             stop: Mutex::new(None),
             done,
         });
-        let waiting = self
-            .0
-            .active
-            .lock()
-            .map(|mut a| {
-                a.insert(req.run_id, entry);
-                a.len()
-            })
-            .unwrap_or(1);
-        let message = if waiting > self.0.concurrency {
-            format!(
-                "Queued for the local runner: {} run(s) ahead, {} at a time.",
-                waiting - 1,
-                self.0.concurrency
-            )
-        } else {
-            "Starting on the local runner.".into()
+        if let Ok(mut a) = self.0.active.lock() {
+            a.insert(req.run_id, entry);
+        }
+        let user = req.user_id.unwrap_or(0);
+        let message = {
+            let fair = self.0.fair();
+            if fair.starts_at_once(user, self.0.concurrency) {
+                "Starting on the local runner.".to_string()
+            } else {
+                format!(
+                    "Queued for the local runner: {} run(s) ahead in the queue (users take turns), {} running, {} at a time.",
+                    fair.ahead_of_new(user),
+                    fair.executing(),
+                    self.0.concurrency
+                )
+            }
         };
         Ok(LaunchOutcome::Queued {
             namespace: NAMESPACE.into(),
@@ -797,7 +816,24 @@ impl Launcher for LocalLauncher {
     }
 
     fn recorded(&self, run_id: i64) {
-        let _ = self.0.queue.send(run_id);
+        let Some(entry) = self.0.entry(run_id) else {
+            return;
+        };
+        self.0.fair().push(entry.req.user_id.unwrap_or(0), run_id);
+        self.0.wake.notify_one();
+    }
+
+    fn queues(&self) -> bool {
+        true
+    }
+
+    fn waiting(&self) -> Option<Waiting> {
+        let fair = self.0.fair();
+        let for_user_limit = fair.waiting_for_user_limit();
+        Some(Waiting {
+            for_slot: fair.waiting() - for_user_limit,
+            for_user_limit,
+        })
     }
 
     async fn observe(&self, _run_id: i64) -> Result<Option<JobObservation>, LaunchError> {
@@ -810,6 +846,14 @@ impl Launcher for LocalLauncher {
             return Ok(());
         };
         entry.request_stop(Stop::Cancelled);
+        // Still waiting: it leaves the queue at once and never takes its user's turn.
+        if self.0.fair().remove(entry.req.user_id.unwrap_or(0), run_id) {
+            if let Ok(mut a) = self.0.active.lock() {
+                a.remove(&run_id);
+            }
+            let _ = entry.done.send(true);
+            return Ok(());
+        }
         let started = entry.group.pgid().is_some();
         stop_group(&entry.group, self.0.engine.containers).await;
         if started {

@@ -13,6 +13,8 @@ use std::{collections::BTreeMap, net::SocketAddr};
 pub struct LaunchRequest {
     pub run_id: i64,
     pub pipeline_id: i64,
+    /// Who started the run (executors with a queue serve users in turn).
+    pub user_id: Option<i64>,
     /// Rendered CWL document (YAML text).
     pub cwl: String,
     /// Flattened parameters (`"<subworkflow>.<tool>.<input>"`, `pipeline_id`, `run_id`, `server_url`).
@@ -39,6 +41,15 @@ pub enum LaunchOutcome {
     },
     /// Nothing executes this run; it is recorded with this explanation.
     NotExecuted { message: String },
+}
+
+/// Runs waiting in an executor's queue, by why they wait (the `runs_waiting` gauge).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Waiting {
+    /// Waiting for a free slot.
+    pub for_slot: usize,
+    /// Their user already has `RUNS_MAX_ACTIVE_PER_USER` runs executing.
+    pub for_user_limit: usize,
 }
 
 /// Execution-side view of a run, read from its Job.
@@ -98,6 +109,16 @@ pub trait Launcher: Send + Sync + 'static {
     }
     /// The service is stopping: stop what this executor runs (their runs end `failed`).
     async fn shutdown(&self) {}
+    /// Whether stored runs wait in this executor's own queue (the local runner) rather than
+    /// starting at once (Kubernetes): decides which per-user limit refuses new runs
+    /// (`crate::runs::quota`).
+    fn queues(&self) -> bool {
+        false
+    }
+    /// The runs waiting in this executor's queue, `None` without a queue.
+    fn waiting(&self) -> Option<Waiting> {
+        None
+    }
 }
 
 /// Records runs without executing them: used when no Kubernetes cluster is configured.

@@ -11,6 +11,7 @@
 //! through [`apply_observation`], the local runner with its output and usage).
 
 pub mod launcher;
+pub mod quota;
 
 use crate::{
     auth::run_token,
@@ -202,6 +203,7 @@ pub async fn launch(
     let req = LaunchRequest {
         run_id: run.id,
         pipeline_id: run.pipeline_id,
+        user_id: run.started_by_id,
         cwl: run.executed_cwl.clone().unwrap_or_default(),
         params,
         callback_token: token,
@@ -359,7 +361,8 @@ async fn refuse_launch(
     Ok(run)
 }
 
-/// Validates, stores and launches a run: what `POST .../runs/` does.
+/// Validates, stores and launches a run: what `POST .../runs/` does, within the caller's
+/// per-user limits ([`quota::admit`]: 429 beyond them).
 pub async fn create_run(
     state: &AppState,
     req: &RunRequest,
@@ -368,6 +371,7 @@ pub async fn create_run(
     // One transaction: the run row and its inputs (a second statement) are stored together,
     // so losing the database between them cannot leave a run without its data.
     let txn = state.db.begin().await?;
+    quota::admit(&txn, state, &req.user, quota::Via::Rest).await?;
     let run = insert_run(&txn, &state.config, &state.callback_base_url(), req).await?;
     txn.commit().await?;
     launch(state, run, traceparent).await

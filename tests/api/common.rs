@@ -49,6 +49,64 @@ pub async fn fresh_postgres_database() -> String {
     url.to_string()
 }
 
+/// An address of this machine that is not loopback (the first IPv4 one of an interface that
+/// is up, else IPv6, link-local excluded), to reach a server as a peer from the network
+/// would: connections to it carry it as their source. `None` on a machine with loopback only.
+pub fn non_loopback_address() -> Option<std::net::IpAddr> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let mut found: Vec<IpAddr> = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list we only read, then free once.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return None;
+        }
+        let mut cur = list;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            let up = ifa.ifa_flags & (libc::IFF_UP as libc::c_uint) != 0;
+            if up && !ifa.ifa_addr.is_null() {
+                match i32::from((*ifa.ifa_addr).sa_family) {
+                    libc::AF_INET => {
+                        let sa = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                        found.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr))));
+                    }
+                    libc::AF_INET6 => {
+                        let sa = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                        found.push(IpAddr::V6(Ipv6Addr::from(sa.sin6_addr.s6_addr)));
+                    }
+                    _ => {}
+                }
+            }
+            cur = ifa.ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    let usable = |ip: &IpAddr| match ip {
+        IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local() && !v4.is_unspecified(),
+        IpAddr::V6(v6) => !v6.is_loopback() && !v6.is_unicast_link_local() && !v6.is_unspecified(),
+    };
+    found
+        .iter()
+        .find(|ip| ip.is_ipv4() && usable(ip))
+        .or_else(|| found.iter().find(|ip| usable(ip)))
+        .copied()
+}
+
+/// [`non_loopback_address`], or `None` with a note (a failure when `CI` is set: CI machines
+/// have a network interface).
+pub fn non_loopback_or_skip() -> Option<std::net::IpAddr> {
+    let ip = non_loopback_address();
+    if ip.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "no non-loopback address on this machine, needed to send as a network peer"
+        );
+        eprintln!("note: skipping: this machine has no non-loopback address to send from");
+    }
+    ip
+}
+
 /// Options for [`TestApp::spawn_with`].
 #[derive(Default)]
 pub struct Options {
@@ -58,6 +116,9 @@ pub struct Options {
     /// Pick the executor from the configuration (`EXECUTOR`, ...) as the service does,
     /// instead of the test recorder.
     pub executor_from_config: bool,
+    /// Where to listen instead of `127.0.0.1:0` (e.g. `0.0.0.0:0`, to be reached from another
+    /// address of this machine).
+    pub bind: Option<String>,
 }
 
 /// A running server.
@@ -94,6 +155,15 @@ impl TestApp {
                 dir.path().join("settings.yaml").display().to_string(),
             ),
         ];
+        // The per-user run limits (`runs::quota`) are off unless a test sets them: the
+        // executors of many tests never end a run (launchers standing in for a cluster, a
+        // cluster without a node), so tests about something else would reach any limit. The
+        // limits' own tests (`access_fair_shares.rs`) set them.
+        for limit in ["RUNS_MAX_ACTIVE_PER_USER", "RUNS_MAX_QUEUED_PER_USER"] {
+            if !opts.env.iter().any(|(k, _)| k == limit) {
+                vars.push((limit.into(), "0".into()));
+            }
+        }
         vars.extend(opts.env);
         let config = Config::from_iter(vars).expect("test config");
         let (launcher, recorder): (Arc<dyn Launcher>, _) = match opts.launcher {
@@ -110,8 +180,20 @@ impl TestApp {
             }
         };
         let state = build_state_with(config, launcher).await.expect("app state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::bind(opts.bind.as_deref().unwrap_or("127.0.0.1:0"))
+            .await
+            .unwrap();
+        let bound = listener.local_addr().unwrap();
+        // Listening on every address: the tests' own requests go through loopback.
+        let addr = match bound.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                std::net::SocketAddr::from(([127, 0, 0, 1], bound.port()))
+            }
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, bound.port()))
+            }
+            _ => bound,
+        };
         let (tx, rx) = oneshot::channel::<()>();
         let serve_state = state.clone();
         tokio::spawn(async move {

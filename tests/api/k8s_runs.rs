@@ -527,6 +527,7 @@ async fn launch_as_the_service_account_creates_every_object_and_the_server_keeps
     let req = LaunchRequest {
         run_id,
         pipeline_id,
+        user_id: stored.started_by_id,
         cwl: stored.executed_cwl.clone().unwrap(),
         params: serde_json::from_value(stored.inputs.clone().unwrap()).unwrap(),
         callback_token,
@@ -811,6 +812,7 @@ async fn launching_twice_makes_one_job_and_cancel_removes_everything() {
     let req = LaunchRequest {
         run_id,
         pipeline_id,
+        user_id: stored.started_by_id,
         cwl: stored.executed_cwl.clone().unwrap(),
         params: serde_json::from_value(stored.inputs.clone().unwrap()).unwrap(),
         callback_token: "aqrun_resumed-token".into(),

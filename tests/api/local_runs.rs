@@ -291,7 +291,7 @@ pub fn lint_params(url: &str) -> Value {
 /// A repository whose clone never ends: its `packed-refs` is a named pipe nobody writes, so
 /// git blocks reading it, keeping the run busy for as long as a test needs (a forge that
 /// hangs, without any network: runs reach none but their callback and public hosts).
-fn hanging_repository(root: &Path) -> String {
+pub fn hanging_repository(root: &Path) -> String {
     let url = demo_repository(root);
     let repo = root.join("demo-repo");
     let fifo = std::ffi::CString::new(repo.join(".git/packed-refs").display().to_string()).unwrap();
@@ -1043,7 +1043,7 @@ async fn a_queued_run_waits_with_a_message_and_can_be_cancelled_before_it_starts
     assert_eq!(run["status"], "starting");
     assert_eq!(
         run["status_message"],
-        "Queued for the local runner: 1 run(s) ahead, 1 at a time."
+        "Queued for the local runner: 0 run(s) ahead in the queue (users take turns), 1 running, 1 at a time."
     );
     let (status, _) = t
         .app

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, the real server on port 0, a real SQLite file or PostgreSQL
 //! database (`TEST_BACKEND=postgres`, `TEST_DATABASE_URL`), real HTTP.
 
+mod access;
 mod catalogue;
 mod ci_tokens;
 mod common;

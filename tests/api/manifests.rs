@@ -238,6 +238,14 @@ async fn manifests_cross_reference_each_other_and_the_routes() {
     vars.push(("JWT_SECRET".into(), "x".repeat(32)));
     vars.push(("DATABASE_URL".into(), "postgres://u@h/db".into()));
     let config = Config::from_iter(vars).expect("the Service's env is a valid configuration");
+    // It listens beyond loopback, which `serve` allows only with authenticated events.
+    assert_eq!(
+        plain.get("BIND_ADDRESS").map(String::as_str),
+        Some("0.0.0.0")
+    );
+    config
+        .check_listener("0.0.0.0:8080".parse().unwrap())
+        .expect("the Service may listen on 0.0.0.0");
     assert_eq!(
         config.callback_base_url(),
         format!("http://{SERVICE}.{NAMESPACE}.svc.cluster.local:80")

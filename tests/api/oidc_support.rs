@@ -185,6 +185,17 @@ pub async fn authenticate(app: &TestApp, jar: &mut Jar) -> url::Url {
 /// The browser at the provider: from the authorization URL, through the login interaction
 /// (as `login`, member of `groups`), to the service's callback URL (not called).
 pub async fn provider_login(authorization: &url::Url, login: &str, groups: &str) -> url::Url {
+    provider_login_as(authorization, login, login, groups).await
+}
+
+/// [`provider_login`] for the account `login` (its `sub`) going by `username` (its
+/// `preferred_username`) at the provider.
+pub async fn provider_login_as(
+    authorization: &url::Url,
+    login: &str,
+    username: &str,
+    groups: &str,
+) -> url::Url {
     let c = client();
     let mut jar = Jar::default();
     let mut url = authorization.clone();
@@ -201,6 +212,7 @@ pub async fn provider_login(authorization: &url::Url, login: &str, groups: &str)
     // The login form of provider.js (login and consent in one step).
     let form = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("login", login)
+        .append_pair("username", username)
         .append_pair("groups", groups)
         .append_pair("given_name", &capitalised(login))
         .append_pair("family_name", "Tester")
@@ -245,9 +257,14 @@ pub fn on_app(callback: &url::Url) -> String {
 
 /// A whole sign-in; returns the service's cookies.
 pub async fn sign_in(app: &TestApp, login: &str, groups: &str) -> Jar {
+    sign_in_as(app, login, login, groups).await
+}
+
+/// A whole sign-in of the provider's account `login` going by `username` there.
+pub async fn sign_in_as(app: &TestApp, login: &str, username: &str, groups: &str) -> Jar {
     let mut jar = Jar::default();
     let auth = authenticate(app, &mut jar).await;
-    let callback = provider_login(&auth, login, groups).await;
+    let callback = provider_login_as(&auth, login, username, groups).await;
     let r = app_get(app, &mut jar, &on_app(&callback)).await;
     assert_eq!(r.status(), 302, "callback: {}", r.text().await.unwrap());
     assert!(jar.get("aq_session").is_some() && jar.get("csrftoken").is_some());
@@ -267,6 +284,11 @@ pub fn with_session(app: &TestApp, jar: &Jar, method: &str, path: &str) -> reqwe
 /// An access token of the provider's command-line client (`aq-cli`, public, PKCE) for
 /// `login`: the token an IAM user's script would send as Bearer.
 pub async fn cli_access_token(login: &str) -> String {
+    cli_access_token_as(login, login).await
+}
+
+/// [`cli_access_token`] for the account `login` going by `username` at the provider.
+pub async fn cli_access_token_as(login: &str, username: &str) -> String {
     use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
     use sha2::Digest;
     let issuer = &provider().issuer;
@@ -290,7 +312,12 @@ pub async fn cli_access_token(login: &str) -> String {
         .post(format!("{interaction}/login"))
         .header("cookie", jar.header())
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("login={login}"))
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("login", login)
+                .append_pair("username", username)
+                .finish(),
+        )
         .send()
         .await
         .unwrap();

@@ -82,6 +82,7 @@ const SERVED: &[(&str, &str)] = &[
     ("get", "/oidc/callback"),
     ("get", "/oidc/user-details"),
     ("get", "/oidc/logout"),
+    ("post", "/oidc/logout"),
 ];
 
 const METHODS: [&str; 7] = ["get", "post", "put", "patch", "delete", "head", "options"];

@@ -40,6 +40,7 @@ async fn access_table() {
         app.state.sessions.seal(
             "session",
             &Session {
+                sid: format!("session-of-{uid}"),
                 uid,
                 exp: now() + 600,
                 csrf: "csrf-token-of-this-browser".into(),

@@ -6,7 +6,7 @@
 use crate::common::{TestApp, backend};
 use crate::events::support::{self, deliver, execute, execute_payload, run_count};
 use application_quality_api::{
-    db::entities::{pipeline, pipeline_run, received_event, trigger_event, user},
+    db::entities::{pipeline, pipeline_run, received_event, revoked_session, trigger_event, user},
     http::{
         paging::{ListQuery, Listing},
         runs::{list_select, serialise_runs},
@@ -612,6 +612,25 @@ async fn lists_filters_and_lookups_use_indexes() {
                 .build(backend)
                 .to_string(),
             &["ix_triggerevent_received_event"],
+        ),
+        (
+            "a user's unfinished runs (the per-user limits)",
+            application_quality_api::runs::quota::unfinished_select(alice.id, Utc::now())
+                .build(backend)
+                .to_string(),
+            &["ix_pipelinerun_started_by_status"],
+        ),
+        (
+            "expired sign-out records",
+            revoked_session::Entity::find()
+                .select_only()
+                .column(revoked_session::Column::SessionId)
+                .filter(revoked_session::Column::ExpiresAt.lt(Utc::now()))
+                .order_by_asc(revoked_session::Column::ExpiresAt)
+                .limit(100)
+                .build(backend)
+                .to_string(),
+            &["ix_revoked_session_expires_at"],
         ),
         (
             "a run's job reports",

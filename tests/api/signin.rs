@@ -334,6 +334,7 @@ async fn sessions_expire_and_logout_clears_them() {
     let expired = app.state.sessions.seal(
         "session",
         &Session {
+            sid: "expired-session".into(),
             uid,
             exp: now() - 1,
             csrf: "c".into(),
@@ -390,9 +391,25 @@ async fn sessions_expire_and_logout_clears_them() {
     let r = app_get(&app, &mut other, "/oidc/user-details/").await;
     assert_eq!(r.status(), 401);
 
-    // Logout: cookies cleared, on to the provider's end-session endpoint.
+    // Logout, as the frontend's Logout link and the page's button do it: cookies cleared, on
+    // to the provider's end-session endpoint.
     let r = app_get(&app, &mut jar, "/oidc/logout/").await;
-    assert_eq!(r.status(), 302);
+    assert_eq!(r.status(), 200);
+    assert!(jar.get("aq_session").is_some(), "a GET ends nothing");
+    let r = client()
+        .post(app.url("/oidc/logout/"))
+        .header("cookie", jar.header())
+        .header("origin", PUBLIC_URL)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "csrfmiddlewaretoken={}",
+            jar.get("csrftoken").unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    jar.absorb(&r);
     let to = location(&r);
     assert!(
         to.as_str()

@@ -8,6 +8,8 @@
 // Instead of the provider's HTML login and consent pages, an interaction is finished by
 // `POST /interaction/<uid>/login` with a form body `login=<name>[&groups=a,b][&given_name=..]`:
 // the account is created with those claims, and login and consent are granted in one step.
+// `login` is the account's stable `sub`; `username` (default: the login) its
+// `preferred_username`, which a person may change at the provider.
 // `GET /interaction/<uid>` answers the pending interaction as JSON.
 
 import * as crypto from 'node:crypto';
@@ -125,7 +127,7 @@ server.listen(0, '127.0.0.1', () => {
     }
     accounts.set(login, {
       sub: login,
-      preferred_username: login,
+      preferred_username: form.get('username') || login,
       email: form.get('email') || `${login}@example.org`,
       given_name: form.get('given_name') || login,
       family_name: form.get('family_name') || '',

@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 mod m20261125_000001_init;
 mod m20261201_000002_list_indexes;
 mod m20261201_000002_quality;
+mod m20261210_000003_access;
 
 /// All migrations, in order.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_init::Migration),
             Box::new(m20261201_000002_quality::Migration),
             Box::new(m20261201_000002_list_indexes::Migration),
+            Box::new(m20261210_000003_access::Migration),
         ]
     }
 }
