@@ -17,7 +17,7 @@
 
 use crate::{
     common::{Options, TestApp},
-    events::support::CountingLauncher,
+    fake_launcher::FakeLauncher,
     support_http::{RawRequest, RawResponse, ResponseReader},
 };
 use application_quality_api::{
@@ -341,7 +341,7 @@ async fn postgres_stopped_under_load_answers_503_then_recovers_by_itself() {
         .await
         .unwrap();
     drop(admin);
-    let launcher = Arc::new(CountingLauncher::default());
+    let launcher = Arc::new(FakeLauncher::default());
     let app = Arc::new(
         TestApp::spawn_with(Options {
             database_url: Some(pg.url("aq_faults")),

@@ -3,7 +3,7 @@
 
 use crate::{
     common::TestApp,
-    rest_support::{call, catalogue, ci_parameters, spawn_capturing},
+    rest_support::{call, catalogue, ci_parameters, spawn_with_fake},
 };
 use application_quality_api::runs::{RunStatus, launcher::JobObservation};
 use serde_json::{Value, json};
@@ -181,7 +181,7 @@ async fn private_pipelines_of_others_are_404() {
 
 #[tokio::test]
 async fn job_reports_need_the_runs_callback_token() {
-    let (app, launcher) = spawn_capturing().await;
+    let (app, launcher) = spawn_with_fake().await;
     let cat = catalogue(&app).await;
     let (_, owner) = app.user_with_token("olga", false).await;
     let (_, other) = app.user_with_token("pete", false).await;
@@ -289,7 +289,7 @@ async fn job_reports_need_the_runs_callback_token() {
 
 #[tokio::test]
 async fn reading_a_run_reconciles_it_and_cancel_kills_it() {
-    let (app, launcher) = spawn_capturing().await;
+    let (app, launcher) = spawn_with_fake().await;
     let cat = catalogue(&app).await;
     let (_, owner) = app.user_with_token("quinn", false).await;
     let (_, other) = app.user_with_token("rita", false).await;
