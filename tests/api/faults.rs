@@ -24,6 +24,7 @@ use application_quality_api::{
     config::Config,
     db::entities::{pipeline, pipeline_run, received_event},
     k8s::{self, objects},
+    runs::RunStatus,
 };
 use sea_orm::{ColumnTrait, ConnectionTrait, Database, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
@@ -777,7 +778,7 @@ async fn kubernetes_api_down_gives_503_and_redelivery_launches_exactly_once() {
         .unwrap();
     assert_eq!(runs.len(), 1);
     let run = &runs[0];
-    assert_eq!(run.status, "failed");
+    assert_eq!(run.status, RunStatus::Failed);
     let message = run.status_message.clone().unwrap();
     assert!(
         message.contains("Kubernetes API unavailable") && message.contains("redelivered"),
@@ -831,7 +832,7 @@ async fn kubernetes_api_down_gives_503_and_redelivery_launches_exactly_once() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(relaunched.status, "running");
+    assert_eq!(relaunched.status, RunStatus::Running);
     assert!(relaunched.launched_at.is_some());
     // Further redeliveries change nothing.
     for _ in 0..3 {
