@@ -21,9 +21,47 @@ use tokio::sync::watch;
 /// The runs namespace of the default configuration (where the fake "creates" Jobs).
 pub const RUNS_NAMESPACE: &str = "application-quality-runs";
 
+/// Where a call can be held until the test lets it through (an API server as slow as the
+/// test needs), counting the calls that reached it.
+struct Gate {
+    open: watch::Sender<bool>,
+    entered: watch::Sender<usize>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            open: watch::Sender::new(true),
+            entered: watch::Sender::new(0),
+        }
+    }
+}
+
+impl Gate {
+    /// Waits until the gate is open; bounded, so a test that forgets to open it fails.
+    async fn pass(&self, what: &str) -> Result<(), LaunchError> {
+        self.entered.send_modify(|e| *e += 1);
+        let mut open = self.open.subscribe();
+        tokio::time::timeout(Duration::from_secs(30), open.wait_for(|o| *o))
+            .await
+            .map_err(|_| LaunchError::Unavailable(format!("the fake held this {what} too long")))?
+            .map_err(|_| LaunchError::Unavailable("the fake is gone".into()))?;
+        Ok(())
+    }
+
+    /// Waits (bounded) until `n` calls in total reached the gate.
+    async fn entered(&self, n: usize, what: &str) {
+        let mut rx = self.entered.subscribe();
+        tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|e| *e >= n))
+            .await
+            .unwrap_or_else(|_| panic!("{n} {what}(s) did not reach the executor"))
+            .unwrap();
+    }
+}
+
 /// A fake executor: records what it is asked (launches, callback tokens, trace contexts,
 /// cancels), answers `observe` with what the test sets, can play an unreachable API server
-/// (`down`), and can hold cancels open to let other things happen meanwhile.
+/// (`down`), and can hold launches or cancels open to let other things happen meanwhile.
 pub struct FakeLauncher {
     /// While set, launches fail as if the API server were gone.
     pub down: AtomicBool,
@@ -32,10 +70,8 @@ pub struct FakeLauncher {
     traceparents: Mutex<HashMap<i64, Option<String>>>,
     observation: Mutex<Option<JobObservation>>,
     cancels: Mutex<Vec<i64>>,
-    /// Whether cancels may complete (`false` holds them at the gate).
-    gate: watch::Sender<bool>,
-    /// How many cancels reached the gate.
-    entered: watch::Sender<usize>,
+    launch_gate: Gate,
+    cancel_gate: Gate,
 }
 
 impl Default for FakeLauncher {
@@ -47,8 +83,8 @@ impl Default for FakeLauncher {
             traceparents: Mutex::default(),
             observation: Mutex::default(),
             cancels: Mutex::default(),
-            gate: watch::Sender::new(true),
-            entered: watch::Sender::new(0),
+            launch_gate: Gate::default(),
+            cancel_gate: Gate::default(),
         }
     }
 }
@@ -104,35 +140,48 @@ impl FakeLauncher {
         self.cancels.lock().unwrap().clone()
     }
 
-    /// From now on cancels wait at a gate until [`Self::release_cancels`]: the time the API
-    /// server takes to delete a Job, made as long as the test needs.
+    /// From now on launches wait until [`Self::release_launches`] (creating the Job takes
+    /// that long).
+    pub fn hold_launches(&self) {
+        self.launch_gate.open.send_replace(false);
+    }
+
+    /// Lets held launches (and later ones) complete.
+    pub fn release_launches(&self) {
+        self.launch_gate.open.send_replace(true);
+    }
+
+    /// Waits (bounded) until `n` launches in total reached the executor.
+    pub async fn launches_entered(&self, n: usize) {
+        self.launch_gate.entered(n, "launch").await;
+    }
+
+    /// From now on cancels wait until [`Self::release_cancels`] (deleting the Job takes
+    /// that long).
     pub fn hold_cancels(&self) {
-        self.gate.send_replace(false);
+        self.cancel_gate.open.send_replace(false);
     }
 
     /// Whether cancels are being held.
     pub fn holding(&self) -> bool {
-        !*self.gate.borrow()
+        !*self.cancel_gate.open.borrow()
     }
 
     /// Lets held cancels (and later ones) complete.
     pub fn release_cancels(&self) {
-        self.gate.send_replace(true);
+        self.cancel_gate.open.send_replace(true);
     }
 
-    /// Waits (bounded) until `n` cancels in total reached the gate.
+    /// Waits (bounded) until `n` cancels in total reached the executor.
     pub async fn cancels_entered(&self, n: usize) {
-        let mut rx = self.entered.subscribe();
-        tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|e| *e >= n))
-            .await
-            .unwrap_or_else(|_| panic!("{n} cancel(s) did not reach the executor"))
-            .unwrap();
+        self.cancel_gate.entered(n, "cancel").await;
     }
 }
 
 #[async_trait]
 impl Launcher for FakeLauncher {
     async fn launch(&self, req: &LaunchRequest) -> Result<LaunchOutcome, LaunchError> {
+        self.launch_gate.pass("launch").await?;
         if self.down.load(Ordering::SeqCst) {
             return Err(LaunchError::Unavailable("connection refused".into()));
         }
@@ -159,14 +208,7 @@ impl Launcher for FakeLauncher {
 
     async fn cancel(&self, run_id: i64) -> Result<(), LaunchError> {
         self.cancels.lock().unwrap().push(run_id);
-        self.entered.send_modify(|e| *e += 1);
-        let mut open = self.gate.subscribe();
-        // Bounded: a test that forgets to release must fail, not hang.
-        tokio::time::timeout(Duration::from_secs(30), open.wait_for(|o| *o))
-            .await
-            .map_err(|_| LaunchError::Unavailable("the fake held this cancel too long".into()))?
-            .map_err(|_| LaunchError::Unavailable("the fake is gone".into()))?;
-        Ok(())
+        self.cancel_gate.pass("cancel").await
     }
 
     fn name(&self) -> &'static str {

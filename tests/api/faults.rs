@@ -542,7 +542,7 @@ async fn postgres_stopped_under_load_answers_503_then_recovers_by_itself() {
     let partial: Vec<_> = runs
         .iter()
         .filter(|r| r.inputs.is_none() || r.parameters.is_none() || r.executed_cwl.is_none())
-        .map(|r| (r.id, r.status.clone()))
+        .map(|r| (r.id, r.status))
         .collect();
     assert!(
         partial.is_empty(),

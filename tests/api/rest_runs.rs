@@ -52,6 +52,8 @@ async fn ci_workflow_end_to_end() {
         assert!(run["start_time"].as_str().is_some_and(|s| s.ends_with('Z')));
         assert_eq!(run["pipeline"], id);
         assert_eq!(run["started_by"], "ci-bot");
+        // The reference's `user`: present, always null.
+        assert!(run.get("user").is_some_and(Value::is_null), "{run}");
         assert_eq!(run["job_reports_count"], 0);
         assert_eq!(run["status"], "pending", "recorded, not executed");
         let inputs = &run["inputs"];

@@ -602,3 +602,65 @@ async fn a_terminal_run_never_changes_and_is_concluded_once_whatever_the_interle
         broken.join("\n")
     );
 }
+
+/// A cancel that comes while the run is being launched (its Job being created) wins: the
+/// launch finds the run `killed`, leaves it so, and has the executor delete what it created.
+#[tokio::test]
+async fn a_run_cancelled_while_it_launches_stays_killed_and_its_job_is_deleted() {
+    let (app, fake) = spawn(Vec::new(), None).await;
+    app.seed().await;
+    let (_, token) = app.user_with_token("alice", false).await;
+    let pipeline = pipeline::Entity::find()
+        .filter(pipeline::Column::Name.eq("Python lint"))
+        .one(&app.state.db)
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    fake.hold_launches();
+    let create = app
+        .client
+        .post(app.url(&format!("/api/pipelines/{pipeline}/runs/")))
+        .bearer_auth(&token)
+        .json(&json!({"parameters": {"clone_subworkflow": {"clone": {
+            "repo_url": "https://github.com/EOEPCA/application-quality", "repo_branch": "main"}}}}));
+    let create = tokio::spawn(async move {
+        let r = create.send().await.unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    });
+    fake.launches_entered(1).await;
+    let run = pipeline_run::Entity::find()
+        .one(&app.state.db)
+        .await
+        .unwrap()
+        .expect("the run is stored before its launch")
+        .id;
+    let (s, cancelled) = app
+        .send(
+            app.client
+                .post(app.url(&format!("/api/pipelines/_/runs/{run}/cancel/")))
+                .bearer_auth(&token),
+        )
+        .await;
+    assert_eq!(
+        (s, &cancelled["status"]),
+        (200, &json!("killed")),
+        "{cancelled}"
+    );
+    assert!(fake.cancels().is_empty(), "nothing was created yet");
+    fake.release_launches();
+    let (s, created) = create.await.unwrap();
+    assert_eq!(s, 201, "{created}");
+    assert_eq!(created["status"], "killed", "{created}");
+    assert_eq!(created["status_message"], "Cancelled by a user.");
+    assert_eq!(
+        fake.cancels(),
+        [run],
+        "the Job the launch created is deleted"
+    );
+    let (_, read) = app
+        .get(&format!("/api/pipelines/_/runs/{run}/"), Some(&token))
+        .await;
+    assert_eq!(read["status"], "killed", "{read}");
+    assert_eq!(read["completion_time"], cancelled["completion_time"]);
+}

@@ -133,8 +133,7 @@ pub struct Run {
     pub status: String,
     #[schema(required = true)]
     pub status_message: Option<String>,
-    /// Always null, as in the reference (its runs never record one); the starter is
-    /// `started_by`.
+    /// Always null, as in the reference (which never sets it); see `started_by`.
     #[schema(required = true)]
     pub user: Option<String>,
     /// Flattened parameters: `subworkflow.tool.input` keys plus `pipeline_id` and `run_id`.
