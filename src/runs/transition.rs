@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! (created) --> starting --launch--> running | starting (queued) | pending | failed
-//!               starting --> running (the local runner starts it) | failed | killed
+//!               starting --> running (the local runner starts it) | succeeded | failed | killed
 //!               running  --> succeeded | failed | killed
 //!               failed   --resumed launch--> starting | running | pending | failed
 //! ```

@@ -187,6 +187,18 @@ struct Story {
     cancels: Vec<JoinHandle<(u16, Value)>>,
 }
 
+impl Story {
+    /// Waits for the answers of the cancels in flight (their executor lets them through).
+    async fn settle_cancels(&mut self) {
+        for h in std::mem::take(&mut self.cancels) {
+            let (s, body) = h.await.unwrap();
+            assert_eq!(s, 200, "{body}");
+            self.answered
+                .push(body["status"].as_str().unwrap().to_string());
+        }
+    }
+}
+
 impl World {
     async fn new() -> Self {
         let forge = ForgeStandIn::start().await;
@@ -435,13 +447,7 @@ impl World {
                     Action::Hold => self.fakes.iter().for_each(|f| f.hold_cancels()),
                     Action::Release => {
                         self.fakes.iter().for_each(|f| f.release_cancels());
-                        for h in std::mem::take(&mut story.cancels) {
-                            let (s, body) = h.await.unwrap();
-                            assert_eq!(s, 200, "case {case}: {body}");
-                            story
-                                .answered
-                                .push(body["status"].as_str().unwrap().to_string());
-                        }
+                        story.settle_cancels().await;
                     }
                     Action::Cancel(r) => self.cancel(r, run, &mut story).await,
                     _ => {}
@@ -487,24 +493,12 @@ impl World {
                 story.reports += usize::from(reported);
             }
             if !self.fakes[0].holding() {
-                for h in std::mem::take(&mut story.cancels) {
-                    let (s, body) = h.await.unwrap();
-                    assert_eq!(s, 200, "case {case}: {body}");
-                    story
-                        .answered
-                        .push(body["status"].as_str().unwrap().to_string());
-                }
+                story.settle_cancels().await;
             }
             story.stored.push(self.stored(run).await);
         }
         self.fakes.iter().for_each(|f| f.release_cancels());
-        for h in std::mem::take(&mut story.cancels) {
-            let (s, body) = h.await.unwrap();
-            assert_eq!(s, 200, "case {case}: {body}");
-            story
-                .answered
-                .push(body["status"].as_str().unwrap().to_string());
-        }
+        story.settle_cancels().await;
         self.check(run, &story)
             .await
             .into_iter()
