@@ -24,7 +24,6 @@ use crate::{
     },
     error::{AppError, AppResult},
     http::extract::{trace_id_of, valid_traceparent},
-    quality,
     runs::{self, RunRequest, quota},
     state::AppState,
     statuses,
@@ -448,7 +447,7 @@ async fn execute_plan(state: &AppState, ev: &IncomingEvent, mut plan: Plan) -> A
             return Err(e);
         }
         if plan.direct {
-            match runs::insert_run(&txn, &state.config, &callback, &planned.request).await {
+            match runs::insert_run(&txn, &state.config, &callback, &planned.request, None).await {
                 Ok(run) => created.push((run, None)),
                 Err(e) => {
                     txn.rollback().await?;
@@ -461,7 +460,16 @@ async fn execute_plan(state: &AppState, ev: &IncomingEvent, mut plan: Plan) -> A
         // each trigger's run gets its own savepoint.
         let t = planned.trigger.expect("trigger runs carry their trigger");
         let sp = txn.begin().await?;
-        match runs::insert_run(&sp, &state.config, &callback, &planned.request).await {
+        let origin = trigger_event_row(ev, &t, stored.id, None);
+        match runs::insert_run(
+            &sp,
+            &state.config,
+            &callback,
+            &planned.request,
+            Some(origin),
+        )
+        .await
+        {
             Ok(run) => {
                 sp.commit().await?;
                 created.push((run, Some(t)));
@@ -512,17 +520,10 @@ async fn finish_record(
         message = format!("{message} {}", skipped_message(&plan.skipped));
     }
     for (run, t) in created {
-        if let Some(t) = t {
-            trigger_event_row(ev, t, stored.id, Some(run.id))
-                .insert(txn)
-                .await?;
-            // The commit's status, in this transaction: `pending` for a run about to launch,
-            // the end for one that failed already (its template did not render).
-            if run.status == runs::RunStatus::Failed.as_str() {
-                quality::conclude(txn, config, run.clone()).await?;
-            } else {
-                statuses::enqueue_for_run(txn, config, run, statuses::Moment::Started).await?;
-            }
+        // The commit's status, in this transaction: `pending` for a run about to launch (one
+        // that failed already, its template not rendering, was concluded when stored).
+        if t.is_some() && !run.status.is_terminal() {
+            statuses::enqueue_for_run(txn, config, run, statuses::Moment::Started).await?;
         }
     }
     for (t, _) in &plan.skipped {
@@ -584,7 +585,7 @@ async fn resume_launch(
         return Ok(run);
     }
     let lease = Duration::seconds(state.config.request_timeout_secs as i64 + 5);
-    let failed_before = run.status == runs::RunStatus::Failed.as_str();
+    let failed_before = run.status == runs::RunStatus::Failed;
     let age = Utc::now() - run.updated_at;
     if !failed_before && age < lease {
         let wait = (lease - age).num_seconds().max(1) as u64;

@@ -994,7 +994,7 @@ mod tests {
             usage_report: json!(""),
             start_time: now,
             completion_time: None,
-            status: "pending".into(),
+            status: crate::runs::RunStatus::Pending,
             status_message: None,
             inputs: None,
             parameters: None,

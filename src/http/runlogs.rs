@@ -61,7 +61,7 @@ async fn read(
     let path = local::log_path(&state.config, run.id);
     let mut file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
-        Err(_) if RunStatus::parse(&run.status) == Some(RunStatus::Starting) => {
+        Err(_) if run.status == RunStatus::Starting => {
             return Err(AppError::NotFound(
                 "This run has not started yet: it waits for a free slot of the local runner."
                     .into(),

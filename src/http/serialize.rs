@@ -90,8 +90,9 @@ pub struct RunExtras<'a> {
 }
 
 /// A run: `{id, pipeline, usage_report, start_time, completion_time, status, status_message,
-/// inputs, output, digest, digest_quality, executed_cwl, started_by?, trigger_event,
-/// job_reports_count, triggered_by}`.
+/// user, inputs, output, digest, digest_quality, executed_cwl, started_by?, trigger_event,
+/// job_reports_count, triggered_by}`. `user` is always null, as in the reference (whose
+/// `PipelineRun.user` column is never set); the starter is `started_by`.
 pub fn run(r: &pipeline_run::Model, extras: RunExtras<'_>) -> Value {
     let mut m = Map::new();
     m.insert("id".into(), json!(r.id));
@@ -102,8 +103,9 @@ pub fn run(r: &pipeline_run::Model, extras: RunExtras<'_>) -> Value {
         "completion_time".into(),
         iso_opt(r.completion_time.as_ref()),
     );
-    m.insert("status".into(), json!(r.status));
+    m.insert("status".into(), json!(r.status.as_str()));
     m.insert("status_message".into(), json!(r.status_message));
+    m.insert("user".into(), Value::Null);
     m.insert(
         "inputs".into(),
         r.inputs.clone().unwrap_or_else(|| json!({})),

@@ -1,7 +1,7 @@
 //! Job change events from a Knative ApiServerSource (`knative/apiserversource.yaml`, mode
 //! `Resource`): the event's data is the whole `batch/v1` Job. The run follows its Job without
 //! any polling; replays and out-of-order deliveries are harmless because terminal runs never
-//! move again (see [`runs::apply_observation`]).
+//! move again (see [`runs::transition`]).
 
 use super::{objects, status};
 use crate::{
@@ -60,18 +60,17 @@ pub async fn handle(
     }
     let deleted = event_type.ends_with(".delete");
     let mut obs = status::observe(&job, deleted);
-    let before = RunStatus::parse(&run.status);
+    let before = run.status;
     // Only a run still waiting for its outcome costs a pod read (replays do not).
     if obs.status == RunStatus::Failed
         && !deleted
-        && before.is_some_and(|s| !s.is_terminal())
+        && !before.is_terminal()
         && let Some(d) = state.launcher.failure_detail(run_id).await
     {
         obs.message = Some(status::with_detail(obs.message.as_deref(), &d));
     }
     let updated = runs::apply_observation(state, run, &obs).await?;
-    let became_succeeded = before != Some(RunStatus::Succeeded)
-        && RunStatus::parse(&updated.status) == Some(RunStatus::Succeeded);
+    let became_succeeded = before != RunStatus::Succeeded && updated.status == RunStatus::Succeeded;
     if became_succeeded && !deleted {
         // Reading the Job through the launcher shortens a succeeded run's retention (best
         // effort, bounded): the event itself cannot write to the cluster.

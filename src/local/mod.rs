@@ -621,13 +621,12 @@ impl Inner {
             let expired = match pipeline_run::Entity::find_by_id(id).one(&state.db).await {
                 Ok(None) => true,
                 Ok(Some(run)) => {
-                    let status = RunStatus::parse(&run.status);
-                    let keep = if status == Some(RunStatus::Succeeded) {
+                    let keep = if run.status == RunStatus::Succeeded {
                         self.succeeded_retention
                     } else {
                         self.failed_retention
                     };
-                    status.is_some_and(RunStatus::is_terminal)
+                    run.status.is_terminal()
                         && run.completion_time.is_some_and(|t| {
                             now.signed_duration_since(t).to_std().unwrap_or_default() >= keep
                         })

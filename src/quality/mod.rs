@@ -19,7 +19,7 @@ use crate::{
 use chrono::{SecondsFormat, Utc};
 use rules::{COUNTERS, Rule};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, IntoActiveModel, QueryFilter};
-use sea_orm::{ColumnTrait, EntityTrait, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QuerySelect, sea_query::Expr};
 use serde_json::{Map, Value, json};
 
 /// The rules every pre-defined (seeded or imported) pipeline ships with, as the reference's.
@@ -221,20 +221,36 @@ pub async fn conclude<C: ConnectionTrait>(
 /// Whether the run was executed and has ended (so it has a digest).
 fn executed(run: &pipeline_run::Model) -> bool {
     matches!(
-        RunStatus::parse(&run.status),
-        Some(RunStatus::Succeeded | RunStatus::Failed | RunStatus::Killed)
+        run.status,
+        RunStatus::Succeeded | RunStatus::Failed | RunStatus::Killed
     )
 }
 
-/// A job report arrived after its run had ended (a retried upload): the digest is computed
-/// again, and the commit status follows when its state changed. Inside the caller's
-/// transaction; a run that has not ended is left alone (its end will count the report).
-/// Returns whether a status was queued.
+/// A job report was just stored (inside the caller's transaction) for `run`: when the run has
+/// ended already (a retried upload), the digest is computed again, and the commit status
+/// follows when its state changed. A run that has not ended is left alone (its end will count
+/// the report). Returns whether a status was queued.
+///
+/// The run is locked and read again first: an end committed meanwhile (its conclusion did not
+/// see this report) is seen here, and an end still to come waits for this transaction, so its
+/// conclusion does. Either way the report is counted.
 pub async fn report_after_end<C: ConnectionTrait>(
     db: &C,
     config: &Config,
     run: pipeline_run::Model,
 ) -> AppResult<bool> {
+    // A write takes the row lock on both stores (SQLite has no `SELECT ... FOR UPDATE`).
+    pipeline_run::Entity::update_many()
+        .col_expr(
+            pipeline_run::Column::UpdatedAt,
+            Expr::col(pipeline_run::Column::UpdatedAt),
+        )
+        .filter(pipeline_run::Column::Id.eq(run.id))
+        .exec(db)
+        .await?;
+    let Some(run) = pipeline_run::Entity::find_by_id(run.id).one(db).await? else {
+        return Ok(false);
+    };
     if !executed(&run) {
         return Ok(false);
     }
@@ -271,7 +287,7 @@ async fn recompute_digest<C: ConnectionTrait>(
             .await?
             .flatten();
         let mut digest = run_digest(&digests, rules.as_ref());
-        if RunStatus::parse(&run.status) != Some(RunStatus::Succeeded) {
+        if run.status != RunStatus::Succeeded {
             let ended = unfinished_verdict(digest_quality(&digest));
             digest["digest_quality"] = json!(ended);
         }
@@ -351,7 +367,7 @@ pub async fn override_verdict<C: ConnectionTrait>(
     active.updated_at = Set(Utc::now());
     let run = active.update(db).await?;
     // Only a run that ended has a verdict to report; before that the end will report it.
-    if RunStatus::parse(&run.status).is_some_and(RunStatus::is_terminal) {
+    if run.status.is_terminal() {
         statuses::enqueue_for_run(db, config, &run, statuses::Moment::Override).await?;
     }
     Ok(run)

@@ -1,48 +1,60 @@
 //! Run bookkeeping: the one code path that creates runs (REST and CloudEvents both call
-//! [`insert_run`] + [`launch`], or [`create_run`]), and the transitions that follow a run's Job.
+//! [`insert_run`] + [`launch`], or [`create_run`]), and what moves them afterwards. Every status
+//! change goes through the state machine in [`transition`].
 //!
 //! Lifecycle (docs/ARCHITECTURE.md has the diagram):
 //! `starting` -> `running` -> `succeeded` | `failed` | `killed`; `starting` -> `pending` when no
-//! executor runs them; `starting` -> `failed` when the launch is rejected or the API server is
-//! unreachable (an event redelivery resumes such a launch). A queued local run stays `starting`
-//! (with a message) until its process starts.
+//! executor runs them; `starting` -> `failed` when the template does not render, the launch is
+//! rejected or the API server is unreachable (an event redelivery resumes such a launch). A
+//! queued local run stays `starting` (with a message) until its process starts.
 //!
-//! Every executor ends a run through [`finish`] (Kubernetes Job events and reconcile-on-read
-//! through [`apply_observation`], the local runner with its output and usage).
+//! Every executor reports a run's progress through [`apply_observation`] (Kubernetes Job events
+//! and reconcile-on-read) or [`finish`] (the local runner, with its output and usage); both are
+//! the same move.
 
 pub mod launcher;
 pub mod quota;
+pub mod transition;
 
 use crate::{
     auth::run_token,
-    db::entities::{pipeline, pipeline_run, user},
+    config::Config,
+    db::entities::{pipeline, pipeline_run, trigger_event, user},
     error::{AppError, AppResult},
     pipelines::{PipelineGraph, params, render, repos},
-    quality,
     state::AppState,
     statuses,
 };
 use chrono::{SubsecRound, Utc};
 use launcher::{JobObservation, LaunchError, LaunchOutcome, LaunchRequest};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel,
-    QueryFilter, TransactionTrait, sea_query::Expr,
+    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseTransaction, DeriveActiveEnum,
+    EntityTrait, EnumIter, IntoActiveModel, Iterable, TransactionTrait, sea_query::StringLen,
 };
 use serde_json::Value;
 use std::time::Duration;
+use transition::{LaunchRecord, Patch, Transition};
 
 /// Status of a run, stored as its lower-case name (the reference's values plus `pending`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Only [`transition`] writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(100))")]
 pub enum RunStatus {
-    /// Created; objects being created in the cluster.
+    /// Created; objects being created in the cluster, or waiting for a local slot.
+    #[sea_orm(string_value = "starting")]
     Starting,
-    /// Recorded but not executed (no cluster configured).
+    /// Recorded but not executed (no executor configured).
+    #[sea_orm(string_value = "pending")]
     Pending,
-    /// The Job exists.
+    /// The Job (or the local process) exists.
+    #[sea_orm(string_value = "running")]
     Running,
+    #[sea_orm(string_value = "succeeded")]
     Succeeded,
+    #[sea_orm(string_value = "failed")]
     Failed,
     /// Cancelled by a user.
+    #[sea_orm(string_value = "killed")]
     Killed,
 }
 
@@ -61,15 +73,7 @@ impl RunStatus {
 
     /// Parses a stored name.
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "starting" => RunStatus::Starting,
-            "pending" => RunStatus::Pending,
-            "running" => RunStatus::Running,
-            "succeeded" => RunStatus::Succeeded,
-            "failed" => RunStatus::Failed,
-            "killed" => RunStatus::Killed,
-            _ => return None,
-        })
+        Self::iter().find(|status| status.as_str() == s)
     }
 
     /// No further transition is expected.
@@ -78,6 +82,12 @@ impl RunStatus {
             self,
             RunStatus::Succeeded | RunStatus::Failed | RunStatus::Killed | RunStatus::Pending
         )
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -102,77 +112,96 @@ pub fn pipeline_not_found() -> AppError {
 }
 
 /// Validates the request, renders the CWL and stores the run as `starting` (or `failed` when
-/// the template cannot be rendered). Runs inside the caller's transaction when given one.
+/// the template cannot be rendered, concluded in the same transaction), with `origin` (the
+/// trigger event that started it, if any), inside the caller's transaction.
 ///
 /// Every path that creates runs (REST, `pipeline.execute` events, triggers) comes here, so the
 /// rules on user data hold on all of them: parameters are scalars of their declared types
 /// ([`params::validate`]), the pipeline's stored defaults are checked again
 /// ([`params::validate_stored_defaults`]), and every value the run will use is held to the
 /// repository URL policy ([`repos::check_run`]).
-pub async fn insert_run<C: ConnectionTrait>(
-    db: &C,
-    config: &crate::config::Config,
+pub async fn insert_run(
+    txn: &DatabaseTransaction,
+    config: &Config,
     callback_base: &str,
     req: &RunRequest,
+    origin: Option<trigger_event::ActiveModel>,
 ) -> AppResult<pipeline_run::Model> {
     let pipeline = pipeline::Entity::find_by_id(req.pipeline_id)
-        .one(db)
+        .one(txn)
         .await?
         .filter(|p| pipeline_visible(&req.user, p))
         .ok_or_else(pipeline_not_found)?;
-    let graph = PipelineGraph::load(db, pipeline).await?;
+    let graph = PipelineGraph::load(txn, pipeline).await?;
     params::validate(&graph, &req.parameters)?;
     params::validate_stored_defaults(&graph)?;
     repos::check_run(config, &graph, &req.parameters)?;
     let rendered = render::render(&graph);
     // Microseconds, as both databases keep them: the run's callback token is derived from it.
     let now = Utc::now().trunc_subsecs(6);
-    let (status, message, cwl, completion) = match &rendered {
-        Ok(cwl) => (RunStatus::Starting, None, Some(cwl.clone()), None),
-        Err(e) => (RunStatus::Failed, Some(e.to_string()), None, Some(now)),
-    };
-    let run = pipeline_run::ActiveModel {
-        pipeline_id: Set(req.pipeline_id),
-        usage_report: Set(Value::String(String::new())),
-        start_time: Set(now),
-        completion_time: Set(completion),
-        status: Set(status.as_str().into()),
-        status_message: Set(message),
-        inputs: Set(None),
-        parameters: Set(Some(req.parameters.clone())),
-        output: Set(None),
-        executed_cwl: Set(cwl),
-        started_by_id: Set(Some(req.user.id)),
-        triggered_by: Set(req.triggered_by.clone()),
-        callback_token_hash: Set(None),
-        k8s_namespace: Set(None),
-        k8s_job_name: Set(None),
-        launched_at: Set(None),
-        updated_at: Set(now),
-        digest: Set(Value::String(String::new())),
-        ..Default::default()
-    }
-    .insert(db)
+    let run = transition::create(
+        txn,
+        pipeline_run::ActiveModel {
+            pipeline_id: Set(req.pipeline_id),
+            usage_report: Set(Value::String(String::new())),
+            start_time: Set(now),
+            completion_time: Set(None),
+            status_message: Set(None),
+            inputs: Set(None),
+            parameters: Set(Some(req.parameters.clone())),
+            output: Set(None),
+            executed_cwl: Set(rendered.as_ref().ok().cloned()),
+            started_by_id: Set(Some(req.user.id)),
+            triggered_by: Set(req.triggered_by.clone()),
+            callback_token_hash: Set(None),
+            k8s_namespace: Set(None),
+            k8s_job_name: Set(None),
+            launched_at: Set(None),
+            updated_at: Set(now),
+            digest: Set(Value::String(String::new())),
+            ..Default::default()
+        },
+    )
     .await?;
     let inputs = params::flatten(&req.parameters, req.pipeline_id, run.id, callback_base);
     let mut active = run.into_active_model();
     active.inputs = Set(Some(serde_json::to_value(inputs).unwrap_or_default()));
-    Ok(active.update(db).await?)
+    let run = active.update(txn).await?;
+    if let Some(mut origin) = origin {
+        origin.pipeline_run_id = Set(Some(run.id));
+        origin.insert(txn).await?;
+    }
+    let Err(e) = rendered else {
+        return Ok(run);
+    };
+    let patch = Patch {
+        message: Some(e.to_string()),
+        completion_time: Some(now),
+        ..Default::default()
+    };
+    let failed = transition::transition(
+        txn,
+        config,
+        run.id,
+        RunStatus::Starting,
+        RunStatus::Failed,
+        patch,
+    )
+    .await?;
+    Ok(failed.into_run())
 }
 
 /// Whether [`launch`] would (re)start this run: stored, rendered, and never launched.
 pub fn needs_launch(run: &pipeline_run::Model) -> bool {
     run.launched_at.is_none()
         && run.executed_cwl.is_some()
-        && matches!(
-            RunStatus::parse(&run.status),
-            Some(RunStatus::Starting | RunStatus::Failed)
-        )
+        && matches!(run.status, RunStatus::Starting | RunStatus::Failed)
 }
 
 /// Hands a stored run to the launcher and records the outcome. Idempotent: a run that was
 /// launched already is returned as it is. An unreachable cluster marks the run failed with
-/// the reason and returns 503, so an event redelivery can resume the launch.
+/// the reason and returns 503, so an event redelivery can resume the launch. A run cancelled
+/// while it was being launched stays `killed`, and what the launch started is stopped.
 pub async fn launch(
     state: &AppState,
     run: pipeline_run::Model,
@@ -235,86 +264,81 @@ pub async fn launch(
         "launch"
     );
     let now = Utc::now();
-    let run_id = run.id;
-    // Launched and queued runs go on; every other outcome ends the run here.
-    let ended = !matches!(
-        outcome,
-        Ok(LaunchOutcome::Launched { .. } | LaunchOutcome::Queued { .. })
-    );
-    let mut active = run.into_active_model();
-    active.updated_at = Set(now);
-    let mut follow = false;
-    let result = match outcome {
+    let launched = |job: Option<(String, String)>| LaunchRecord {
+        launched_at: Some(now),
+        job,
+    };
+    let (to, message, record, result) = match outcome {
         Ok(LaunchOutcome::Launched {
             namespace,
             job_name,
-        }) => {
-            active.status = Set(RunStatus::Running.as_str().into());
-            active.status_message = Set(None);
-            active.k8s_namespace = Set(Some(namespace));
-            active.k8s_job_name = Set(Some(job_name));
-            active.launched_at = Set(Some(now));
-            active.completion_time = Set(None);
-            follow = true;
-            Ok(())
-        }
+        }) => (
+            RunStatus::Running,
+            None,
+            launched(Some((namespace, job_name))),
+            Ok(()),
+        ),
         Ok(LaunchOutcome::Queued {
             namespace,
             job_name,
             message,
-        }) => {
-            active.status = Set(RunStatus::Starting.as_str().into());
-            active.status_message = Set(Some(message));
-            active.k8s_namespace = Set(Some(namespace));
-            active.k8s_job_name = Set(Some(job_name));
-            active.launched_at = Set(Some(now));
-            active.completion_time = Set(None);
-            follow = true;
-            Ok(())
-        }
+        }) => (
+            RunStatus::Starting,
+            Some(message),
+            launched(Some((namespace, job_name))),
+            Ok(()),
+        ),
         Ok(LaunchOutcome::NotExecuted { message }) => {
-            active.status = Set(RunStatus::Pending.as_str().into());
-            active.status_message = Set(Some(message));
-            active.launched_at = Set(Some(now));
-            Ok(())
+            (RunStatus::Pending, Some(message), launched(None), Ok(()))
         }
-        Err(LaunchError::Rejected(message)) => {
-            active.status = Set(RunStatus::Failed.as_str().into());
-            active.status_message = Set(Some(format!(
-                "{}: {message}",
-                state.launcher.rejection_prefix()
-            )));
-            active.launched_at = Set(Some(now));
-            active.completion_time = Set(Some(now));
-            Ok(())
-        }
-        Err(LaunchError::Unavailable(message)) => {
-            active.status = Set(RunStatus::Failed.as_str().into());
-            active.status_message = Set(Some(format!(
+        Err(LaunchError::Rejected(message)) => (
+            RunStatus::Failed,
+            Some(format!("{}: {message}", state.launcher.rejection_prefix())),
+            launched(None),
+            Ok(()),
+        ),
+        Err(LaunchError::Unavailable(message)) => (
+            RunStatus::Failed,
+            Some(format!(
                 "Launch failed, Kubernetes API unavailable: {message}. A redelivered event resumes the launch."
-            )));
-            active.completion_time = Set(Some(now));
+            )),
+            // Not launched: a redelivered event resumes it.
+            LaunchRecord::default(),
             Err(AppError::Unavailable {
                 detail: format!("The Kubernetes API is unavailable ({message}); retry later."),
                 retry_after: 10,
-            })
-        }
+            }),
+        ),
     };
-    // A launch that ended the run (rejected, unavailable, or nothing executes runs) concludes
-    // it in the same transaction.
-    let txn = state.db.begin().await?;
-    let mut run = active.update(&txn).await?;
-    if ended {
-        run = quality::conclude(&txn, &state.config, run).await?;
+    // Launched and queued runs go on with the executor; every other outcome ends the run here
+    // (and concludes it, in the same transaction).
+    let placed = matches!(to, RunStatus::Running | RunStatus::Starting);
+    let patch = Patch {
+        message,
+        completion_time: Some(now),
+        launch: Some(record),
+        ..Default::default()
+    };
+    let run_id = run.id;
+    match transition::apply(state, run_id, run.status, to, patch).await? {
+        Transition::Moved { run, .. } => {
+            if placed {
+                state.launcher.recorded(run_id);
+            }
+            result.map(|()| run)
+        }
+        Transition::Lost(current) => {
+            // Only a cancel moves a run while it is being launched (a second launch must first
+            // claim it): the executor must not run it.
+            if placed && current.status == RunStatus::Killed {
+                if let Err(e) = state.launcher.cancel(run_id).await {
+                    tracing::warn!(run_id, error = %e, "cannot stop a run cancelled during its launch");
+                }
+                state.launcher.recorded(run_id);
+            }
+            Ok(current)
+        }
     }
-    txn.commit().await?;
-    if ended {
-        statuses::kick(state);
-    }
-    if follow {
-        state.launcher.recorded(run_id);
-    }
-    result.map(|()| run)
 }
 
 /// A stored input that is not a scalar (or a list of scalars), or whose name starts with `$`:
@@ -340,25 +364,28 @@ fn structured_input(run: &pipeline_run::Model) -> Option<String> {
         })
 }
 
-/// Ends a run that must not be launched as `failed` with `why`, concluded like any other.
+/// Ends a run that must not be launched as `failed` with `why`, through the state machine
+/// like any other end (concluded once).
 async fn refuse_launch(
     state: &AppState,
     run: pipeline_run::Model,
     why: String,
 ) -> AppResult<pipeline_run::Model> {
     let now = Utc::now();
-    let mut active = run.into_active_model();
-    active.status = Set(RunStatus::Failed.as_str().into());
-    active.status_message = Set(Some(why));
-    active.launched_at = Set(Some(now));
-    active.completion_time = Set(Some(now));
-    active.updated_at = Set(now);
-    let txn = state.db.begin().await?;
-    let run = active.update(&txn).await?;
-    let run = quality::conclude(&txn, &state.config, run).await?;
-    txn.commit().await?;
-    statuses::kick(state);
-    Ok(run)
+    let patch = Patch {
+        message: Some(why),
+        completion_time: Some(now),
+        launch: Some(transition::LaunchRecord {
+            launched_at: Some(now),
+            job: None,
+        }),
+        ..Default::default()
+    };
+    Ok(
+        transition::apply(state, run.id, run.status, RunStatus::Failed, patch)
+            .await?
+            .into_run(),
+    )
 }
 
 /// Validates, stores and launches a run: what `POST .../runs/` does, within the caller's
@@ -372,82 +399,52 @@ pub async fn create_run(
     // so losing the database between them cannot leave a run without its data.
     let txn = state.db.begin().await?;
     quota::admit(&txn, state, &req.user, quota::Via::Rest).await?;
-    let run = insert_run(&txn, &state.config, &state.callback_base_url(), req).await?;
+    let run = insert_run(&txn, &state.config, &state.callback_base_url(), req, None).await?;
     txn.commit().await?;
+    if run.status.is_terminal() {
+        statuses::kick(state);
+    }
     launch(state, run, traceparent).await
 }
 
-/// Applies what the executor says about a run (its Kubernetes Job, the local runner). Terminal
-/// runs are left alone, so stale or replayed observations cannot move a run backwards. A run
-/// that ends here is concluded ([`quality::conclude`]: digest, verdict, commit status) in the
-/// same transaction, and its status is delivered after commit.
+/// Moves a run to the status its executor observed (its Kubernetes Job; reconcile on read),
+/// with what the executor collected. Terminal runs are left alone, so stale, replayed or
+/// late observations cannot move a run backwards; an observation that loses to another
+/// writer is retried from where that writer left the run, as long as the run has not ended.
+async fn observe(
+    state: &AppState,
+    mut run: pipeline_run::Model,
+    obs: &JobObservation,
+    results: RunResults,
+) -> AppResult<pipeline_run::Model> {
+    // Bounded: each lost attempt means the run moved, and a run moves a few times at most.
+    for _ in 0..4 {
+        if run.status.is_terminal() || run.status == obs.status {
+            break;
+        }
+        let patch = Patch {
+            message: obs.message.clone(),
+            completion_time: obs.completion_time,
+            launch: None,
+            results: results.clone(),
+        };
+        match transition::apply(state, run.id, run.status, obs.status, patch).await? {
+            Transition::Moved { run, .. } => return Ok(run),
+            Transition::Lost(current) => run = current,
+        }
+    }
+    Ok(run)
+}
+
+/// Applies what the executor says about a run (its Kubernetes Job, read or reported by an
+/// event). A run that ends here is concluded ([`crate::quality::conclude`]: digest, verdict,
+/// commit status) in the same transaction, and its status is delivered after commit.
 pub async fn apply_observation(
     state: &AppState,
     run: pipeline_run::Model,
     obs: &JobObservation,
 ) -> AppResult<pipeline_run::Model> {
-    let current = RunStatus::parse(&run.status);
-    if current.is_some_and(RunStatus::is_terminal) || current == Some(obs.status) {
-        return Ok(run);
-    }
-    let id = run.id;
-    let from = run.status.clone();
-    let mut active = run.into_active_model();
-    active.status = Set(obs.status.as_str().into());
-    active.status_message = Set(obs.message.clone());
-    if obs.status.is_terminal() {
-        active.completion_time = Set(Some(obs.completion_time.unwrap_or_else(Utc::now)));
-    }
-    active.updated_at = Set(Utc::now());
-    let txn = state.db.begin().await?;
-    let (run, ended) = match observe_in(&txn, &state.config, id, from, active, obs).await? {
-        Some(moved) => moved,
-        None => {
-            txn.rollback().await?;
-            return pipeline_run::Entity::find_by_id(id)
-                .one(&state.db)
-                .await?
-                .ok_or_else(|| {
-                    AppError::NotFound("No PipelineRun matches the given query.".into())
-                });
-        }
-    };
-    txn.commit().await?;
-    if ended {
-        statuses::kick(state);
-    }
-    Ok(run)
-}
-
-/// The stored part of [`apply_observation`], inside the caller's transaction: moves run `id`
-/// out of status `from` (only one observer can: two replicas may apply the same event) and
-/// concludes it when it ended. `None` when someone else moved it first.
-async fn observe_in<C: ConnectionTrait>(
-    txn: &C,
-    config: &crate::config::Config,
-    id: i64,
-    from: String,
-    active: pipeline_run::ActiveModel,
-    obs: &JobObservation,
-) -> AppResult<Option<(pipeline_run::Model, bool)>> {
-    let moved = pipeline_run::Entity::update_many()
-        .col_expr(
-            pipeline_run::Column::Status,
-            Expr::value(obs.status.as_str()),
-        )
-        .filter(pipeline_run::Column::Id.eq(id))
-        .filter(pipeline_run::Column::Status.eq(from))
-        .exec(txn)
-        .await?;
-    if moved.rows_affected != 1 {
-        return Ok(None);
-    }
-    let mut run = active.update(txn).await?;
-    let ended = obs.status.is_terminal();
-    if ended {
-        run = quality::conclude(txn, config, run).await?;
-    }
-    Ok(Some((run, ended)))
+    observe(state, run, obs, RunResults::default()).await
 }
 
 /// What an executor collected when a run ended.
@@ -462,8 +459,8 @@ pub struct RunResults {
 /// When the run ended, for its callback token's scope: its completion time, or its last
 /// change for a terminal run without one (`pending`); `None` while it runs.
 pub fn ended_at(run: &pipeline_run::Model) -> Option<chrono::DateTime<Utc>> {
-    RunStatus::parse(&run.status)
-        .is_some_and(RunStatus::is_terminal)
+    run.status
+        .is_terminal()
         .then(|| run.completion_time.unwrap_or(run.updated_at))
 }
 
@@ -528,72 +525,42 @@ pub async fn store_results<C: ConnectionTrait>(
 }
 
 /// A run ended (or moved) as an executor saw it: its results, its new status and its
-/// conclusion (digest, verdict, commit status) stored together. The local runner's way in;
-/// Kubernetes runs get their results through the callback and their status through
-/// [`apply_observation`], which shares the stored part ([`observe_in`]).
+/// conclusion (digest, verdict, commit status) stored together. The local runner's way in
+/// (Kubernetes runs get their results through the callback); the same move as
+/// [`apply_observation`]. `None` when the run does not exist.
 pub async fn finish(
     state: &AppState,
     run_id: i64,
     obs: &JobObservation,
     results: RunResults,
 ) -> AppResult<Option<pipeline_run::Model>> {
-    let txn = state.db.begin().await?;
-    let Some(run) = pipeline_run::Entity::find_by_id(run_id).one(&txn).await? else {
+    let Some(run) = pipeline_run::Entity::find_by_id(run_id)
+        .one(&state.db)
+        .await?
+    else {
         return Ok(None);
     };
-    let current = RunStatus::parse(&run.status);
-    if current.is_some_and(RunStatus::is_terminal) || current == Some(obs.status) {
-        return Ok(Some(run));
-    }
-    let (run, _) = store_results(&txn, run, results).await?;
-    let from = run.status.clone();
-    let mut active = run.clone().into_active_model();
-    active.status = Set(obs.status.as_str().into());
-    active.status_message = Set(obs.message.clone());
-    if obs.status.is_terminal() {
-        active.completion_time = Set(Some(obs.completion_time.unwrap_or_else(Utc::now)));
-    }
-    active.updated_at = Set(Utc::now());
-    let Some((run, ended)) = observe_in(&txn, &state.config, run_id, from, active, obs).await?
-    else {
-        txn.rollback().await?;
-        return Ok(pipeline_run::Entity::find_by_id(run_id)
-            .one(&state.db)
-            .await?);
-    };
-    txn.commit().await?;
-    if ended {
-        statuses::kick(state);
-    }
-    Ok(Some(run))
+    observe(state, run, obs, results).await.map(Some)
 }
 
 /// Marks a queued run `running` when its execution starts. False when the run is no longer
 /// `starting` (cancelled while it waited).
 pub async fn mark_running(state: &AppState, run_id: i64) -> AppResult<bool> {
-    let result = pipeline_run::Entity::update_many()
-        .col_expr(
-            pipeline_run::Column::Status,
-            Expr::value(RunStatus::Running.as_str()),
-        )
-        .col_expr(
-            pipeline_run::Column::StatusMessage,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(pipeline_run::Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(pipeline_run::Column::Id.eq(run_id))
-        .filter(pipeline_run::Column::Status.eq(RunStatus::Starting.as_str()))
-        .exec(&state.db)
-        .await?;
-    Ok(result.rows_affected == 1)
+    let moved = transition::apply(
+        state,
+        run_id,
+        RunStatus::Starting,
+        RunStatus::Running,
+        Patch::default(),
+    )
+    .await?;
+    Ok(matches!(moved, Transition::Moved { .. }))
 }
 
 /// Reconcile on read: a launched, non-terminal run checks its Job once, within a bounded time.
 /// Failures are logged and the stored run is returned unchanged.
 pub async fn reconcile(state: &AppState, run: pipeline_run::Model) -> pipeline_run::Model {
-    let active =
-        RunStatus::parse(&run.status) == Some(RunStatus::Running) && run.k8s_job_name.is_some();
-    if !active {
+    if run.status != RunStatus::Running || run.k8s_job_name.is_none() {
         return run;
     }
     let budget = Duration::from_millis(state.config.kube_timeout_ms.min(2000));
@@ -617,33 +584,42 @@ pub async fn reconcile(state: &AppState, run: pipeline_run::Model) -> pipeline_r
     }
 }
 
-/// Cancels a run: deletes its Job (and pods) and marks it `killed`. Terminal runs are returned
-/// unchanged.
+/// Cancels a run: marks it `killed`, then has the executor delete its Job (and pods) or stop
+/// its process. In that order, an end the executor reports meanwhile (a Job `Complete`, the
+/// delete the cancel itself causes) loses to `killed`, or wins before it and the cancel
+/// changes nothing: the run ends once. Runs that ended otherwise are returned unchanged; a
+/// killed run whose Job could not be deleted (503) is asked again by the next cancel.
 pub async fn cancel(state: &AppState, run: pipeline_run::Model) -> AppResult<pipeline_run::Model> {
-    if RunStatus::parse(&run.status).is_some_and(RunStatus::is_terminal) {
-        return Ok(run);
+    let mut run = run;
+    // Bounded: a lost attempt means the run moved (`starting` -> `running`, or it ended).
+    for _ in 0..4 {
+        if run.status.is_terminal() {
+            break;
+        }
+        let patch = Patch {
+            message: Some("Cancelled by a user.".into()),
+            ..Default::default()
+        };
+        match transition::apply(state, run.id, run.status, RunStatus::Killed, patch).await? {
+            Transition::Moved { run: killed, .. } => {
+                run = killed;
+                break;
+            }
+            Transition::Lost(current) => run = current,
+        }
     }
-    if run.k8s_job_name.is_some() {
+    if run.status == RunStatus::Killed && run.k8s_job_name.is_some() {
         state.launcher.cancel(run.id).await.map_err(|e| match e {
             LaunchError::Unavailable(m) => AppError::Unavailable {
-                detail: format!("The Kubernetes API is unavailable ({m}); retry later."),
+                detail: format!(
+                    "The run is cancelled, but the Kubernetes API is unavailable to delete its Job ({m}); cancel again to retry."
+                ),
                 retry_after: 10,
             },
-            LaunchError::Rejected(m) => {
-                AppError::Conflict(format!("Kubernetes refused to delete the run's Job: {m}"))
-            }
+            LaunchError::Rejected(m) => AppError::Conflict(format!(
+                "The run is cancelled, but Kubernetes refused to delete its Job: {m}"
+            )),
         })?;
     }
-    let now = Utc::now();
-    let mut active = run.into_active_model();
-    active.status = Set(RunStatus::Killed.as_str().into());
-    active.status_message = Set(Some("Cancelled by a user.".into()));
-    active.completion_time = Set(Some(now));
-    active.updated_at = Set(now);
-    let txn = state.db.begin().await?;
-    let run = active.update(&txn).await?;
-    let run = quality::conclude(&txn, &state.config, run).await?;
-    txn.commit().await?;
-    statuses::kick(state);
     Ok(run)
 }

@@ -113,14 +113,14 @@ fn state_for(run: &pipeline_run::Model, moment: Moment) -> (&'static str, String
     let state = match moment {
         Moment::Started => "pending",
         Moment::Override => map_state(quality::effective_quality(&run.digest)).unwrap_or("failure"),
-        Moment::Ended => match RunStatus::parse(&run.status) {
-            Some(RunStatus::Succeeded) => match quality::effective_quality(&run.digest) {
+        Moment::Ended => match run.status {
+            RunStatus::Succeeded => match quality::effective_quality(&run.digest) {
                 "pass" | "pass_with_comments" => "success",
                 _ => "failure",
             },
             // The reference judged a failed run by its (often empty) counters, so a run that
             // produced no report could pass; a run that did not complete fails here.
-            Some(RunStatus::Failed | RunStatus::Killed) => {
+            RunStatus::Failed | RunStatus::Killed => {
                 return (
                     "failure",
                     format!("The quality pipeline did not complete ({}).", run.status),

@@ -453,7 +453,7 @@ async fn a_run_orphaned_before_its_launch_stops_counting() {
     // As the request left it had it died between storing and launching.
     let orphan = |updated: chrono::DateTime<chrono::Utc>| {
         let mut am = stored.clone().into_active_model();
-        am.status = Set("starting".into());
+        am.status = Set(application_quality_api::runs::RunStatus::Starting);
         am.launched_at = Set(None);
         am.updated_at = Set(updated);
         am

@@ -5,7 +5,7 @@ use super::support::{
     binary, deliver, execute, execute_payload, execute_with, run_count, spawn, spawn_with_env,
     stored_event, structured,
 };
-use application_quality_api::db::entities::pipeline_run;
+use application_quality_api::{db::entities::pipeline_run, runs::RunStatus};
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 
@@ -78,7 +78,7 @@ async fn execute_script_creates_and_launches_one_run() {
         .unwrap()
         .expect("run stored");
     assert_eq!(run.pipeline_id, t.pipeline_id);
-    assert_eq!(run.status, "running");
+    assert_eq!(run.status, RunStatus::Running);
     assert_eq!(
         run.parameters.unwrap()["clone_subworkflow"]["clone"]["repo_branch"],
         "main"

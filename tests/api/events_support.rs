@@ -1,101 +1,27 @@
-//! Helpers of the event tests: a launcher that counts launches (and can play an unreachable
-//! API server), the seeded demo catalogue, and CloudEvent request builders (binary mode exactly
+//! Helpers of the event tests: a seeded server whose runs the [`FakeLauncher`] "launches" (it
+//! counts launches and can play an unreachable API server), the demo catalogue, and CloudEvent request builders (binary mode exactly
 //! as curl sends it, structured mode as the SDKs do).
 
-use crate::common::{Options, TestApp};
-use application_quality_api::{
-    db::entities::{pipeline, pipeline_run, received_event},
-    runs::launcher::{JobObservation, LaunchError, LaunchOutcome, LaunchRequest, Launcher},
+use crate::{
+    common::{Options, TestApp},
+    fake_launcher::FakeLauncher,
 };
-use async_trait::async_trait;
+use application_quality_api::db::entities::{pipeline, pipeline_run, received_event};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
-};
+use std::sync::Arc;
 
-/// Counts launches per run and the callback tokens they carried; while `down` is set,
-/// launches fail as if the API server were gone.
-#[derive(Default)]
-pub struct CountingLauncher {
-    pub launches: Mutex<HashMap<i64, usize>>,
-    pub tokens: Mutex<HashMap<i64, std::collections::HashSet<String>>>,
-    pub down: AtomicBool,
-}
-
-impl CountingLauncher {
-    /// Total successful launches.
-    pub fn total(&self) -> usize {
-        self.launches.lock().unwrap().values().sum()
-    }
-
-    /// The distinct callback tokens the launches of one run carried.
-    pub fn tokens_of(&self, run_id: i64) -> usize {
-        self.tokens
-            .lock()
-            .unwrap()
-            .get(&run_id)
-            .map_or(0, |t| t.len())
-    }
-
-    /// Successful launches of one run.
-    pub fn of(&self, run_id: i64) -> usize {
-        self.launches
-            .lock()
-            .unwrap()
-            .get(&run_id)
-            .copied()
-            .unwrap_or(0)
-    }
-}
-
-#[async_trait]
-impl Launcher for CountingLauncher {
-    async fn launch(&self, req: &LaunchRequest) -> Result<LaunchOutcome, LaunchError> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(LaunchError::Unavailable("connection refused".into()));
-        }
-        *self.launches.lock().unwrap().entry(req.run_id).or_default() += 1;
-        self.tokens
-            .lock()
-            .unwrap()
-            .entry(req.run_id)
-            .or_default()
-            .insert(req.callback_token.clone());
-        Ok(LaunchOutcome::Launched {
-            namespace: "aq-test".into(),
-            job_name: format!("run-{}", req.run_id),
-        })
-    }
-
-    async fn observe(&self, _run_id: i64) -> Result<Option<JobObservation>, LaunchError> {
-        Ok(None)
-    }
-
-    async fn cancel(&self, _run_id: i64) -> Result<(), LaunchError> {
-        Ok(())
-    }
-
-    fn name(&self) -> &'static str {
-        "counting"
-    }
-}
-
-/// A seeded server with a counting launcher, the user `event` (the name the seed script uses),
+/// A seeded server with the [`FakeLauncher`], the user `event` (the name the seed script uses),
 /// and the id of the demo "Notebook static analysis" pipeline (`clone_subworkflow` first).
 pub struct EventApp {
     pub app: TestApp,
-    pub launcher: Arc<CountingLauncher>,
+    pub launcher: Arc<FakeLauncher>,
     pub pipeline_id: i64,
 }
 
 /// Starts [`EventApp`] with extra environment.
 pub async fn spawn_with_env(env: Vec<(String, String)>) -> EventApp {
-    let launcher = Arc::new(CountingLauncher::default());
+    let launcher = Arc::new(FakeLauncher::default());
     let app = TestApp::spawn_with(Options {
         launcher: Some(launcher.clone()),
         env,

@@ -17,13 +17,14 @@
 
 use crate::{
     common::{Options, TestApp},
-    events::support::CountingLauncher,
+    fake_launcher::FakeLauncher,
     support_http::{RawRequest, RawResponse, ResponseReader},
 };
 use application_quality_api::{
     config::Config,
     db::entities::{pipeline, pipeline_run, received_event},
     k8s::{self, objects},
+    runs::RunStatus,
 };
 use sea_orm::{ColumnTrait, ConnectionTrait, Database, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
@@ -341,7 +342,7 @@ async fn postgres_stopped_under_load_answers_503_then_recovers_by_itself() {
         .await
         .unwrap();
     drop(admin);
-    let launcher = Arc::new(CountingLauncher::default());
+    let launcher = Arc::new(FakeLauncher::default());
     let app = Arc::new(
         TestApp::spawn_with(Options {
             database_url: Some(pg.url("aq_faults")),
@@ -541,7 +542,7 @@ async fn postgres_stopped_under_load_answers_503_then_recovers_by_itself() {
     let partial: Vec<_> = runs
         .iter()
         .filter(|r| r.inputs.is_none() || r.parameters.is_none() || r.executed_cwl.is_none())
-        .map(|r| (r.id, r.status.clone()))
+        .map(|r| (r.id, r.status))
         .collect();
     assert!(
         partial.is_empty(),
@@ -777,7 +778,7 @@ async fn kubernetes_api_down_gives_503_and_redelivery_launches_exactly_once() {
         .unwrap();
     assert_eq!(runs.len(), 1);
     let run = &runs[0];
-    assert_eq!(run.status, "failed");
+    assert_eq!(run.status, RunStatus::Failed);
     let message = run.status_message.clone().unwrap();
     assert!(
         message.contains("Kubernetes API unavailable") && message.contains("redelivered"),
@@ -831,7 +832,7 @@ async fn kubernetes_api_down_gives_503_and_redelivery_launches_exactly_once() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(relaunched.status, "running");
+    assert_eq!(relaunched.status, RunStatus::Running);
     assert!(relaunched.launched_at.is_some());
     // Further redeliveries change nothing.
     for _ in 0..3 {

@@ -16,7 +16,7 @@
 
 use crate::{
     common::{Options, TestApp},
-    rest_support::CapturingLauncher,
+    fake_launcher::FakeLauncher,
     support_http::{RawError, RawRequest, RawResponse, exchange},
 };
 use application_quality_api::db::entities::pipeline;
@@ -104,7 +104,7 @@ async fn dump(db: &DatabaseConnection) -> BTreeMap<String, Vec<String>> {
     out
 }
 
-async fn fixtures(app: &TestApp, launcher: &CapturingLauncher) -> Fixtures {
+async fn fixtures(app: &TestApp, launcher: &FakeLauncher) -> Fixtures {
     app.seed().await;
     let pw = "hostile-user-password-1";
     app.user("alice", pw, false).await;
@@ -1448,7 +1448,7 @@ fn check(case: &Case, result: &Result<RawResponse, RawError>) -> Vec<String> {
 
 #[tokio::test]
 async fn hostile_corpus_gets_4xx_json_and_leaves_the_database_unchanged() {
-    let launcher = Arc::new(CapturingLauncher::default());
+    let launcher = Arc::new(FakeLauncher::default());
     let app = TestApp::spawn_with(Options {
         launcher: Some(launcher.clone()),
         ..Default::default()

@@ -6,14 +6,13 @@
 
 use crate::{
     common::{Options, TestApp},
-    events::support::{
-        CountingLauncher, EventApp, binary, deliver, execute, run_count, spawn_with_env,
-    },
-    rest_support::spawn_capturing,
+    events::support::{EventApp, binary, deliver, execute, run_count, spawn_with_env},
+    fake_launcher::FakeLauncher,
+    rest_support::spawn_with_fake,
 };
 use application_quality_api::{
     db::entities::{pipeline, pipeline_run},
-    runs,
+    runs::{self, RunStatus},
 };
 use chrono::Utc;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, IntoActiveModel};
@@ -398,7 +397,7 @@ async fn stored_defaults_are_refused_when_a_run_would_render_them() {
         .unwrap();
     let mut old = template.into_active_model();
     old.id = sea_orm::ActiveValue::NotSet;
-    old.status = Set("starting".into());
+    old.status = Set(RunStatus::Starting);
     old.launched_at = Set(None);
     old.callback_token_hash = Set(None);
     old.inputs = Set(Some(
@@ -406,7 +405,7 @@ async fn stored_defaults_are_refused_when_a_run_would_render_them() {
     ));
     let old = old.insert(&app.state.db).await.unwrap();
     let run = runs::launch(&app.state, old, None).await.unwrap();
-    assert_eq!(run.status, "failed");
+    assert_eq!(run.status, RunStatus::Failed);
     assert!(
         run.status_message
             .as_deref()
@@ -571,7 +570,7 @@ async fn repository_urls_outside_the_policy_are_refused_on_every_path() {
 /// With the default policy (https only), no local repository at all.
 #[tokio::test]
 async fn by_default_only_https_repositories_are_cloned() {
-    let (app, _) = spawn_capturing().await;
+    let (app, _) = spawn_with_fake().await;
     app.seed().await;
     let (_, mallory) = app.user_with_token("mallory", false).await;
     let (_, list) = app.get("/api/pipelines/", Some(&mallory)).await;
@@ -615,7 +614,7 @@ async fn set_ended(app: &TestApp, run_id: i64, status: &str, ago_secs: i64) {
         .unwrap()
         .unwrap();
     let mut active = run.into_active_model();
-    active.status = Set(status.into());
+    active.status = Set(RunStatus::parse(status).unwrap());
     active.completion_time = Set(Some(Utc::now() - chrono::Duration::seconds(ago_secs)));
     active.update(&app.state.db).await.unwrap();
 }
@@ -628,7 +627,7 @@ fn report_path(pipeline: i64, run: i64, name: &str) -> String {
 /// it ended, never later; the results callback follows the same rule.
 #[tokio::test]
 async fn the_callback_token_expires_after_its_run_ended() {
-    let launcher = Arc::new(CountingLauncher::default());
+    let launcher = Arc::new(FakeLauncher::default());
     let app = TestApp::spawn_with(Options {
         launcher: Some(launcher.clone()),
         env: vec![("CALLBACK_GRACE_SECS".into(), "60".into())],
@@ -648,16 +647,7 @@ async fn the_callback_token_expires_after_its_run_ended() {
         .await;
     assert_eq!(status, 201, "{run}");
     let id = run["id"].as_i64().unwrap();
-    let token = launcher
-        .tokens
-        .lock()
-        .unwrap()
-        .get(&id)
-        .unwrap()
-        .iter()
-        .next()
-        .unwrap()
-        .clone();
+    let token = launcher.token(id);
     let post = |name: &'static str| {
         let path = report_path(pipeline, id, name);
         let token = token.clone();
@@ -692,11 +682,7 @@ async fn the_callback_token_expires_after_its_run_ended() {
         .await;
     assert_eq!(status, 201, "{run}");
     let other = run["id"].as_i64().unwrap();
-    let other_token = launcher.tokens.lock().unwrap()[&other]
-        .iter()
-        .next()
-        .unwrap()
-        .clone();
+    let other_token = launcher.token(other);
     let (status, body) = app
         .post(
             &format!("/api/pipelines/{pipeline}/runs/{other}/cancel/"),
@@ -751,7 +737,7 @@ async fn the_callback_token_expires_after_its_run_ended() {
 /// Job reports per run are capped in count (429) and in stored bytes (413).
 #[tokio::test]
 async fn job_reports_are_capped_per_run() {
-    let launcher = Arc::new(CountingLauncher::default());
+    let launcher = Arc::new(FakeLauncher::default());
     let app = TestApp::spawn_with(Options {
         launcher: Some(launcher.clone()),
         env: vec![
@@ -775,11 +761,7 @@ async fn job_reports_are_capped_per_run() {
             .await;
         assert_eq!(status, 201, "{run}");
         let id = run["id"].as_i64().unwrap();
-        let token = launcher.tokens.lock().unwrap()[&id]
-            .iter()
-            .next()
-            .unwrap()
-            .clone();
+        let token = launcher.token(id);
         (id, token)
     };
     let (id, token) = start().await;

@@ -16,7 +16,10 @@ use application_quality_api::{
     db::entities::{pipeline, pipeline_run},
     k8s::{self, KubeLauncher, REQUIRED_PERMISSIONS, objects},
     pipelines::{PipelineGraph, render},
-    runs::launcher::{LaunchError, LaunchOutcome, LaunchRequest, Launcher},
+    runs::{
+        RunStatus,
+        launcher::{LaunchError, LaunchOutcome, LaunchRequest, Launcher},
+    },
 };
 use k8s_openapi::api::{
     authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec},
@@ -643,7 +646,7 @@ async fn runs_follow_their_jobs_through_events_and_reconcile_on_read() {
     let (status, body) = post_job_event(&app, &job, "update").await;
     assert_eq!(status, 200, "{body}");
     let run = stored_run(&app, ok).await;
-    assert_eq!(run.status, "succeeded");
+    assert_eq!(run.status, RunStatus::Succeeded);
     assert!(run.completion_time.is_some());
     // ... which also shortened the Job's retention to the succeeded one.
     let jobs: Api<Job> = c.api();
@@ -657,7 +660,7 @@ async fn runs_follow_their_jobs_through_events_and_reconcile_on_read() {
     // A replayed event changes nothing.
     let (status, _) = post_job_event(&app, &job, "update").await;
     assert_eq!(status, 200);
-    assert_eq!(stored_run(&app, ok).await.status, "succeeded");
+    assert_eq!(stored_run(&app, ok).await.status, RunStatus::Succeeded);
 
     // Failure, seen by reading the run (no event). The kubelet keeps the tail of a failed
     // Calrissian's log as its termination message (FallbackToLogsOnError); the run's reason
@@ -857,7 +860,7 @@ async fn launching_twice_makes_one_job_and_cancel_removes_everything() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(stored_run(&app, run_id).await.status, "killed");
+    assert_eq!(stored_run(&app, run_id).await.status, RunStatus::Killed);
     assert!(c.api::<Job>().get_opt(&name).await.unwrap().is_none());
     // The garbage collector removes everything the Job owned.
     eventually("garbage collection of the run's objects", 60, || async {
@@ -935,7 +938,7 @@ async fn unreachable_api_server_fails_the_run_clearly_and_answers_503() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(run.status, "failed");
+    assert_eq!(run.status, RunStatus::Failed);
     let message = run.status_message.unwrap();
     assert!(message.contains("Kubernetes API unavailable"), "{message}");
     // Reading or cancelling does not hang either.
@@ -1070,7 +1073,7 @@ async fn a_pipeline_execute_event_creates_the_objects_once_and_a_deleted_job_fai
         .await
         .unwrap();
     assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0].status, "running");
+    assert_eq!(runs[0].status, RunStatus::Running);
     let name = objects::object_name(runs[0].id);
     let selector = format!("{}={}", objects::MANAGED_BY_LABEL, objects::MANAGED_BY);
     let jobs = c
@@ -1098,7 +1101,7 @@ async fn a_pipeline_execute_event_creates_the_objects_once_and_a_deleted_job_fai
     let (status, body) = post_job_event(&app, &job, "delete").await;
     assert_eq!(status, 200, "{body}");
     let run = stored_run(&app, runs[0].id).await;
-    assert_eq!(run.status, "failed");
+    assert_eq!(run.status, RunStatus::Failed);
     assert!(
         run.status_message
             .unwrap()

@@ -5,20 +5,19 @@
 use crate::{
     common::{Options, TestApp},
     events::support::{self, EventApp, deliver, execute, execute_with, structured},
+    fake_launcher::FakeLauncher,
 };
 use application_quality_api::{
     catalogue,
     db::{self, entities::pipeline},
-    runs::launcher::{JobObservation, LaunchError, LaunchOutcome, LaunchRequest, Launcher},
 };
-use async_trait::async_trait;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use std::{
     io::{BufRead, BufReader},
     net::{SocketAddr, TcpListener},
     process::{Command, Stdio},
-    sync::{Arc, Mutex, atomic::Ordering},
+    sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
@@ -155,7 +154,7 @@ async fn metrics_count_requests_events_launches_and_runs() {
     assert_eq!(
         value(
             &text,
-            r#"run_launch_duration_seconds_count{launcher="counting",outcome="launched"}"#
+            r#"run_launch_duration_seconds_count{launcher="fake",outcome="launched"}"#
         ),
         1.0
     );
@@ -197,56 +196,13 @@ async fn an_unreachable_cluster_counts_as_an_event_error_and_an_unavailable_laun
     assert_eq!(
         value(
             &text,
-            r#"run_launch_duration_seconds_count{launcher="counting",outcome="unavailable"}"#
+            r#"run_launch_duration_seconds_count{launcher="fake",outcome="unavailable"}"#
         ),
         1.0
     );
     // The run waits for a redelivery as `failed`; the gauge reads the database.
     assert_eq!(value(&text, r#"pipeline_runs{status="failed"}"#), 1.0);
     assert_eq!(value(&text, r#"pipeline_runs{status="running"}"#), 0.0);
-}
-
-/// Records the trace context of every launch request.
-#[derive(Default)]
-struct TraceLauncher {
-    seen: Mutex<Vec<(i64, Option<String>)>>,
-}
-
-impl TraceLauncher {
-    fn of(&self, run_id: i64) -> Option<String> {
-        let seen = self.seen.lock().unwrap();
-        let (_, tp) = seen
-            .iter()
-            .find(|(id, _)| *id == run_id)
-            .unwrap_or_else(|| panic!("run {run_id} was not launched: {seen:?}"));
-        tp.clone()
-    }
-}
-
-#[async_trait]
-impl Launcher for TraceLauncher {
-    async fn launch(&self, req: &LaunchRequest) -> Result<LaunchOutcome, LaunchError> {
-        self.seen
-            .lock()
-            .unwrap()
-            .push((req.run_id, req.traceparent.clone()));
-        Ok(LaunchOutcome::Launched {
-            namespace: "aq-test".into(),
-            job_name: format!("run-{}", req.run_id),
-        })
-    }
-
-    async fn observe(&self, _run_id: i64) -> Result<Option<JobObservation>, LaunchError> {
-        Ok(None)
-    }
-
-    async fn cancel(&self, _run_id: i64) -> Result<(), LaunchError> {
-        Ok(())
-    }
-
-    fn name(&self) -> &'static str {
-        "trace"
-    }
 }
 
 async fn demo_pipeline(app: &TestApp) -> i64 {
@@ -261,7 +217,7 @@ async fn demo_pipeline(app: &TestApp) -> i64 {
 
 #[tokio::test]
 async fn traceparent_from_header_or_extension_reaches_the_launch_request() {
-    let launcher = Arc::new(TraceLauncher::default());
+    let launcher = Arc::new(FakeLauncher::default());
     let app = TestApp::spawn_with(Options {
         launcher: Some(launcher.clone()),
         ..Default::default()
@@ -281,7 +237,7 @@ async fn traceparent_from_header_or_extension_reaches_the_launch_request() {
     // The HTTP header.
     let req = execute(&app, "/", "t-1", "event", pid, &data).header("traceparent", TP_HEADER);
     let run = run_of(deliver(req).await);
-    assert_eq!(launcher.of(run).as_deref(), Some(TP_HEADER));
+    assert_eq!(launcher.traceparent_of(run).as_deref(), Some(TP_HEADER));
 
     // The distributed-tracing extension in binary mode.
     let req = execute_with(
@@ -294,7 +250,7 @@ async fn traceparent_from_header_or_extension_reaches_the_launch_request() {
         &data,
     );
     let run = run_of(deliver(req).await);
-    assert_eq!(launcher.of(run).as_deref(), Some(TP_EXTENSION));
+    assert_eq!(launcher.traceparent_of(run).as_deref(), Some(TP_EXTENSION));
 
     // The extension in structured mode.
     let event = json!({
@@ -309,7 +265,7 @@ async fn traceparent_from_header_or_extension_reaches_the_launch_request() {
         "data": data,
     });
     let run = run_of(deliver(structured(&app, "/", &event)).await);
-    assert_eq!(launcher.of(run).as_deref(), Some(TP_STRUCTURED));
+    assert_eq!(launcher.traceparent_of(run).as_deref(), Some(TP_STRUCTURED));
 
     // Both: the header (the delivery's own trace) wins.
     let req = execute_with(
@@ -323,7 +279,7 @@ async fn traceparent_from_header_or_extension_reaches_the_launch_request() {
     )
     .header("traceparent", TP_HEADER);
     let run = run_of(deliver(req).await);
-    assert_eq!(launcher.of(run).as_deref(), Some(TP_HEADER));
+    assert_eq!(launcher.traceparent_of(run).as_deref(), Some(TP_HEADER));
 
     // A malformed header is ignored in favour of a valid extension, and alone yields none.
     let req = execute_with(
@@ -337,7 +293,7 @@ async fn traceparent_from_header_or_extension_reaches_the_launch_request() {
     )
     .header("traceparent", "00-nothex-00f067aa0ba902b7-01");
     let run = run_of(deliver(req).await);
-    assert_eq!(launcher.of(run).as_deref(), Some(TP_EXTENSION));
+    assert_eq!(launcher.traceparent_of(run).as_deref(), Some(TP_EXTENSION));
     let bad_upper = TP_HEADER.to_uppercase();
     let req = execute_with(
         &app,
@@ -350,7 +306,7 @@ async fn traceparent_from_header_or_extension_reaches_the_launch_request() {
     )
     .header("traceparent", bad_upper.as_str());
     let run = run_of(deliver(req).await);
-    assert_eq!(launcher.of(run), None);
+    assert_eq!(launcher.traceparent_of(run), None);
 
     // REST: `POST .../runs/` with the header, and with a malformed one.
     let body = json!({"parameters": data["parameters"]});
@@ -364,7 +320,9 @@ async fn traceparent_from_header_or_extension_reaches_the_launch_request() {
     let (status, run) = app.send(created(TP_REST)).await;
     assert_eq!(status, 201, "{run}");
     assert_eq!(
-        launcher.of(run["id"].as_i64().unwrap()).as_deref(),
+        launcher
+            .traceparent_of(run["id"].as_i64().unwrap())
+            .as_deref(),
         Some(TP_REST)
     );
     let (status, run) = app
@@ -373,7 +331,7 @@ async fn traceparent_from_header_or_extension_reaches_the_launch_request() {
         ))
         .await;
     assert_eq!(status, 201, "{run}");
-    assert_eq!(launcher.of(run["id"].as_i64().unwrap()), None);
+    assert_eq!(launcher.traceparent_of(run["id"].as_i64().unwrap()), None);
 }
 
 /// A child process killed if the test fails first.

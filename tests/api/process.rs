@@ -33,13 +33,17 @@ fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}?mode=rwc", dir.join("proc.db").display())
 }
 
-/// The binary with a clean environment (nothing inherited from the developer's shell).
+/// The binary with a clean environment (nothing inherited from the developer's shell). It
+/// never needs a fixed port: a `serve` that gets as far as listening takes any free loopback
+/// port unless the test names one (a developer's server on 8080 must not fail the suite).
 fn command(db_url: &str, extra: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
         .env("DATABASE_URL", db_url)
         .env("KUBERNETES", "off")
-        .env("LOG_FORMAT", "json");
+        .env("LOG_FORMAT", "json")
+        .env("PORT", "0")
+        .env("BIND_ADDRESS", "127.0.0.1");
     for (k, v) in extra {
         cmd.env(k, v);
     }
@@ -256,6 +260,18 @@ fn bad_configuration_exits_non_zero_with_one_line() {
         assert_eq!(lines.len(), 1, "{env:?}: exactly one line, got {stderr:?}");
         assert!(lines[0].starts_with(expected), "{env:?}: {stderr:?}");
     }
+    // A port another server holds (a developer's `scripts/dev.sh` on 8080) is one clear line
+    // as well; the cases above never depend on a port being free.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = run(command(&url, &[("PORT", &port)]).arg("serve"), None);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "a taken port must fail");
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    assert!(
+        stderr.starts_with(&format!("error: cannot listen on 127.0.0.1:{port}")),
+        "{stderr:?}"
+    );
 }
 
 async fn user_row(url: &str, username: &str) -> Option<user::Model> {

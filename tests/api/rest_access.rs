@@ -2,7 +2,7 @@
 //! the owner / staff, with the expected status in each cell; once with Bearer tokens, once
 //! with browser session cookies (CSRF header and origin included): the same rules.
 
-use crate::rest_support::{call, catalogue, ci_parameters, spawn_capturing};
+use crate::rest_support::{call, catalogue, ci_parameters, spawn_with_fake};
 use application_quality_api::auth::session::{Session, now};
 use serde_json::{Value, json};
 
@@ -30,7 +30,7 @@ fn row(method: &'static str, path: &'static str, body: Option<Value>, expect: [u
 
 #[tokio::test]
 async fn access_table() {
-    let (app, launcher) = spawn_capturing().await;
+    let (app, launcher) = spawn_with_fake().await;
     let cat = catalogue(&app).await;
     let (other_user, other) = app.user_with_token("other", false).await;
     let (owner_user, owner) = app.user_with_token("owner", false).await;

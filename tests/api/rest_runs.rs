@@ -3,7 +3,7 @@
 
 use crate::{
     common::TestApp,
-    rest_support::{call, catalogue, ci_parameters, spawn_capturing},
+    rest_support::{call, catalogue, ci_parameters, spawn_with_fake},
 };
 use application_quality_api::runs::{RunStatus, launcher::JobObservation};
 use serde_json::{Value, json};
@@ -52,6 +52,8 @@ async fn ci_workflow_end_to_end() {
         assert!(run["start_time"].as_str().is_some_and(|s| s.ends_with('Z')));
         assert_eq!(run["pipeline"], id);
         assert_eq!(run["started_by"], "ci-bot");
+        // The reference's `user`: present, always null.
+        assert!(run.get("user").is_some_and(Value::is_null), "{run}");
         assert_eq!(run["job_reports_count"], 0);
         assert_eq!(run["status"], "pending", "recorded, not executed");
         let inputs = &run["inputs"];
@@ -181,7 +183,7 @@ async fn private_pipelines_of_others_are_404() {
 
 #[tokio::test]
 async fn job_reports_need_the_runs_callback_token() {
-    let (app, launcher) = spawn_capturing().await;
+    let (app, launcher) = spawn_with_fake().await;
     let cat = catalogue(&app).await;
     let (_, owner) = app.user_with_token("olga", false).await;
     let (_, other) = app.user_with_token("pete", false).await;
@@ -289,7 +291,7 @@ async fn job_reports_need_the_runs_callback_token() {
 
 #[tokio::test]
 async fn reading_a_run_reconciles_it_and_cancel_kills_it() {
-    let (app, launcher) = spawn_capturing().await;
+    let (app, launcher) = spawn_with_fake().await;
     let cat = catalogue(&app).await;
     let (_, owner) = app.user_with_token("quinn", false).await;
     let (_, other) = app.user_with_token("rita", false).await;

@@ -1,23 +1,21 @@
 //! Helpers of the REST tests: a small catalogue written straight to the database (independent
-//! of the demo seed), and a launcher that keeps each run's callback token so tests can play the
-//! pipeline pod calling back.
+//! of the demo seed), and a server whose runs the [`FakeLauncher`] "launches" (it keeps each
+//! run's callback token so tests can play the pipeline pod calling back).
 
-use crate::common::{Options, TestApp};
+use crate::{
+    common::{Options, TestApp},
+    fake_launcher::FakeLauncher,
+};
 use application_quality_api::{
     db::entities::{
         command_line_tool, pipeline, pipeline_tool, subworkflow, subworkflow_tag, subworkflow_tool,
         tag,
     },
     http::pipelines::DEFAULT_TEMPLATE,
-    runs::launcher::{JobObservation, LaunchError, LaunchOutcome, LaunchRequest, Launcher},
 };
-use async_trait::async_trait;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set};
 use serde_json::{Value, json};
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::sync::Arc;
 
 /// Ids of what [`catalogue`] created.
 pub struct Catalogue {
@@ -144,55 +142,9 @@ pub async fn catalogue(app: &TestApp) -> Catalogue {
     }
 }
 
-/// A launcher standing in for Kubernetes: every launch "succeeds" (the run is `running`), the
-/// callback token is kept per run, and `observe` returns whatever the test sets.
-#[derive(Default)]
-pub struct CapturingLauncher {
-    tokens: Mutex<HashMap<i64, String>>,
-    observation: Mutex<Option<JobObservation>>,
-}
-
-impl CapturingLauncher {
-    /// The callback token handed over for a run.
-    pub fn token(&self, run_id: i64) -> String {
-        self.tokens.lock().unwrap()[&run_id].clone()
-    }
-
-    /// What `observe` reports from now on.
-    pub fn set_observation(&self, obs: Option<JobObservation>) {
-        *self.observation.lock().unwrap() = obs;
-    }
-}
-
-#[async_trait]
-impl Launcher for CapturingLauncher {
-    async fn launch(&self, req: &LaunchRequest) -> Result<LaunchOutcome, LaunchError> {
-        self.tokens
-            .lock()
-            .unwrap()
-            .insert(req.run_id, req.callback_token.clone());
-        Ok(LaunchOutcome::Launched {
-            namespace: "aq-test".into(),
-            job_name: format!("run-{}", req.run_id),
-        })
-    }
-
-    async fn observe(&self, _run_id: i64) -> Result<Option<JobObservation>, LaunchError> {
-        Ok(self.observation.lock().unwrap().clone())
-    }
-
-    async fn cancel(&self, _run_id: i64) -> Result<(), LaunchError> {
-        Ok(())
-    }
-
-    fn name(&self) -> &'static str {
-        "capturing"
-    }
-}
-
-/// A server whose runs are "launched" by a [`CapturingLauncher`].
-pub async fn spawn_capturing() -> (TestApp, Arc<CapturingLauncher>) {
-    let launcher = Arc::new(CapturingLauncher::default());
+/// A server whose runs are "launched" by a [`FakeLauncher`].
+pub async fn spawn_with_fake() -> (TestApp, Arc<FakeLauncher>) {
+    let launcher = Arc::new(FakeLauncher::default());
     let app = TestApp::spawn_with(Options {
         launcher: Some(launcher.clone()),
         ..Default::default()

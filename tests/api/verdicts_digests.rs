@@ -2,10 +2,8 @@
 //! token (JSON and multipart), the run ended by a Job event, the digest summed across tools and
 //! instances, the verdict from the pipeline's rules; rules refused when saved; the override.
 
-use super::support::{
-    KubeStandIn, digest, finish_job, post_report_json, post_report_multipart, spawn,
-};
-use crate::common::TestApp;
+use super::support::{digest, finish_job, post_report_json, post_report_multipart, spawn};
+use crate::{common::TestApp, fake_launcher::FakeLauncher};
 use application_quality_api::db::entities::pipeline;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
@@ -54,7 +52,7 @@ fn counters(v: [i64; 6]) -> Value {
     json!({"info": v[0], "convention": v[1], "warning": v[2], "error": v[3], "security": v[4], "critical": v[5]})
 }
 
-async fn setup() -> (TestApp, Arc<KubeStandIn>, String, i64) {
+async fn setup() -> (TestApp, Arc<FakeLauncher>, String, i64) {
     let (app, k) = spawn(Vec::new(), None).await;
     app.seed().await;
     let (_, token) = app.user_with_token("alice", false).await;

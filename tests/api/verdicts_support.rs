@@ -1,15 +1,14 @@
-//! Helpers of the verdict tests: a launcher standing in for Kubernetes (every launch creates
-//! "the Job" of the run), Job-status CloudEvents as an ApiServerSource delivers them (they go
-//! through `runs::apply_observation`, the executors' own path), job-report callbacks in JSON
-//! and multipart form, and a local HTTP server standing in for GitHub's and GitLab's commit
+//! Helpers of the verdict tests: a server whose runs the [`FakeLauncher`] "launches" (every
+//! launch creates "the Job" of the run), Job-status CloudEvents as an ApiServerSource delivers
+//! them (they go through `runs::apply_observation`, the executors' own path), job-report
+//! callbacks in JSON and multipart form, and a local HTTP server standing in for GitHub's and GitLab's commit
 //! status APIs, with failure modes.
 
-use crate::common::{Options, TestApp};
-use application_quality_api::{
-    k8s::objects,
-    runs::launcher::{JobObservation, LaunchError, LaunchOutcome, LaunchRequest, Launcher},
+use crate::{
+    common::{Options, TestApp},
+    fake_launcher::{FakeLauncher, RUNS_NAMESPACE},
 };
-use async_trait::async_trait;
+use application_quality_api::k8s::objects;
 use axum::{
     Router,
     body::Bytes,
@@ -19,61 +18,18 @@ use axum::{
 };
 use serde_json::{Value, json};
 use std::{
-    collections::HashMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
 use tokio::sync::oneshot;
 
-/// The runs namespace of the default configuration.
-pub const RUNS_NAMESPACE: &str = "application-quality-runs";
-
-/// Stand-in for the Kubernetes launcher: a launch "creates" the run's Job (the name the real
-/// launcher gives it) and keeps the callback token the pods would get.
-#[derive(Default)]
-pub struct KubeStandIn {
-    tokens: Mutex<HashMap<i64, String>>,
-}
-
-impl KubeStandIn {
-    /// The callback token of a run.
-    pub fn token(&self, run_id: i64) -> String {
-        self.tokens.lock().unwrap()[&run_id].clone()
-    }
-}
-
-#[async_trait]
-impl Launcher for KubeStandIn {
-    async fn launch(&self, req: &LaunchRequest) -> Result<LaunchOutcome, LaunchError> {
-        self.tokens
-            .lock()
-            .unwrap()
-            .insert(req.run_id, req.callback_token.clone());
-        Ok(LaunchOutcome::Launched {
-            namespace: RUNS_NAMESPACE.into(),
-            job_name: objects::object_name(req.run_id),
-        })
-    }
-
-    async fn observe(&self, _run_id: i64) -> Result<Option<JobObservation>, LaunchError> {
-        Ok(None)
-    }
-
-    async fn cancel(&self, _run_id: i64) -> Result<(), LaunchError> {
-        Ok(())
-    }
-
-    fn name(&self) -> &'static str {
-        "kube-stand-in"
-    }
-}
-
-/// A server whose runs are launched by a [`KubeStandIn`], on the given database (or a fresh one).
+/// A server whose runs are launched by a [`FakeLauncher`], on the given database (or a fresh
+/// one).
 pub async fn spawn(
     env: Vec<(String, String)>,
     database_url: Option<String>,
-) -> (TestApp, Arc<KubeStandIn>) {
-    let launcher = Arc::new(KubeStandIn::default());
+) -> (TestApp, Arc<FakeLauncher>) {
+    let launcher = Arc::new(FakeLauncher::default());
     let app = TestApp::spawn_with(Options {
         launcher: Some(launcher.clone()),
         env,

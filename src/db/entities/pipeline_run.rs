@@ -1,5 +1,6 @@
 //! `backend_pipelinerun`: one execution of a pipeline, and what it takes to follow it on Kubernetes.
 
+use crate::runs::RunStatus;
 use sea_orm::entity::prelude::*;
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
@@ -13,8 +14,8 @@ pub struct Model {
     pub usage_report: Json,
     pub start_time: DateTimeUtc,
     pub completion_time: Option<DateTimeUtc>,
-    /// See [`crate::runs::RunStatus`].
-    pub status: String,
+    /// Written only by the run state machine ([`crate::runs::transition`]).
+    pub status: RunStatus,
     /// Why the run is in its status (launch error, failure reason, "no cluster configured").
     #[sea_orm(column_type = "Text", nullable)]
     pub status_message: Option<String>,

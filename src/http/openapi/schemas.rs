@@ -133,6 +133,9 @@ pub struct Run {
     pub status: String,
     #[schema(required = true)]
     pub status_message: Option<String>,
+    /// Always null, as in the reference (which never sets it); see `started_by`.
+    #[schema(required = true)]
+    pub user: Option<String>,
     /// Flattened parameters: `subworkflow.tool.input` keys plus `pipeline_id` and `run_id`.
     pub inputs: Value,
     /// The CWL output document, once stored.
