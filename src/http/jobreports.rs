@@ -42,8 +42,7 @@ use chrono::Utc;
 use futures::future::BoxFuture;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QuerySelect, Statement,
-    TransactionTrait,
+    DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, Statement, TransactionTrait,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -340,17 +339,23 @@ async fn create(
 
 /// The run's report quota: at most `CALLBACK_MAX_REPORTS_PER_RUN` reports (429 beyond) and
 /// `CALLBACK_MAX_REPORT_BYTES_PER_RUN` bytes of stored report and digest JSON (413 beyond).
-/// The run's row is locked first (PostgreSQL; SQLite writes one transaction at a time), so
-/// concurrent uploads of one run are counted one after the other and cannot overshoot together.
+/// The run's row is locked first, by a write that changes nothing (a row lock on PostgreSQL;
+/// on SQLite the write lock, taken before anything is read, so a concurrent writer makes this
+/// transaction wait instead of failing it later), so concurrent uploads of one run are counted
+/// one after the other and cannot overshoot together.
 async fn check_quota(
     txn: &DatabaseTransaction,
     config: &Config,
     run_id: i64,
     size: u64,
 ) -> AppResult<()> {
-    pipeline_run::Entity::find_by_id(run_id)
-        .lock_exclusive()
-        .one(txn)
+    pipeline_run::Entity::update_many()
+        .col_expr(
+            pipeline_run::Column::UpdatedAt,
+            sea_orm::sea_query::Expr::col(pipeline_run::Column::UpdatedAt),
+        )
+        .filter(pipeline_run::Column::Id.eq(run_id))
+        .exec(txn)
         .await?;
     let backend = txn.get_database_backend();
     let sql = match backend {
