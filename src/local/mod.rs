@@ -540,10 +540,17 @@ impl Inner {
             message: Some(message),
             completion_time: Some(finished),
         };
-        let exit = match exit {
+        let mut exit = match exit {
             Ok(exit) => exit,
             Err(message) => return (failed(message), RunResults::default()),
         };
+        if self.engine.sandbox.is_some()
+            && let Some(usage) = sandbox_usage(&dir.root.join(sandbox::USAGE_FILE)).await
+        {
+            // Bubblewrap's monitor does not reap the sandbox's PID 1, so the usage of the
+            // run's process tree comes from the sandbox's first process instead.
+            exit.usage = usage;
+        }
         let usage = json!({
             "executor": "local",
             "containers": self.engine.containers.as_str(),
@@ -690,6 +697,34 @@ fn file_repositories(
     repos.sort();
     repos.dedup();
     repos
+}
+
+/// The usage the sandbox's first process wrote for the run's process tree (at most a few
+/// bytes of JSON; a run could write the file itself, so it is read bounded and typed, and it
+/// only ever informs the usage report).
+async fn sandbox_usage(path: &Path) -> Option<process::Usage> {
+    #[derive(serde::Deserialize)]
+    struct Written {
+        user: f64,
+        system: f64,
+        maxrss: i64,
+    }
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    tokio::fs::File::open(path)
+        .await
+        .ok()?
+        .take(4096)
+        .read_to_end(&mut buf)
+        .await
+        .ok()?;
+    let w: Written = serde_json::from_slice(&buf).ok()?;
+    let sane = |x: f64| x.is_finite() && x >= 0.0;
+    (sane(w.user) && sane(w.system)).then_some(process::Usage {
+        user_cpu_secs: w.user,
+        system_cpu_secs: w.system,
+        max_rss_kib: w.maxrss.max(0),
+    })
 }
 
 /// The service's own files a repository bound into a sandbox may contain: its data directory

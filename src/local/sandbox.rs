@@ -34,6 +34,10 @@ const UID_SPAN: i64 = 100_000_000;
 /// Where the egress proxy listens inside the sandbox (`https_proxy`).
 pub const EGRESS_PORT: u16 = 3128;
 
+/// Where the sandbox's first process writes the usage of the run's process tree (in the run's
+/// directory; see `sandbox_init.py`).
+pub const USAGE_FILE: &str = "usage.json";
+
 /// Paths inside the sandbox.
 pub const INIT_PATH: &str = "/aq/init.py";
 pub const CALLBACK_SOCKET: &str = "/aq/callback.sock";
@@ -272,6 +276,7 @@ impl Sandbox {
                 "RLIMIT_CORE": 0,
             },
             "cwd": run.run_dir,
+            "usage": run.run_dir.join(USAGE_FILE),
             "argv": run.argv.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>(),
         })
         .to_string()

@@ -11,7 +11,7 @@
 #
 # Its single argument is a JSON object written by the service (`sandbox.rs`):
 #   {"relays": [[port, unix_path], ...], "uid": n|null, "gid": n|null,
-#    "limits": {"RLIMIT_NPROC": n, ...}, "cwd": path, "argv": [...]}
+#    "limits": {"RLIMIT_NPROC": n, ...}, "cwd": path, "usage": path, "argv": [...]}
 import json
 import os
 import resource
@@ -87,6 +87,14 @@ def main():
     # namespace, every process of the run with it.
     signal.signal(signal.SIGTERM, lambda *_: child.kill())
     code = child.wait()
+    # Bubblewrap's monitor does not reap this namespace's PID 1, so the service cannot get
+    # the run's usage from wait4: it is written here, for the usage report only.
+    try:
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        with open(spec["usage"], "w") as out:
+            json.dump({"user": ru.ru_utime, "system": ru.ru_stime, "maxrss": ru.ru_maxrss}, out)
+    except (KeyError, OSError):
+        pass
     sys.exit(code if code >= 0 else 128 - code)
 
 
