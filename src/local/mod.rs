@@ -154,8 +154,9 @@ impl LocalLauncher {
 }
 
 impl Inner {
-    fn new(engine: Engine, config: &Config) -> Self {
+    fn new(mut engine: Engine, config: &Config) -> Self {
         let data_dir = data_dir(config);
+        engine.sandbox = engine.sandbox.map(|s| s.for_data_dir(&data_dir));
         let concurrency = config.local_concurrency();
         let secs = |s: i32| Duration::from_secs(s.max(0) as u64);
         Self {

@@ -26,10 +26,13 @@ use std::{
 /// The sandbox's first process, run with cwltool's own interpreter (see the script).
 pub const INIT: &str = include_str!("sandbox_init.py");
 
-/// Users of sandboxed runs when the service runs as root: `UID_BASE + run id % UID_SPAN`.
-/// Far above the ranges distributions and `subuid` hand out.
+/// Users of sandboxed runs when the service runs as root:
+/// `UID_BASE + block * UID_SPAN + run id % UID_SPAN`, where `block` comes from the data
+/// directory (two runners on one machine, such as parallel tests, get different users for
+/// their run 1). Far above the ranges distributions and `subuid` hand out, below 2^32 - 1.
 pub const UID_BASE: u32 = 2_000_000_000;
-const UID_SPAN: i64 = 100_000_000;
+const UID_SPAN: i64 = 100_000;
+const UID_BLOCKS: u32 = 20_000;
 
 /// Where the egress proxy listens inside the sandbox (`https_proxy`).
 pub const EGRESS_PORT: u16 = 3128;
@@ -88,6 +91,8 @@ pub struct Sandbox {
     pub limits: Limits,
     /// The service runs as root: drop to a user of the run's own.
     pub as_root: bool,
+    /// This runner's block of users (see [`UID_BASE`]).
+    pub uid_block: u32,
 }
 
 /// One run's part of the sandbox.
@@ -145,13 +150,15 @@ impl Sandbox {
             },
             // SAFETY: geteuid has no preconditions.
             as_root: unsafe { libc::geteuid() } == 0,
+            uid_block: 0,
         }))
     }
 
     /// The user a run executes as, when the service runs as root.
     pub fn run_uid(&self, run_id: i64) -> Option<u32> {
-        self.as_root
-            .then(|| UID_BASE + run_id.rem_euclid(UID_SPAN) as u32)
+        self.as_root.then(|| {
+            UID_BASE + self.uid_block * UID_SPAN as u32 + run_id.rem_euclid(UID_SPAN) as u32
+        })
     }
 
     /// bubblewrap's arguments for one run (a pure function, unit-tested below).
@@ -300,6 +307,14 @@ impl Sandbox {
         env
     }
 
+    /// Picks this runner's block of users from its data directory.
+    pub fn for_data_dir(mut self, data_dir: &Path) -> Self {
+        use sha2::{Digest, Sha256};
+        let h = Sha256::digest(data_dir.as_os_str().as_encoded_bytes());
+        self.uid_block = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) % UID_BLOCKS;
+        self
+    }
+
     /// What the "listening" line and the runner's description say.
     pub fn describe(&self) -> String {
         format!(
@@ -432,6 +447,7 @@ mod tests {
                 disk_mib: 100,
             },
             as_root,
+            uid_block: 0,
         }
     }
 
@@ -555,6 +571,20 @@ mod tests {
         let spec: serde_json::Value = serde_json::from_str(args.last().unwrap()).unwrap();
         assert!(spec["uid"].is_null());
         assert_eq!(s.run_uid(7), None);
+    }
+
+    #[test]
+    fn runners_get_users_of_their_own() {
+        let a = sandbox(true).for_data_dir(Path::new("/srv/a"));
+        let b = sandbox(true).for_data_dir(Path::new("/srv/b"));
+        assert_ne!(a.run_uid(1), b.run_uid(1));
+        assert_ne!(a.run_uid(1), a.run_uid(2));
+        let top = sandbox(true);
+        let top = Sandbox {
+            uid_block: UID_BLOCKS - 1,
+            ..top
+        };
+        assert!(top.run_uid(i64::MAX).unwrap() < u32::MAX - 1);
     }
 
     #[test]

@@ -129,7 +129,7 @@ pub async fn transition(
         .col_expr(pipeline_run::Column::Status, Expr::value(to))
         .col_expr(
             pipeline_run::Column::StatusMessage,
-            Expr::value(patch.message.clone()),
+            Expr::value(patch.message.as_deref().map(storable)),
         )
         .col_expr(
             pipeline_run::Column::CompletionTime,
@@ -170,6 +170,17 @@ pub async fn transition(
     Ok(Transition::Moved { run, concluded })
 }
 
+/// A status message as both stores keep it: control characters (other than newline and tab)
+/// dropped. A tool's output quoted in a message may hold NUL bytes (a hostile repository can
+/// make Ruff print `/proc/self/environ`), which PostgreSQL refuses in text: the run's end
+/// would never be recorded.
+pub fn storable(message: &str) -> String {
+    message
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .collect()
+}
+
 /// [`transition`] in a transaction of its own: commits a move (and delivers the commit status
 /// of an end after commit), rolls back a lost one.
 pub async fn apply(
@@ -204,6 +215,11 @@ async fn current<C: ConnectionTrait>(db: &C, id: i64) -> AppResult<pipeline_run:
 mod tests {
     use super::*;
     use sea_orm::{ActiveEnum, Iterable};
+
+    #[test]
+    fn messages_are_stored_without_control_characters() {
+        assert_eq!(storable("a\0b\u{1b}[31mc\nd\te"), "ab[31mc\nd\te");
+    }
 
     #[test]
     fn stored_names_are_the_reference_s() {
