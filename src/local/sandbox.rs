@@ -231,7 +231,8 @@ impl Sandbox {
                 continue;
             }
             if hidden.is_dir() {
-                a.flags(&["--perms", "0700"]);
+                // Empty, and crossed by the run's user on the way to its own directory.
+                a.flags(&["--perms", "0755"]);
                 a.one("--tmpfs", hidden);
                 masked.push(hidden.as_path());
             } else if hidden.exists() {
@@ -558,6 +559,11 @@ mod tests {
         let again = at("--dir", &s(&data.join("runs"))).unwrap();
         let bind = at("--bind", &s(&spec.run_dir)).unwrap();
         assert!(repo < mask && mask < again && again < bind, "{args:?}");
+        assert_eq!(
+            args[mask - 2..mask],
+            ["--perms", "0755"],
+            "crossed by the run's user"
+        );
         assert!(has_pair(&args, "--ro-bind", "/dev/null", &s(&db)));
         assert!(!args.iter().any(|a| a == "/elsewhere/x.db"));
     }

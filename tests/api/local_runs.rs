@@ -82,6 +82,8 @@ pub async fn spawn_local(cwltool: &Path, extra: &[(&str, &str)]) -> LocalApp {
             data_dir.path().display().to_string(),
         ),
     ]);
+    // A test's own setting replaces the default above.
+    env.retain(|(k, _)| !extra.iter().any(|(e, _)| e == k));
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let app = TestApp::spawn_with(Options {
         env,

@@ -277,3 +277,48 @@ async fn a_staff_templates_step_is_contained() {
     // And the run went on to lint what it "cloned" and report through its callback.
     assert_eq!(t.reports(id).await.len(), 1);
 }
+
+/// `scripts/dev.sh`'s own case: the repository is the directory the service works in, which
+/// holds its data directory (other runs, the sandbox's sockets). The run succeeds, and the
+/// data directory inside the repository is empty for it.
+#[tokio::test]
+async fn the_services_directory_inside_a_repository_is_hidden_from_its_runs() {
+    let Some(cwltool) = cwltool() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let url = demo_repository(root.path());
+    let data_dir = root.path().join("demo-repo/app-data");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    let host_secret = secret();
+    let data_file = data_dir.join("service-secret");
+    std::fs::write(&data_file, &host_secret).unwrap();
+    let data = data_dir.display().to_string();
+    let t = spawn_local(&cwltool, &[("LOCAL_DATA_DIR", data.as_str())]).await;
+
+    let id = t.start(t.lint_pipeline, clone_params(&url)).await;
+    let run = t.wait(id, None).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(t.reports(id).await.len(), 1);
+
+    let nowhere = "/nonexistent".to_string();
+    install_escape_tool(
+        &t,
+        &[
+            ("root_only", nowhere.clone()),
+            ("data_file", data_file.display().to_string()),
+            ("db_file", nowhere.clone()),
+            ("shadow", nowhere.clone()),
+            ("service_pid", std::process::id().to_string()),
+            ("outside", data_dir.join("written").display().to_string()),
+            ("postgres", "127.0.0.1:5432".into()),
+            ("listener", "127.0.0.1:9".into()),
+        ],
+    )
+    .await;
+    let id = t.start(t.lint_pipeline, clone_params(&url)).await;
+    let run = t.wait(id, None).await;
+    let seen = readable(&t, id).await;
+    assert_eq!(run["status"], "succeeded", "{seen}");
+    assert!(seen.contains("PROBE denied data_file"), "{seen}");
+    assert!(!seen.contains(&host_secret));
+    assert!(!data_dir.join("written").exists());
+}
