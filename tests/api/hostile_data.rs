@@ -863,16 +863,7 @@ async fn directive_shaped_strings_reach_the_tools_as_strings() {
             message.contains("$include") && message.contains("not found"),
             "git was asked for the branch named by the string: {message}"
         );
-        let log = t
-            .app
-            .client
-            .get(t.app.url(&format!("/api/pipelines/_/runs/{id}/log/")))
-            .bearer_auth(&t.token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(log.status(), 200);
-        let log = log.text().await.unwrap();
+        let log = t.log(id).await;
         assert!(log.contains("$include"), "{log}");
         for text in [run.to_string(), log] {
             assert!(!text.contains(&marker), "the file was read: {text}");

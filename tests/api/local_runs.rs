@@ -167,6 +167,20 @@ impl LocalApp {
         reports.as_array().unwrap().clone()
     }
 
+    /// The run's log, as its owner reads it (asserting a 200).
+    pub async fn log(&self, id: i64) -> String {
+        let resp = self
+            .app
+            .client
+            .get(self.app.url(&format!("/api/pipelines/_/runs/{id}/log/")))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.text().await.unwrap()
+    }
+
     /// The process group of a running run (from its working directory).
     pub fn pgid(&self, id: i64) -> Option<i32> {
         let file = self.data_dir.path().join(format!("runs/{id}/pid"));

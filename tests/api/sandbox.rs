@@ -20,16 +20,7 @@ use std::{
 async fn readable(t: &LocalApp, id: i64) -> String {
     let run = t.run(id).await;
     let reports = t.reports(id).await;
-    let resp = t
-        .app
-        .client
-        .get(t.app.url(&format!("/api/pipelines/_/runs/{id}/log/")))
-        .bearer_auth(&t.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let log = resp.text().await.unwrap();
+    let log = t.log(id).await;
     format!("{run}\n{}\n{log}", Value::Array(reports))
 }
 
