@@ -41,6 +41,28 @@ fn sqlite_file(url: &str) -> Option<PathBuf> {
     (!memory).then(|| name.to_path_buf())
 }
 
+/// The database file of an SQLite URL and the journal files SQLite keeps beside it (`-wal`,
+/// `-shm`, `-journal`); empty for in-memory databases and other stores.
+pub fn sqlite_files(url: &str) -> Vec<PathBuf> {
+    if !url.starts_with("sqlite:") {
+        return Vec::new();
+    }
+    sqlite_file(url)
+        .map(|p| with_journals(&p))
+        .unwrap_or_default()
+}
+
+fn with_journals(db: &Path) -> Vec<PathBuf> {
+    ["", "-wal", "-shm", "-journal"]
+        .iter()
+        .map(|suffix| {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            PathBuf::from(name)
+        })
+        .collect()
+}
+
 /// Before SQLite opens the database of `url`: creates the file `0600` when it is missing and
 /// the URL lets SQLite create it (`create`), and tightens an existing file of ours (and its
 /// `-wal`/`-shm`) that others may read. Errors are left to SQLite's own open, which reports
@@ -68,10 +90,7 @@ pub fn prepare_sqlite(url: &str, create: bool) {
     }
     // SAFETY: getuid has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut name = path.clone().into_os_string();
-        name.push(suffix);
-        let file = PathBuf::from(name);
+    for file in with_journals(&path) {
         let Ok(meta) = std::fs::metadata(&file) else {
             continue;
         };

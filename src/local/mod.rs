@@ -200,6 +200,7 @@ impl Inner {
         let dir = RunDir::new(&self.data_dir, req.run_id);
         let cwl = req.cwl.clone();
         let params = serde_json::to_vec_pretty(&req.params).unwrap_or_default();
+        let run_id = req.run_id;
         let owner = self
             .engine
             .sandbox
@@ -218,15 +219,17 @@ impl Inner {
                     .mode(0o700)
                     .create(p)
             };
+            // The mode is set again after creation: the umask may have taken bits from it.
             let write = |p: &Path, data: &[u8], mode: u32| -> std::io::Result<()> {
-                use std::io::Write;
+                use std::{io::Write, os::unix::fs::PermissionsExt};
                 let _ = std::fs::remove_file(p);
-                std::fs::OpenOptions::new()
+                let mut file = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .mode(mode)
-                    .open(p)?
-                    .write_all(data)
+                    .open(p)?;
+                file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+                file.write_all(data)
             };
             // A relaunch (a redelivered event) starts from a clean directory.
             if dir.root.exists() {
@@ -260,7 +263,8 @@ impl Inner {
                     ("init.py", sandbox::INIT),
                     ("gitconfig", sandbox::GITCONFIG),
                 ] {
-                    let tmp = shared.join(format!(".{name}.{}", std::process::id()));
+                    // Named after the run: concurrent launches never share a temporary file.
+                    let tmp = shared.join(format!(".{name}.{run_id}"));
                     write(&tmp, content.as_bytes(), 0o644)?;
                     std::fs::rename(&tmp, shared.join(name))?;
                 }
@@ -731,23 +735,22 @@ async fn sandbox_usage(path: &Path) -> Option<process::Usage> {
 /// The service's own files a repository bound into a sandbox may contain: its data directory
 /// and its SQLite database (with its journal files).
 fn service_files(config: &Config, data_dir: &Path) -> Vec<PathBuf> {
-    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    let mut files = vec![canonical(data_dir)];
-    if let Some(rest) = config.database_url.strip_prefix("sqlite://")
-        && let Some(path) = rest
-            .split('?')
-            .next()
-            .filter(|p| !p.is_empty() && *p != ":memory:")
-    {
-        let db = std::path::absolute(path).unwrap_or_else(|_| PathBuf::from(path));
-        let db = canonical(&db);
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let mut name = db.clone().into_os_string();
-            name.push(suffix);
-            files.push(name.into());
+    // As bound repositories are compared (canonical), even for files not created yet: the
+    // directory resolved, the name kept.
+    let canonical = |p: &Path| {
+        let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        match (
+            p.parent().and_then(|d| std::fs::canonicalize(d).ok()),
+            p.file_name(),
+        ) {
+            (Some(dir), Some(name)) => dir.join(name),
+            _ => p,
         }
-    }
-    files
+    };
+    std::iter::once(data_dir.to_path_buf())
+        .chain(crate::files::sqlite_files(&config.database_url))
+        .map(|p| canonical(&p))
+        .collect()
 }
 
 /// How a run the service stopped (or left behind) ends.
