@@ -11,6 +11,7 @@ SERVICE_IMAGE, CALRISSIAN_IMAGE, REPO_DIR (a bare git repository to serve).
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -34,6 +35,10 @@ HANG_PORT = GIT_PORT + 1
 DB_URL = os.environ.get("E2E_DATABASE_URL", "sqlite:///data/aq.db")
 # Short retention, so the garbage collection of a finished run is seen within the test.
 RETENTION_SECS = 5
+# Runs per demo pipeline for the p50 of event -> succeeded.
+REPEAT = int(os.environ.get("AQ_E2E_REPEAT", "5"))
+PIPELINES = [n.strip() for n in os.environ.get("AQ_E2E_PIPELINES", "Python lint,Notebook static analysis").split(",") if n.strip()]
+PODS = None  # the PodWatch, once started
 
 results = {"passed": 0, "failed": 0}
 measures = []
@@ -223,6 +228,159 @@ class Relay(threading.Thread):
             self.proc.terminate()
 
 
+class ContainerWatch(threading.Thread):
+    """What the node's engine really ran: on every container start in the runs namespace, the
+    container's configuration (user, capabilities, no-new-privileges, mounts) and, while its
+    process lives, the kernel's view of that process (/proc/<pid>/status: uids, effective
+    capabilities, NoNewPrivs). This is the proof that nothing of a run runs as root, not the
+    pod specs we asked for."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.seen = []  # dicts, one per started container
+        self.lock = threading.Lock()
+        self.proc = None
+
+    def run(self):
+        self.proc = subprocess.Popen([DOCKER, "events", "--filter", "type=container", "--filter", "event=start",
+                                      "--filter", f"label=io.kubernetes.pod.namespace={RUNS_NS}",
+                                      "--format", "{{json .}}"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for line in self.proc.stdout:
+            try:
+                cid = json.loads(line)["id"]
+                self.inspect(cid)
+            except Exception as e:  # a container gone before it was inspected: noted, not fatal
+                log(f"container watch: {e}")
+
+    def inspect(self, cid):
+        c = json.loads(sh(DOCKER, "inspect", cid))[0]
+        labels = c["Config"].get("Labels") or {}
+        if labels.get("io.kubernetes.docker.type") == "podsandbox":
+            return  # the pause container
+        rec = {"pod": labels.get("io.kubernetes.pod.name", "?"),
+               "container": labels.get("io.kubernetes.container.name", "?"),
+               "user": c["Config"].get("User") or "",
+               "cap_drop": c["HostConfig"].get("CapDrop") or [],
+               "cap_add": c["HostConfig"].get("CapAdd") or [],
+               "security_opt": c["HostConfig"].get("SecurityOpt") or [],
+               "privileged": c["HostConfig"].get("Privileged", False),
+               "token": any("serviceaccount" in (m.get("Destination") or "") for m in c.get("Mounts", [])),
+               "proc": None}
+        pid = c["State"].get("Pid") or 0
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                st = dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
+            rec["proc"] = {"uid": st["Uid"].split(), "gid": st["Gid"].split(), "cap_eff": st["CapEff"].strip(),
+                           "no_new_privs": st.get("NoNewPrivs", "").strip()}
+        except (OSError, KeyError):
+            pass  # the process already ended (a step whose command takes milliseconds)
+        with self.lock:
+            self.seen.append(rec)
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+
+
+class PodWatch(threading.Thread):
+    """Times of the runs' pods as a watch sees them (milliseconds; the cluster's own timestamps
+    have whole seconds): created, scheduled, and each container running and terminated."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.pods = {}  # name -> {"created": t, "scheduled": t, "containers": {name: {"running": t, "done": t}}}
+        self.lock = threading.Lock()
+        self.proc = None
+
+    def run(self):
+        self.proc = subprocess.Popen([KUBECTL, "get", "pods", "-n", RUNS_NS, "--watch", "-o", "json"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        dec, buf = json.JSONDecoder(), ""
+        for line in self.proc.stdout:
+            buf += line
+            while buf.strip():
+                try:
+                    pod, end = dec.raw_decode(buf.lstrip())
+                except ValueError:
+                    break
+                buf = buf.lstrip()[end:]
+                self.observe(pod, time.monotonic())
+
+    def observe(self, pod, now):
+        name = pod["metadata"]["name"]
+        with self.lock:
+            rec = self.pods.setdefault(name, {"created": now, "scheduled": None, "containers": {},
+                                              "labels": pod["metadata"].get("labels") or {}})
+            status = pod.get("status") or {}
+            if rec["scheduled"] is None and any(c["type"] == "PodScheduled" and c["status"] == "True"
+                                                for c in status.get("conditions", [])):
+                rec["scheduled"] = now
+            for cs in status.get("initContainerStatuses", []) + status.get("containerStatuses", []):
+                c = rec["containers"].setdefault(cs["name"], {"running": None, "done": None})
+                state = cs.get("state") or {}
+                if ("running" in state or "terminated" in state) and c["running"] is None:
+                    c["running"] = now
+                if "terminated" in state and c["done"] is None:
+                    c["done"] = now
+
+    def snapshot(self):
+        with self.lock:
+            return json.loads(json.dumps(self.pods))
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+
+
+def breakdown(pods, run_id, t0, t_job_complete, t_succeeded):
+    """Where one run's time goes, from the pod watch: [(seconds after the event, what)]."""
+    job_pods = [p for n, p in pods.items() if p["labels"].get("job-name") == f"aq-run-{run_id}"]
+    if not job_pods:
+        return []
+    jp = job_pods[0]
+    rows = [(jp["created"] - t0, "Job's pod created (the Job exists)")]
+    if jp["scheduled"]:
+        rows.append((jp["scheduled"] - t0, "Job's pod scheduled"))
+    cal = jp["containers"].get("calrissian", {})
+    if jp["containers"].get("workdir", {}).get("running"):
+        rows.append((jp["containers"]["workdir"]["running"] - t0, "volume handed to the run's user (init)"))
+    if cal.get("running"):
+        rows.append((cal["running"] - t0, "Calrissian running"))
+    end = cal.get("done") or t_job_complete
+    steps = sorted(((n, p) for n, p in pods.items() if not n.startswith("aq-run-")
+                    and cal.get("running") and cal["running"] <= p["created"] <= (end or p["created"])),
+                   key=lambda np: np[1]["created"])
+    for i, (n, p) in enumerate(steps):
+        c = next(iter(p["containers"].values()), {})
+        what = f"step pod {n.rsplit('-pod-', 1)[0]} created"
+        if i == 0 and cal.get("running"):
+            what += f" (Calrissian start-up: load and validate the CWL, {p['created'] - cal['running']:.2f} s)"
+        rows.append((p["created"] - t0, what))
+        if c.get("running"):
+            rows.append((c["running"] - t0, "  started (scheduled, container created)"))
+        if c.get("done"):
+            rows.append((c["done"] - t0, "  done"))
+    if cal.get("done"):
+        rows.append((cal["done"] - t0, "Calrissian done (outputs and usage report written)"))
+    rep = jp["containers"].get("report", {})
+    if rep.get("done"):
+        rows.append((rep["done"] - t0, "report container done (results posted)"))
+    if t_job_complete:
+        rows.append((t_job_complete - t0, "Job complete, relayed to the service"))
+    if t_succeeded:
+        rows.append((t_succeeded - t0, "run `succeeded` read from the API"))
+    return sorted(rows, key=lambda r: r[0])
+
+
+def print_breakdown(title, rows):
+    log(f"breakdown {title} (seconds after the event; a pod watch's times):")
+    prev = 0.0
+    for t, what in rows:
+        print(f"    {t:7.2f}  (+{t - prev:5.2f})  {what}", flush=True)
+        prev = t
+
+
 def seconds_between(a, b):
     """Seconds between two RFC 3339 times with up to nanosecond fractions."""
     from datetime import datetime
@@ -399,8 +557,10 @@ def deploy(repo_root):
     svc.login()
     st, pipelines = svc.get("/api/pipelines/")
     check(st == 200, f"pipelines answered {st}")
-    lint = next(p["id"] for p in pipelines if p["name"] == "Python lint")
-    return svc, lint
+    by_name = {p["name"]: p["id"] for p in pipelines}
+    check("Python lint" in by_name, f"no Python lint pipeline: {sorted(by_name)}")
+    # The demo pipelines timed on the node (AQ_E2E_PIPELINES, comma-separated names).
+    return svc, {n: by_name[n] for n in PIPELINES if n in by_name} | {"Python lint": by_name["Python lint"]}
 
 
 def execute(svc, pipeline, repo_url):
@@ -427,7 +587,10 @@ def success_by_events(svc, relay, pipeline):
     check(run["status"] == "succeeded", f"run {run_id} is {run['status']}: {run.get('status_message')}")
     job = kget("job", f"aq-run-{run_id}", "-n", RUNS_NS)
     measure("event -> all pods done (Job complete)", relay.applied[run_id] - t0, "s")
-    measure("event -> run succeeded", time.monotonic() - t0, "s")
+    t_read = time.monotonic()
+    measure("event -> run succeeded", t_read - t0, "s")
+    if PODS:
+        print_breakdown(f"of run {run_id} (Python lint)", breakdown(PODS.snapshot(), run_id, t0, relay.applied[run_id], t_read))
     check(run["output"] is not None, "no output stored")
     usage = run["usage_report"]
     check(isinstance(usage, dict) and usage, f"no usage report stored: {usage!r}")
@@ -517,6 +680,74 @@ def cancel(svc, pipeline):
     check(run["status"] == "killed", f"the cancelled run is {run['status']}")
 
 
+@stage("event -> succeeded over repeated runs of each demo pipeline on the node (p50, breakdown)")
+def repeated(svc, relay, pipelines, n):
+    for name, pipeline in pipelines.items():
+        runs = []
+        for _ in range(n):
+            t0 = time.monotonic()
+            run_id = execute(svc, pipeline, f"git://{NODE_IP}:{GIT_PORT}/demo.git")
+            relay.enabled_runs.add(run_id)
+            wait_for(f"run {run_id} to complete", 600, lambda: run_id in relay.applied, interval=0.1)
+            run = svc.run(pipeline, run_id)
+            t1 = time.monotonic()
+            check(run["status"] == "succeeded", f"{name} run {run_id} is {run['status']}: {run.get('status_message')}")
+            check(run.get("job_reports_count", 0) >= 1, f"{name} run {run_id} has no job report")
+            runs.append((t1 - t0, run_id, t0, relay.applied[run_id], t1))
+        times = sorted(r[0] for r in runs)
+        measure(f"{name}: event -> succeeded, p50 of {n}", statistics.median(times), "s")
+        measure(f"{name}: event -> succeeded, min / max", f"{times[0]:.2f} / {times[-1]:.2f}", "s")
+        if PODS:
+            _, run_id, t0, t_done, t_read = sorted(runs)[len(runs) // 2]
+            print_breakdown(f"of the median {name} run ({run_id})", breakdown(PODS.snapshot(), run_id, t0, t_done, t_read))
+
+
+def norm_caps(caps):
+    return {c.upper().removeprefix("CAP_") for c in caps}
+
+
+@stage("nothing of a run runs as root: every container the node started, as its kernel saw it")
+def contained(watch):
+    with watch.lock:
+        seen = list(watch.seen)
+    job = [r for r in seen if r["pod"].startswith("aq-run-")]
+    steps = [r for r in seen if not r["pod"].startswith("aq-run-")]
+    check(job and steps, f"containers seen: {len(job)} of Jobs, {len(steps)} of steps")
+    for r in seen:
+        where = f"{r['pod']}/{r['container']}"
+        check(not r["privileged"], f"{where} is privileged")
+        if r["container"] == "workdir":
+            # The one root container: hands the empty volume to the run's user, CHOWN only.
+            check(norm_caps(r["cap_add"]) == {"CHOWN"} and "ALL" in norm_caps(r["cap_drop"]),
+                  f"{where} has capabilities {r['cap_add']} (drop {r['cap_drop']})")
+            continue
+        user = r["user"].split(":")[0]
+        check(user not in ("", "0", "root"), f"{where} runs as user {r['user']!r}")
+        if r["proc"]:
+            check("0" not in r["proc"]["uid"], f"{where}: the process has uids {r['proc']['uid']}")
+            check(int(r["proc"]["cap_eff"], 16) == 0, f"{where}: effective capabilities {r['proc']['cap_eff']}")
+    for r in job:
+        if r["container"] == "workdir":
+            continue
+        where = f"{r['pod']}/{r['container']}"
+        check("ALL" in norm_caps(r["cap_drop"]), f"{where} keeps capabilities (drop {r['cap_drop']})")
+        check(any(o.startswith("no-new-privileges") for o in r["security_opt"]),
+              f"{where} may gain privileges (security options {r['security_opt']})")
+        if r["proc"]:
+            check(r["proc"]["no_new_privs"] == "1", f"{where}: NoNewPrivs is {r['proc']['no_new_privs']}")
+    for r in steps:
+        check(not r["token"], f"step {r['pod']}/{r['container']} has a service account token mounted")
+    alive = [r for r in steps if r["proc"]]
+    check(alive, "no step process was seen alive (the cancel stage's clone should have been)")
+    users = sorted({r["user"] for r in seen})
+    measure("containers of runs seen (Job pods / step pods)", f"{len(job)} / {len(steps)}", "")
+    measure("their users", ", ".join(users), "")
+    measure("step processes seen alive: uids / effective capabilities",
+            "; ".join(f"{r['proc']['uid'][0]} / {r['proc']['cap_eff']}" for r in alive[:3]), "")
+    measure("service account token in step pods / in Calrissian's pod",
+            f"{sum(r['token'] for r in steps)} / {sum(r['token'] for r in job if r['container'] == 'calrissian')}", "")
+
+
 def dump_diagnostics():
     for args in (("get", "pods,jobs,pvc,pv", "-A", "-o", "wide"), ("get", "events", "-A")):
         log(kubectl(*args, check_rc=False)[-4000:])
@@ -527,26 +758,36 @@ def main():
     repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     git = serve_git()
     hang = serve_hanging()
+    global PODS
+    containers = ContainerWatch()
+    containers.start()
+    PODS = PodWatch()
+    PODS.start()
     try:
         container_checks()
         deployed = deploy(repo_root)
         if not deployed:
-            # The five stages that need the deployed service count as failed too.
-            results["failed"] += 5
+            # The seven stages that need the deployed service count as failed too.
+            results["failed"] += 7
             dump_diagnostics()
             return
-        svc, lint = deployed
+        svc, pipelines = deployed
+        lint = pipelines["Python lint"]
         relay = Relay(svc)
         relay.start()
         a = success_by_events(svc, relay, lint)
         b = success_by_reading(svc, lint)
         garbage_collected([r for r in (a, b) if r])
+        repeated(svc, relay, pipelines, REPEAT)
         failing_clone(svc, relay, lint)
         cancel(svc, lint)
+        contained(containers)
         relay.stop()
         if results["failed"]:
             dump_diagnostics()
     finally:
+        containers.stop()
+        PODS.stop()
         git.terminate()
         hang.close()
         print("\nmeasures:")

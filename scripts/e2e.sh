@@ -6,7 +6,9 @@
 #   and Role of knative/) -> a Job -> Calrissian -> step pods -> job reports posted with the
 #   run's token -> the run `succeeded` from the Job's status (a relayed ApiServerSource-shaped
 #   event, and reconcile-on-read) -> outputs and usage stored -> the run's objects collected
-#   after their retention; a failing clone ends `failed` with its reason; cancel removes pods.
+#   after their retention; every demo pipeline timed over repeated runs, with a breakdown of
+#   where the time goes; a failing clone ends `failed` with its reason; cancel removes pods;
+#   and every container a run started, as the node's kernel saw it, ran as a non-root user.
 #
 # It starts (and on success, failure or interrupt stops) a control plane and a node of its own
 # (scripts/kube.sh node, with its own state directory and ports, so a control plane the test
@@ -94,6 +96,15 @@ REPO=$WORK/git/demo.git
 mkdir -p "$WORK/src"
 printf 'import os\nimport sys\n\n\ndef f():\n    return 1\n' > "$WORK/src/bad.py"
 printf 'def good():\n    return 2\n' > "$WORK/src/good.py"
+# A notebook for the notebook pipeline: a title, one executed cell, one unused import.
+cat > "$WORK/src/demo.ipynb" <<'NB'
+{"nbformat": 4, "nbformat_minor": 5,
+ "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+ "cells": [
+  {"id": "t", "cell_type": "markdown", "metadata": {}, "source": ["# Demo notebook"]},
+  {"id": "c", "cell_type": "code", "metadata": {}, "execution_count": 1, "outputs": [],
+   "source": ["import os\n", "print(1 + 1)"]}]}
+NB
 git -C "$WORK/src" init -q -b main
 git -C "$WORK/src" -c user.name=e2e -c user.email=e2e@localhost add .
 git -C "$WORK/src" -c user.name=e2e -c user.email=e2e@localhost commit -qm demo
