@@ -2,10 +2,11 @@
 # Benchmark of the local runner with the release binary (not part of CI: timings on shared
 # machines are noisy). Real cwltool, real git, the demo catalogue's tools on the host.
 # Writes Markdown to stdout and target/bench/local.md:
-#   - POST -> succeeded of the notebook pipeline on a demo repository (sequential runs),
+#   - POST -> succeeded of the first run after start (cwltool's schemas not cached yet), then
+#     of the lint and the notebook pipelines on a demo repository (sequential runs),
 #   - the service's own overhead while runs are in flight (added RSS, CPU of the service
 #     process itself, children excluded),
-#   - runs per minute at the default concurrency (a burst of runs submitted at once).
+#   - runs per minute at the default concurrency (a burst of lint runs submitted at once).
 #
 #   scripts/bench-local.sh                       # BENCH_RUNS=5 sequential, BENCH_BURST=20
 #   BENCH_BIN=path/to/application-quality-api scripts/bench-local.sh   # a binary built already
@@ -83,6 +84,7 @@ def call(method, path, body=None, token=None):
 token = call("POST", "/api/token/", {"username": "bench", "password": "bench-password-1"})["access"]
 pipelines = {p["name"]: p["id"] for p in call("GET", "/api/pipelines/", token=token)}
 nb = pipelines["Notebook static analysis"]
+lint = pipelines["Python lint"]
 params = {"parameters": {"clone_subworkflow": {"clone": {"repo_url": "file://" + repo}}}}
 
 def rss_kib():
@@ -109,18 +111,29 @@ def wait(run_id, every=0.02):
 
 idle = rss_kib()
 threading.Thread(target=sample, daemon=True).start()
-lat = []
-cpu0 = cpu_secs()
-for _ in range(runs):
+
+def timed(pipeline):
     t0 = time.monotonic()
-    run = call("POST", f"/api/pipelines/{nb}/runs/", params, token)
+    run = call("POST", f"/api/pipelines/{pipeline}/runs/", params, token)
     assert wait(run["id"])["status"] == "succeeded"
-    lat.append(time.monotonic() - t0)
+    return time.monotonic() - t0
+
+# The first run after start parses cwltool's schemas itself; the runner caches them for the
+# runs that follow.
+first = timed(lint)
+cache = os.path.join(os.environ["LOCAL_DATA_DIR"], "sandbox", "schemas.pickle")
+deadline = time.monotonic() + 30
+while os.environ.get("LOCAL_SANDBOX", "bwrap") != "off" and not os.path.exists(cache) and time.monotonic() < deadline:
+    time.sleep(0.05)  # written in the background
+lat = {}
+cpu0 = cpu_secs()
+for name, pipeline in (("Python lint", lint), ("Notebook static analysis", nb)):
+    lat[name] = [timed(pipeline) for _ in range(runs)]
 cpu_seq = cpu_secs() - cpu0
 
 cpu0 = cpu_secs()
 t0 = time.monotonic()
-ids = [call("POST", f"/api/pipelines/{nb}/runs/", params, token)["id"] for _ in range(burst)]
+ids = [call("POST", f"/api/pipelines/{lint}/runs/", params, token)["id"] for _ in range(burst)]
 # Polled rarely, so the service's CPU is its own work on the runs, not answering the poll.
 done = [wait(i, every=0.25) for i in ids]
 elapsed = time.monotonic() - t0
@@ -131,9 +144,11 @@ child_cpu = statistics.median(r["usage_report"]["cpu_user_seconds"] + r["usage_r
 
 print(f"## Local runner ({time.strftime('%Y-%m-%d')}, {os.environ['CORES']} cores, release build, SQLite, host tools, sandbox: {os.environ.get('LOCAL_SANDBOX', 'bwrap')})\n")
 print("| What | Result |\n|---|---|")
-print(f"| Notebook pipeline, POST -> `succeeded` ({runs} sequential runs) | median {statistics.median(lat)*1000:.0f} ms, min {min(lat)*1000:.0f} ms, max {max(lat)*1000:.0f} ms |")
+print(f"| First run after start (lint; cwltool parses its schemas) | {first*1000:.0f} ms |")
+for name, l in lat.items():
+    print(f"| {name}, POST -> `succeeded` ({runs} sequential runs) | median {statistics.median(l)*1000:.0f} ms, min {min(l)*1000:.0f} ms, max {max(l)*1000:.0f} ms |")
 print(f"| CPU of one run's process tree (cwltool, git, python3, curl, node) | median {child_cpu:.2f} s |")
-print(f"| The service's own CPU per run (process itself, children excluded) | {cpu_burst/burst*1000:.1f} ms in the burst (polled every 250 ms); {cpu_seq/runs*1000:.1f} ms sequential, where the benchmark polls every 20 ms |")
+print(f"| The service's own CPU per run (process itself, children excluded) | {cpu_burst/burst*1000:.1f} ms in the burst (polled every 250 ms); {cpu_seq/(2*runs)*1000:.1f} ms sequential, where the benchmark polls every 20 ms |")
 print(f"| The service's RSS | {idle/1024:.1f} MiB idle, peak {peak[0]/1024:.1f} MiB with runs in flight (+{(peak[0]-idle)/1024:.1f} MiB) |")
-print(f"| Burst of {burst} runs at the default concurrency ({os.environ['CORES']}) | {ok}/{burst} succeeded in {elapsed:.1f} s: {burst/elapsed*60:.1f} runs/minute |")
+print(f"| Burst of {burst} lint runs at the default concurrency ({os.environ['CORES']}) | {ok}/{burst} succeeded in {elapsed:.1f} s: {burst/elapsed*60:.1f} runs/minute |")
 PY

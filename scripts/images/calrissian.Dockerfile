@@ -12,6 +12,12 @@ RUN apt-get update \
 RUN --mount=type=secret,id=ca-certificates \
     if [ -f /run/secrets/ca-certificates ]; then export PIP_CERT=/run/secrets/ca-certificates; fi \
  && python3 -m venv /opt/calrissian \
- && /opt/calrissian/bin/pip install --no-cache-dir "calrissian==${CALRISSIAN_VERSION}" \
- && ln -s /opt/calrissian/bin/calrissian /usr/local/bin/calrissian
+ && /opt/calrissian/bin/pip install --no-cache-dir "calrissian==${CALRISSIAN_VERSION}"
+
+# `calrissian` (what every Job runs) reads cwltool's schemas parsed here, at build time,
+# instead of parsing them at every start (see calrissian-warm.py).
+COPY calrissian-warm.py /opt/calrissian/warm.py
+RUN /opt/calrissian/bin/python /opt/calrissian/warm.py make \
+ && printf '#!/bin/sh\nexec /opt/calrissian/bin/python /opt/calrissian/warm.py "$@"\n' > /usr/local/bin/calrissian \
+ && chmod 0755 /usr/local/bin/calrissian
 ENTRYPOINT ["calrissian"]

@@ -143,6 +143,8 @@ struct Inner {
     state: OnceLock<Weak<AppStateInner>>,
     active: Mutex<HashMap<i64, Arc<Active>>>,
     sweeping: AtomicBool,
+    /// The cache of cwltool's parsed schemas is being (or was) written.
+    schema_cache_started: AtomicBool,
     started_at: DateTime<Utc>,
 }
 
@@ -181,12 +183,48 @@ impl Inner {
             state: OnceLock::new(),
             active: Mutex::new(HashMap::new()),
             sweeping: AtomicBool::new(false),
+            schema_cache_started: AtomicBool::new(false),
             started_at: Utc::now(),
         }
     }
 
     fn state(&self) -> Option<AppState> {
         self.state.get().and_then(AppState::upgrade)
+    }
+
+    /// The cache of cwltool's parsed schemas, in the sandbox's shared directory.
+    fn schema_cache_path(&self) -> PathBuf {
+        self.data_dir.join("sandbox").join("schemas.pickle")
+    }
+
+    /// Writes the schema cache once, in the background, after the first launch (which has
+    /// written the sandbox's `init.py`): that run starts cold, the following ones read it.
+    /// Parsing the schemas costs about a second of CPU; never on a request's path.
+    fn ensure_schema_cache(&self) {
+        let Some(sandbox) = self.engine.sandbox.clone().filter(|s| s.in_process) else {
+            return;
+        };
+        if self.schema_cache_started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (init, out) = (
+            self.data_dir.join("sandbox").join("init.py"),
+            self.schema_cache_path(),
+        );
+        tokio::task::spawn_blocking(move || {
+            if out.exists() {
+                return;
+            }
+            match sandbox.write_schema_cache(&init, &out) {
+                Ok(()) => {
+                    tracing::debug!(path = %out.display(), "local runner: cwltool's schemas cached")
+                }
+                // Runs still work, parsing the schemas themselves.
+                Err(e) => {
+                    tracing::warn!(error = %e, "local runner: cannot cache cwltool's schemas")
+                }
+            }
+        });
     }
 
     fn entry(&self, run_id: i64) -> Option<Arc<Active>> {
@@ -459,6 +497,7 @@ impl Inner {
                     repositories: file_repositories(&req.params, &self.file_roots),
                     hidden: self.hidden.clone(),
                     argv,
+                    schema_cache: Some(self.schema_cache_path()).filter(|p| p.is_file()),
                 };
                 let mut cmd = std::process::Command::new(&sandbox.bwrap);
                 cmd.args(sandbox.args(&spec));
@@ -549,14 +588,17 @@ impl Inner {
             Ok(exit) => exit,
             Err(message) => return (failed(message), RunResults::default()),
         };
+        let mut schemas = None;
         if self.engine.sandbox.is_some()
-            && let Some(usage) = sandbox_usage(&dir.root.join(sandbox::USAGE_FILE)).await
+            && let Some((usage, cwl_schemas)) =
+                sandbox_usage(&dir.root.join(sandbox::USAGE_FILE)).await
         {
             // Bubblewrap's monitor does not reap the sandbox's PID 1, so the usage of the
             // run's process tree comes from the sandbox's first process instead.
             exit.usage = usage;
+            schemas = cwl_schemas;
         }
-        let usage = json!({
+        let mut usage = json!({
             "executor": "local",
             "containers": self.engine.containers.as_str(),
             "sandbox": if self.engine.sandbox.is_some() { "bwrap" } else { "off" },
@@ -569,6 +611,10 @@ impl Inner {
             "exit_code": exit.code,
             "signal": exit.signal,
         });
+        if let Some(schemas) = schemas {
+            // Whether cwltool read its schemas from the runner's cache or parsed them.
+            usage["cwltool_schemas"] = json!(schemas);
+        }
         // The run's own token never shows in what its user reads.
         let tail = crate::auth::run_token::redact(&read_tail(&dir.log(), 64 * 1024).await)
             .replace(token, "[callback token]");
@@ -707,12 +753,14 @@ fn file_repositories(
 /// The usage the sandbox's first process wrote for the run's process tree (at most a few
 /// bytes of JSON; a run could write the file itself, so it is read bounded and typed, and it
 /// only ever informs the usage report).
-async fn sandbox_usage(path: &Path) -> Option<process::Usage> {
+async fn sandbox_usage(path: &Path) -> Option<(process::Usage, Option<&'static str>)> {
     #[derive(serde::Deserialize)]
     struct Written {
         user: f64,
         system: f64,
         maxrss: i64,
+        #[serde(default)]
+        schemas: Option<String>,
     }
     use tokio::io::AsyncReadExt;
     let mut buf = Vec::new();
@@ -725,11 +773,21 @@ async fn sandbox_usage(path: &Path) -> Option<process::Usage> {
         .ok()?;
     let w: Written = serde_json::from_slice(&buf).ok()?;
     let sane = |x: f64| x.is_finite() && x >= 0.0;
-    (sane(w.user) && sane(w.system)).then_some(process::Usage {
-        user_cpu_secs: w.user,
-        system_cpu_secs: w.system,
-        max_rss_kib: w.maxrss.max(0),
-    })
+    // The file is in the run's directory, so the run could have rewritten it: only known
+    // words pass.
+    let schemas = match w.schemas.as_deref() {
+        Some("cached") => Some("cached"),
+        Some("parsed") => Some("parsed"),
+        _ => None,
+    };
+    (sane(w.user) && sane(w.system)).then_some((
+        process::Usage {
+            user_cpu_secs: w.user,
+            system_cpu_secs: w.system,
+            max_rss_kib: w.maxrss.max(0),
+        },
+        schemas,
+    ))
 }
 
 /// The service's own files a repository bound into a sandbox may contain: its data directory
@@ -822,6 +880,7 @@ impl Launcher for LocalLauncher {
             }
         }
         self.0.prepare(req).await?;
+        self.0.ensure_schema_cache();
         let (done, _) = watch::channel(false);
         let entry = Arc::new(Active {
             req: req.clone(),

@@ -43,6 +43,7 @@ pub const USAGE_FILE: &str = "usage.json";
 
 /// Paths inside the sandbox.
 pub const INIT_PATH: &str = "/aq/init.py";
+pub const SCHEMA_CACHE_PATH: &str = "/aq/schemas.pickle";
 pub const CALLBACK_SOCKET: &str = "/aq/callback.sock";
 pub const EGRESS_SOCKET: &str = "/aq/egress.sock";
 
@@ -93,6 +94,9 @@ pub struct Sandbox {
     pub as_root: bool,
     /// This runner's block of users (see [`UID_BASE`]).
     pub uid_block: u32,
+    /// cwltool is a script of [`Sandbox::python`]: the first process imports it and runs it
+    /// in-process (one interpreter start, schemas from the cache) instead of starting it.
+    pub in_process: bool,
 }
 
 /// One run's part of the sandbox.
@@ -117,6 +121,8 @@ pub struct RunSpec {
     pub hidden: Vec<PathBuf>,
     /// cwltool's command line.
     pub argv: Vec<OsString>,
+    /// The service's cache of cwltool's parsed schemas, when it exists (bound read-only).
+    pub schema_cache: Option<PathBuf>,
 }
 
 impl Sandbox {
@@ -130,7 +136,9 @@ impl Sandbox {
             "the local runner's sandbox needs bubblewrap (`apt-get install bubblewrap`); set LOCAL_SANDBOX=off only if every user is trusted",
         )?;
         // cwltool's own interpreter (its `#!` line), else the system's.
-        let python = interpreter_of(cwltool)
+        let own = interpreter_of(cwltool);
+        let in_process = own.is_some();
+        let python = own
             .or_else(|| super::engine::find_executable("python3"))
             .ok_or_else(|| {
                 format!(
@@ -151,6 +159,7 @@ impl Sandbox {
             // SAFETY: geteuid has no preconditions.
             as_root: unsafe { libc::geteuid() } == 0,
             uid_block: 0,
+            in_process,
         }))
     }
 
@@ -253,12 +262,14 @@ impl Sandbox {
         a.pair("--ro-bind", &run.init_file, INIT_PATH);
         a.pair("--ro-bind", &run.callback_socket, CALLBACK_SOCKET);
         a.pair("--ro-bind", &run.egress_socket, EGRESS_SOCKET);
+        if let Some(cache) = run.schema_cache.as_ref().filter(|_| self.in_process) {
+            a.pair("--ro-bind", cache, SCHEMA_CACHE_PATH);
+        }
         a.flags(&["--chdir", "/"]);
         a.0.push(self.python.clone().into());
-        // -I: the run's environment cannot redirect the interpreter (PYTHONPATH and friends);
-        // -S: the standard library is all it needs, and it starts faster without `site`.
+        // -I: the run's environment cannot redirect the interpreter (PYTHONPATH and friends,
+        // the user's site directory). `site` stays: it finds cwltool's virtualenv.
         a.0.push("-I".into());
-        a.0.push("-S".into());
         a.0.push(INIT_PATH.into());
         a.0.push(self.init_spec(run).into());
         a.0
@@ -286,6 +297,10 @@ impl Sandbox {
             "cwd": run.run_dir,
             "usage": run.run_dir.join(USAGE_FILE),
             "argv": run.argv.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>(),
+            "cwltool": self.in_process.then(|| serde_json::json!({
+                "args": run.argv.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>(),
+                "schema_cache": run.schema_cache.as_ref().map(|_| SCHEMA_CACHE_PATH),
+            })),
         })
         .to_string()
     }
@@ -306,6 +321,34 @@ impl Sandbox {
         env.push(("GIT_CONFIG_SYSTEM".into(), "/etc/gitconfig".into()));
         env.push(("HOME".into(), "/tmp".into()));
         env
+    }
+
+    /// Writes the cache of cwltool's parsed schemas to `out` with [`INIT`] (at `init`), run by
+    /// cwltool's interpreter as the service's own user: it reads only cwltool's bundled
+    /// schemas, never anything of a run, and runs read the file read-only. Blocking (about a
+    /// second of CPU).
+    pub fn write_schema_cache(&self, init: &Path, out: &Path) -> std::io::Result<()> {
+        let spec = serde_json::json!({ "schema_cache_out": out }).to_string();
+        let output = std::process::Command::new(&self.python)
+            .arg("-I")
+            .arg(init)
+            .arg(spec)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("LANG", "C.UTF-8")
+            .stdin(std::process::Stdio::null())
+            .output()?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            let err = String::from_utf8_lossy(&output.stderr);
+            Err(std::io::Error::other(format!(
+                "{} exited with {}: {}",
+                self.python.display(),
+                output.status,
+                err.lines().last().unwrap_or_default()
+            )))
+        }
     }
 
     /// Picks this runner's block of users from its data directory.
@@ -449,6 +492,7 @@ mod tests {
             },
             as_root,
             uid_block: 0,
+            in_process: true,
         }
     }
 
@@ -465,6 +509,7 @@ mod tests {
             repositories: vec!["/home/u/repo".into()],
             hidden: vec![],
             argv: vec!["/opt/venv/bin/cwltool".into(), "x.cwl".into()],
+            schema_cache: Some("/data/sandbox/schemas.pickle".into()),
         }
     }
 
@@ -535,6 +580,25 @@ mod tests {
         assert_eq!(spec["relays"][0][0], 8080);
         assert_eq!(spec["relays"][1][0], EGRESS_PORT);
         assert_eq!(spec["argv"][0], "/opt/venv/bin/cwltool");
+        // cwltool runs in the first process's interpreter, with the schemas bound read-only.
+        assert_eq!(spec["cwltool"]["args"], serde_json::json!(["x.cwl"]));
+        assert_eq!(spec["cwltool"]["schema_cache"], SCHEMA_CACHE_PATH);
+        assert!(has_pair(
+            &args,
+            "--ro-bind",
+            "/data/sandbox/schemas.pickle",
+            SCHEMA_CACHE_PATH
+        ));
+        // No cache yet, or cwltool is not a script of that interpreter: nothing bound.
+        let mut cold = run();
+        cold.schema_cache = None;
+        let args = strings(&sandbox(true).args(&cold));
+        assert!(!args.iter().any(|a| a == SCHEMA_CACHE_PATH));
+        let mut other = sandbox(true);
+        other.in_process = false;
+        let args = strings(&other.args(&run()));
+        let spec: serde_json::Value = serde_json::from_str(args.last().unwrap()).unwrap();
+        assert!(spec["cwltool"].is_null() && !args.iter().any(|a| a == SCHEMA_CACHE_PATH));
     }
 
     #[test]

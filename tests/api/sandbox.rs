@@ -313,3 +313,65 @@ async fn the_services_directory_inside_a_repository_is_hidden_from_its_runs() {
     assert!(!seen.contains(&host_secret));
     assert!(!data_dir.join("written").exists());
 }
+
+/// cwltool's schemas: the first run parses them, the runner then caches them (owner-written,
+/// read-only to runs) and the following runs read them, with the same findings; a damaged
+/// cache only means parsing them again.
+#[tokio::test]
+async fn cwltools_schemas_are_cached_for_later_runs_and_a_damaged_cache_is_ignored() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(cwltool) = cwltool() else { return };
+    let t = spawn_local(&cwltool, &[]).await;
+    let repos = tempfile::tempdir().unwrap();
+    let url = demo_repository(repos.path());
+    let run_once = |expected: &'static str| {
+        let t = &t;
+        let url = url.clone();
+        async move {
+            let id = t.start(t.lint_pipeline, clone_params(&url)).await;
+            let run = t.wait(id, None).await;
+            assert_eq!(run["status"], "succeeded", "{run}");
+            assert_eq!(run["usage_report"]["cwltool_schemas"], expected, "{run}");
+            // Each finding's rule and place (file paths name the run's own directory).
+            let mut findings: Vec<String> = t
+                .reports(id)
+                .await
+                .iter()
+                .filter_map(|r| r["output"].as_array().cloned())
+                .flatten()
+                .map(|f| format!("{} {} {}", f["code"], f["location"], f["end_location"]))
+                .collect();
+            findings.sort();
+            assert!(!findings.is_empty(), "the demo repository has findings");
+            findings
+        }
+    };
+    let parsed = run_once("parsed").await;
+
+    let cache = t.data_dir.path().join("sandbox/schemas.pickle");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cache.is_file() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no schema cache written"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let meta = std::fs::metadata(&cache).unwrap();
+    assert_eq!(
+        meta.mode() & 0o777,
+        0o644,
+        "written by the service, read-only to runs"
+    );
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(meta.uid(), unsafe { libc::geteuid() });
+
+    assert_eq!(
+        run_once("cached").await,
+        parsed,
+        "same findings from cached schemas"
+    );
+
+    std::fs::write(&cache, b"not a pickle").unwrap();
+    assert_eq!(run_once("parsed").await, parsed);
+}
