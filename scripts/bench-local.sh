@@ -142,7 +142,8 @@ stop.set()
 ok = sum(1 for r in done if r["status"] == "succeeded")
 child_cpu = statistics.median(r["usage_report"]["cpu_user_seconds"] + r["usage_report"]["cpu_system_seconds"] for r in done)
 
-print(f"## Local runner ({time.strftime('%Y-%m-%d')}, {os.environ['CORES']} cores, release build, SQLite, host tools, sandbox: {os.environ.get('LOCAL_SANDBOX', 'bwrap')})\n")
+build = "given binary" if os.environ.get("BENCH_BIN") else "release build"
+print(f"## Local runner ({time.strftime('%Y-%m-%d')}, {os.environ['CORES']} cores, {build}, SQLite, host tools, sandbox: {os.environ.get('LOCAL_SANDBOX', 'bwrap')})\n")
 print("| What | Result |\n|---|---|")
 print(f"| First run after start (lint; cwltool parses its schemas) | {first*1000:.0f} ms |")
 for name, l in lat.items():

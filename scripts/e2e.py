@@ -492,7 +492,9 @@ def deploy(repo_root):
     kubectl("apply", "-f", "-", stdin=json.dumps({
         "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
         "metadata": {"name": "standard"}, "provisioner": "kubernetes.io/host-path",
-        "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"}))
+        # Bound when the Job's pod is scheduled, in one pass: with `Immediate` the scheduler
+        # first finds the claim unbound and retries after its back-off (2.5 s per run).
+        "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer"}))
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "application-quality-api", "namespace": APP_NS},
               "stringData": {"JWT_SECRET": uuid.uuid4().hex * 2, "DATABASE_URL": DB_URL,
                              "APPLICATION_QUALITY_PASSWORD": PASSWORD}}

@@ -262,9 +262,12 @@ pub fn pvc(req: &LaunchRequest, s: &RunSettings, owner: &OwnerReference) -> Pers
     }
 }
 
-/// Calrissian's command-line arguments (the reference's, without `--debug`).
+/// Calrissian's command-line arguments (the reference's, without `--debug`, and without
+/// cwltool's load-time jshint pass over every expression, which only prints warnings and cost
+/// seconds in a container limited to a fraction of a core; the expressions still run).
 pub fn calrissian_args(s: &RunSettings) -> Vec<String> {
     [
+        "--disable-js-validation",
         "--stdout",
         "/calrissian/output.json",
         "--stderr",
