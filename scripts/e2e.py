@@ -489,6 +489,9 @@ def container_checks():
 def deploy(repo_root):
     kubectl("apply", "-f", os.path.join(repo_root, "knative/namespace.yaml"))
     kubectl("apply", "-f", os.path.join(repo_root, "knative/rbac.yaml"))
+    # Replaced, not patched: a node kept from an earlier run may hold another binding mode,
+    # which is immutable.
+    kubectl("delete", "storageclass", "standard", "--ignore-not-found")
     kubectl("apply", "-f", "-", stdin=json.dumps({
         "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
         "metadata": {"name": "standard"}, "provisioner": "kubernetes.io/host-path",

@@ -43,6 +43,14 @@ say() { printf 'images.sh: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 trap 'say "failed at line $LINENO: $BASH_COMMAND"' ERR
 have() { [ -z "${AQ_IMAGES_REBUILD:-}" ] && "$DOCKER" image inspect "$1" >/dev/null 2>&1; }
+# Images built from files of this repository carry a hash of those files (a label), and are
+# rebuilt when the files change: `have_built IMAGE HASH`, `inputs FILE...` prints the hash.
+LABEL=org.eoepca.application-quality.inputs
+inputs() { cat "$@" | sha256sum | cut -c1-16; }
+have_built() {
+  [ -z "${AQ_IMAGES_REBUILD:-}" ] &&
+    [ "$("$DOCKER" image inspect -f "{{index .Config.Labels \"$LABEL\"}}" "$1" 2>/dev/null)" = "$2" ]
+}
 # Builds need the host network only to reach Debian's mirror and PyPI.
 # This machine's CA bundle goes in as a build secret (it may hold a TLS-inspecting proxy's CA);
 # the Dockerfiles mount it for their downloads only.
@@ -110,15 +118,16 @@ pause() {
 }
 
 calrissian() {
-  have "$CALRISSIAN" && return 0
-  build -t "$CALRISSIAN" --build-arg "CALRISSIAN_VERSION=$CALRISSIAN_VERSION" \
+  local h; h=$(inputs scripts/images/calrissian.Dockerfile scripts/images/calrissian-warm.py)
+  have_built "$CALRISSIAN" "$h" && return 0
+  build -t "$CALRISSIAN" --label "$LABEL=$h" --build-arg "CALRISSIAN_VERSION=$CALRISSIAN_VERSION" \
     -f scripts/images/calrissian.Dockerfile scripts/images
 }
 
 # Every image the demo CWL pulls, and the reporter image the Job's last container uses.
 tool_names() {
   { grep -rhoE 'dockerPull: *[^ ]+' src/catalogue/demo | sed 's/dockerPull: *//'
-    sed -n 's/^ *"\([^"]*curl[^"]*\)"\.into()$/\1/p' src/config.rs; } | sort -u
+    cat src/config.rs src/config/*.rs 2>/dev/null | sed -n 's/^ *"\([^"]*curl[^"]*\)"\.into()$/\1/p'; } | sort -u
 }
 
 tools() {
@@ -126,8 +135,9 @@ tools() {
   mapfile -t names < <(tool_names)
   [ ${#names[@]} -gt 0 ] || die "no tool images found in src/catalogue/demo"
   first=${names[0]}
-  if ! have "$first"; then
-    build -t "$first" -f scripts/images/tools.Dockerfile scripts/images
+  local h; h=$(inputs scripts/images/tools.Dockerfile)
+  if ! have_built "$first" "$h"; then
+    build -t "$first" --label "$LABEL=$h" -f scripts/images/tools.Dockerfile scripts/images
   fi
   for n in "${names[@]:1}"; do "$DOCKER" tag "$first" "$n"; done
 }
