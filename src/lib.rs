@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod files;
 pub mod http;
+pub mod json;
 pub mod k8s;
 pub mod local;
 pub mod maintenance;
@@ -79,6 +80,15 @@ pub async fn build_state_with(
         config.login_failure_window(),
     );
     let identities = auth::identity::Identities::from_config(&config)?;
+    let config = Arc::new(config);
+    let runs = runs::RunService::new(runs::RunServiceInner {
+        db: db.clone(),
+        config: config.clone(),
+        launcher,
+        run_token_key: auth::run_token::derivation_key(&key),
+        notifier: statuses::Notifier::new(db.clone(), config.clone()),
+        metrics: Arc::new(metrics::Metrics::new()),
+    });
     Ok(AppState::new(state::AppStateInner {
         db,
         allowed_hosts: Arc::new(config.allowed_hosts()),
@@ -93,14 +103,11 @@ pub async fn build_state_with(
         revocations: auth::revocation::Revocations::new(std::time::Duration::from_secs(
             config.auth_user_cache_secs,
         )),
-        config: Arc::new(config),
+        config,
         jwt: Arc::new(jwt),
-        run_token_key: auth::run_token::derivation_key(&key),
         sessions: auth::session::SessionKeys::new(&key),
         identities,
-        launcher,
-        metrics: Arc::new(metrics::Metrics::new()),
-        outbox: Arc::new(statuses::Outbox::default()),
+        runs,
         maintenance: Arc::new(maintenance::Maintenance::default()),
         ready: Arc::new(std::sync::atomic::AtomicBool::new(!deferred)),
     }))
@@ -195,7 +202,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     // Trailing slashes are trimmed before routing, so `/api/pipelines/` and `/api/pipelines`
     // reach the same handler without a redirect (the reference 301s, which breaks POSTs).
-    state.launcher.attach(&state, listener.local_addr()?);
+    state
+        .runs
+        .launcher
+        .attach(&state.runs, listener.local_addr()?);
     let app = NormalizePathLayer::trim_trailing_slash().layer(http::router(state));
     axum::serve(
         listener,
@@ -216,18 +226,18 @@ pub async fn run(config: Config, listener: TcpListener) -> anyhow::Result<()> {
     let state = build_state(config).await?;
     tracing::info!(
         addr = %listener.local_addr()?,
-        executor = state.launcher.name(),
-        how = %state.launcher.describe(),
+        executor = state.runs.launcher.name(),
+        how = %state.runs.launcher.describe(),
         "listening"
     );
     let server = tokio::spawn(serve(state.clone(), listener, shutdown_signal()));
     if let Err(e) = check_schema(&state).await {
         server.abort();
-        state.launcher.shutdown().await;
+        state.runs.launcher.shutdown().await;
         return Err(e);
     }
     server.await.context("server task")??;
-    state.launcher.shutdown().await;
+    state.runs.launcher.shutdown().await;
     tracing::info!("shut down");
     Ok(())
 }

@@ -13,100 +13,24 @@
 //! needs neither a stored password nor a token handed between jobs.
 
 use super::oidc::{Audience, Issuer, IssuerOptions};
+pub use crate::config::auth::{CiKind, CiPolicy};
 use crate::{
     config::Config,
     config::split_list,
     db::entities::{identity, user},
     error::AppError,
 };
-use anyhow::{Context, bail};
+use anyhow::Context;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
     DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter, TransactionTrait,
 };
-use serde::Deserialize;
 use serde_json::{Map, Value};
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 /// Shortest time between two key fetches caused by unknown key ids.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
-/// Claims of which a GitHub policy must pin at least one (else any repository would match).
-const GITHUB_IDENTIFYING: [&str; 5] = [
-    "repository",
-    "repository_id",
-    "repository_owner",
-    "repository_owner_id",
-    "sub",
-];
-/// The same for GitLab.
-const GITLAB_IDENTIFYING: [&str; 5] = [
-    "project_path",
-    "project_id",
-    "namespace_path",
-    "namespace_id",
-    "sub",
-];
-
-/// Which CI system a policy is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CiKind {
-    /// GitHub Actions (`CI_GITHUB_ISSUER`).
-    GitHub,
-    /// GitLab CI (`CI_GITLAB_ISSUER`).
-    GitLab,
-}
-
-/// One trusted-publishing rule: a token of `issuer` whose claims all match maps to `user`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CiPolicy {
-    /// `github` or `gitlab`.
-    pub issuer: String,
-    /// Claim -> required value; a value ending in `*` matches by prefix (`refs/heads/*`).
-    pub claims: BTreeMap<String, String>,
-    /// The local user the token acts as.
-    pub user: String,
-}
-
 impl CiPolicy {
-    /// Parses and checks `CI_OIDC_POLICIES`.
-    pub fn parse_list(json: &str) -> anyhow::Result<Vec<CiPolicy>> {
-        let list: Vec<CiPolicy> =
-            serde_json::from_str(json).context("expected a JSON list of policies")?;
-        for (i, p) in list.iter().enumerate() {
-            let identifying: &[&str] = match p.kind() {
-                Some(CiKind::GitHub) => &GITHUB_IDENTIFYING,
-                Some(CiKind::GitLab) => &GITLAB_IDENTIFYING,
-                None => bail!(
-                    "policy {i}: issuer must be \"github\" or \"gitlab\", got {:?}",
-                    p.issuer
-                ),
-            };
-            if !identifying.iter().any(|c| {
-                p.claims
-                    .get(*c)
-                    .is_some_and(|v| !v.is_empty() && !v.starts_with('*'))
-            }) {
-                bail!(
-                    "policy {i}: must pin one of the claims {} (else any project would match)",
-                    identifying.join(", ")
-                );
-            }
-            if p.user.is_empty() {
-                bail!("policy {i}: user is empty");
-            }
-        }
-        Ok(list)
-    }
-
-    fn kind(&self) -> Option<CiKind> {
-        match self.issuer.as_str() {
-            "github" => Some(CiKind::GitHub),
-            "gitlab" => Some(CiKind::GitLab),
-            _ => None,
-        }
-    }
-
     fn matches(&self, claims: &Map<String, Value>) -> bool {
         self.claims.iter().all(|(name, want)| {
             let have = match claims.get(name) {
@@ -249,7 +173,7 @@ impl Iam {
             .filter(|s| !s.is_empty())
             .or_else(|| claims.get("sub").and_then(Value::as_str))
             .unwrap_or_default();
-        if !crate::catalogue::users::valid_username(username) {
+        if !user::valid_username(username) {
             return Err(AppError::Unauthorized(format!(
                 "The identity's username {:?} (claim {}) is not a valid username (up to 150 letters, digits and @.+-_).",
                 username.chars().take(160).collect::<String>(),
@@ -367,7 +291,7 @@ impl Iam {
             let suffix = format!("-{n}");
             let base: String = username
                 .chars()
-                .take(crate::catalogue::users::MAX_USERNAME_LEN - suffix.len())
+                .take(user::MAX_USERNAME_LEN - suffix.len())
                 .collect();
             let candidate = format!("{base}{suffix}");
             if user_named(txn, &candidate).await?.is_none() {

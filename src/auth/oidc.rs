@@ -15,19 +15,19 @@
 //!
 //! Policy: `EVENTS_ALLOWED_SENDERS` lists the subjects that may send at all (empty: any valid
 //! token); `EVENTS_USER_SENDERS` those that may name a `user` in `pipeline.execute` events.
-//! The [`EventSender`] extractor applies the first and carries the second to the handler.
+//! The [`EventSender`] extractor (in `crate::http::auth`) applies the first and carries the
+//! second to the handler.
 //!
 //! With `EVENTS_AUTH=off` nobody is authenticated, so the extractor accepts events only from
-//! this machine ([`from_this_machine`]: a loopback peer that is not a proxy forwarding someone
-//! else), unless `EVENTS_TRUST_NETWORK=true` declares every peer trusted; others get 403.
+//! this machine (a loopback peer that is not a proxy forwarding someone else), unless
+//! `EVENTS_TRUST_NETWORK=true` declares every peer trusted; others get 403.
 
 use crate::{
     config::{Config, EventsAuth, split_list},
     error::AppError,
-    state::AppState,
 };
 use anyhow::{Context, anyhow, bail};
-use axum::{body::Bytes, extract::FromRequestParts, http::request::Parts};
+use axum::body::Bytes;
 use base64::Engine;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::{ConfigBuilderExt, HttpsConnector};
@@ -101,62 +101,6 @@ impl EventSender {
             may_name_user: true,
         }
     }
-}
-
-impl FromRequestParts<AppState> for EventSender {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let Some(verifier) = &state.event_senders else {
-            if !state.config.events_trust_network && !from_this_machine(parts) {
-                tracing::warn!(
-                    peer = %peer_of(parts).map_or_else(|| "unknown".to_string(), |p| p.to_string()),
-                    "unauthenticated event from beyond this machine refused"
-                );
-                return Err(AppError::Forbidden(
-                    "CloudEvents without sender authentication (EVENTS_AUTH=off) are accepted from this machine only: send them from loopback, or configure EVENTS_AUTH=oidc (EVENTS_TRUST_NETWORK=true accepts them from any peer).".into(),
-                ));
-            }
-            return Ok(EventSender::unauthenticated());
-        };
-        let token = super::extract::bearer(parts)?.ok_or_else(|| {
-            AppError::Unauthorized(
-                "Sender authentication is required: send an OIDC token of the sender as 'Authorization: Bearer <token>' (Knative's authentication-oidc feature).".into(),
-            )
-        })?;
-        let subject = verifier.verify(token).await?;
-        if !verifier.allowed.contains(&subject) {
-            tracing::warn!(sender = %subject, "event from a sender that is not allowed");
-            return Err(AppError::Forbidden(format!(
-                "The sender '{subject}' may not send events to this service."
-            )));
-        }
-        Ok(EventSender {
-            may_name_user: verifier.user_senders.contains(&subject),
-            subject: Some(subject),
-        })
-    }
-}
-
-/// The TCP peer of the request (absent when the router is served without connection info).
-fn peer_of(parts: &Parts) -> Option<std::net::SocketAddr> {
-    parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0)
-}
-
-/// Headers a proxy adds for the client it forwards.
-const FORWARDING_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
-
-/// Whether a request comes from this machine itself: a loopback TCP peer that is not a proxy
-/// forwarding someone else's request (a local reverse proxy or sidecar, such as Knative's
-/// queue-proxy, connects from loopback on behalf of the network). Unknown peers are not.
-pub fn from_this_machine(parts: &Parts) -> bool {
-    peer_of(parts).is_some_and(|p| crate::config::is_loopback_ip(p.ip()))
-        && !FORWARDING_HEADERS
-            .iter()
-            .any(|h| parts.headers.contains_key(*h))
 }
 
 /// A list of token subjects, or everyone.

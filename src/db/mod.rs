@@ -171,6 +171,12 @@ fn sqlx_unavailable(e: &sea_orm::sqlx::Error) -> bool {
     }
 }
 
+/// ISO 8601 in UTC with microseconds, e.g. `2026-11-25T17:51:48.725175Z`: how the reference
+/// writes times, in the API's bodies and in the JSON documents stored with runs and events.
+pub fn iso(dt: &chrono::DateTime<chrono::Utc>) -> String {
+    dt.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! `GET /api/`: the API root, listing the collections as absolute URLs built from `PUBLIC_URL`
 //! (like the reference's router root). Anyone may read it.
 
-use crate::{auth::MaybeUser, state::AppState};
+use crate::{http::auth::MaybeUser, state::AppState};
 use axum::{Json, Router, extract::State, routing::get};
 use serde_json::{Map, Value};
 

@@ -9,13 +9,13 @@
 //! `(run, name, instance)` is unique, enforced by the database.
 
 use crate::{
-    auth::{CurrentUser, RunToken},
     config::Config,
     db::{
         self,
         entities::{job_report, pipeline_run},
     },
     error::{AppError, AppResult},
+    http::auth::{CurrentUser, RunToken},
     http::{
         extract::{body_rejection, is_json_content_type, parse_json},
         multipart,
@@ -332,7 +332,7 @@ async fn create(
     let queued = quality::report_after_end(&txn, &state.config, run).await?;
     txn.commit().await?;
     if queued {
-        statuses::kick(&state);
+        statuses::kick(&state.runs.notifier);
     }
     Ok((StatusCode::CREATED, Json(serialize::job_report(&report))))
 }

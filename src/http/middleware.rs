@@ -176,12 +176,12 @@ pub async fn observe_requests(State(state): State<AppState>, req: Request, next:
     let path = tracing::enabled!(tracing::Level::INFO).then(|| req.uri().path().to_owned());
     let started = Instant::now();
     // Retention runs in the background, started by traffic at most once per interval.
-    crate::maintenance::maybe_start(&state);
+    crate::maintenance::maybe_start(&state.db, &state.config, &state.maintenance);
     let response = json_error_body(&state, next.run(req).instrument(span.clone()).await);
     let elapsed = started.elapsed();
     // Commit statuses waiting for a retry go out after a request (a spawned task; one atomic
     // read when none is due).
-    crate::statuses::poke(&state);
+    crate::statuses::poke(&state.runs.notifier);
     let route = matched.as_ref().map(MatchedPath::as_str);
     let quiet = response.extensions().get::<QuietRequest>().is_some();
     if let Some(path) = path {
@@ -203,6 +203,7 @@ pub async fn observe_requests(State(state): State<AppState>, req: Request, next:
         });
     }
     state
+        .runs
         .metrics
         .record_request(&method, route, response.status(), elapsed);
     response

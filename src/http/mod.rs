@@ -1,11 +1,13 @@
 //! The HTTP surface: one module per resource, each with its own `router()`, assembled here with
 //! the cross-cutting layers (host check, CORS, body limit, timeout, request log, JSON errors).
 
+pub mod auth;
 pub mod events;
 pub mod extract;
 pub mod health;
 pub mod index;
 pub mod jobreports;
+pub mod metrics;
 pub mod middleware;
 pub mod multipart;
 pub mod oidc;
@@ -76,6 +78,6 @@ pub fn router(state: AppState) -> Router {
         ))
         // Health probes and metrics stay outside the request log and the request metrics too.
         .merge(health::router())
-        .merge(crate::metrics::router())
+        .merge(metrics::router())
         .with_state(state)
 }

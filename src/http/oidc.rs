@@ -23,8 +23,6 @@
 
 use crate::{
     auth::{
-        CurrentUser,
-        extract::{check_csrf_token, session_of},
         identity::Iam,
         session::{
             self, CSRF_COOKIE, LOGIN_COOKIE, PendingLogin, SESSION_COOKIE, Session, now,
@@ -32,6 +30,7 @@ use crate::{
         },
     },
     error::{AppError, AppResult},
+    http::auth::{CurrentUser, check_csrf_token, session_of},
     state::AppState,
 };
 use axum::{

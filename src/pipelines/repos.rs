@@ -22,9 +22,6 @@
 use crate::config::Config;
 use std::path::{Path, PathBuf};
 
-/// Schemes `REPO_URL_SCHEMES` may list.
-pub const SCHEMES: [&str; 5] = ["https", "http", "ssh", "git", "file"];
-
 /// Whether an input (the last segment of `<subworkflow>.<tool>.<input>`) is a repository URL.
 pub fn is_repo_input(input: &str) -> bool {
     input.to_ascii_lowercase().ends_with("repo_url")

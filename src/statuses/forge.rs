@@ -11,22 +11,9 @@ use std::time::Duration;
 /// The HTTP client (rustls, http and https).
 pub type HttpClient = crate::replay::HttpClient;
 
-/// Which forge a status goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Forge {
-    GitHub,
-    GitLab,
-}
+pub use crate::config::statuses::Forge;
 
 impl Forge {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Forge::GitHub => "github",
-            Forge::GitLab => "gitlab",
-        }
-    }
-
     /// The forge's name of a state (`pending`, `success`, `failure`, `error`).
     pub fn state_name(self, state: &str) -> &'static str {
         match (self, state) {

@@ -145,13 +145,13 @@ async fn body_limit_applies_to_the_events_route_too() {
 #[test]
 fn configuration_doc_documents_every_variable() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let config = std::fs::read_to_string(root.join("src/config.rs")).unwrap();
+    let config = std::fs::read_to_string(root.join("src/config/mod.rs")).unwrap();
     let doc = std::fs::read_to_string(root.join("docs/configuration.md")).unwrap();
     let body = config
         .split("pub struct Config {")
         .nth(1)
         .and_then(|rest| rest.split("\n}\n").next())
-        .expect("struct Config in src/config.rs");
+        .expect("struct Config in src/config/mod.rs");
     let fields: Vec<String> = body
         .lines()
         .filter_map(|l| l.trim().strip_prefix("pub "))

@@ -91,7 +91,7 @@ pub async fn spawn_local(cwltool: &Path, extra: &[(&str, &str)]) -> LocalApp {
         ..Default::default()
     })
     .await;
-    assert_eq!(app.state.launcher.name(), "local");
+    assert_eq!(app.state.runs.launcher.name(), "local");
     app.seed().await;
     let (_, token) = app.user_with_token("alice", false).await;
     let (status, list) = app.get("/api/pipelines/", Some(&token)).await;

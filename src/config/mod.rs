@@ -4,8 +4,14 @@
 //! `PUBLIC_URL`). Names shared with the reference backend keep their meaning there. The table of
 //! docs/configuration.md lists them all with their defaults; keep the two in step.
 
+pub mod auth;
+pub mod statuses;
+
 use serde::Deserialize;
 use std::time::Duration;
+
+/// Schemes `REPO_URL_SCHEMES` may list.
+pub const REPO_SCHEMES: [&str; 5] = ["https", "http", "ssh", "git", "file"];
 
 /// How the service decides whether to talk to Kubernetes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -555,7 +561,7 @@ fn default_gitlab_issuer() -> String {
 /// Forge API tokens from the environment, by forge and scope (`""` = the fallback token).
 /// Never printed: `Debug` shows the scopes only.
 #[derive(Clone, Default)]
-pub struct ForgeTokens(std::collections::HashMap<(crate::statuses::Forge, String), String>);
+pub struct ForgeTokens(std::collections::HashMap<(statuses::Forge, String), String>);
 
 impl std::fmt::Debug for ForgeTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -568,7 +574,7 @@ impl std::fmt::Debug for ForgeTokens {
 impl ForgeTokens {
     /// Collects the token variables.
     pub fn from_vars<'a>(vars: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        use crate::statuses::Forge;
+        use statuses::Forge;
         let mut m = std::collections::HashMap::new();
         for (name, value) in vars {
             for (forge, prefix) in [
@@ -592,7 +598,7 @@ impl ForgeTokens {
     }
 
     /// The token for `scope` (an owner or namespace, case-sensitive), else the fallback.
-    pub fn get(&self, forge: crate::statuses::Forge, scope: &str) -> Option<&str> {
+    pub fn get(&self, forge: statuses::Forge, scope: &str) -> Option<&str> {
         self.0
             .get(&(forge, scope.to_string()))
             .or_else(|| self.0.get(&(forge, String::new())))
@@ -963,10 +969,10 @@ impl Config {
             if scheme.is_empty() || schemes.contains(&scheme) {
                 continue;
             }
-            if !crate::pipelines::repos::SCHEMES.contains(&scheme.as_str()) {
+            if !REPO_SCHEMES.contains(&scheme.as_str()) {
                 return Err(ConfigError(format!(
                     "REPO_URL_SCHEMES: unknown scheme {scheme:?} (known: {})",
-                    crate::pipelines::repos::SCHEMES.join(", ")
+                    REPO_SCHEMES.join(", ")
                 )));
             }
             schemes.push(scheme);
@@ -1128,7 +1134,7 @@ impl Config {
             }
         }
         if let Some(policies) = &self.ci_oidc_policies {
-            crate::auth::identity::CiPolicy::parse_list(policies)
+            auth::CiPolicy::parse_list(policies)
                 .map_err(|e| ConfigError(format!("CI_OIDC_POLICIES: {e}")))?;
         }
         Ok(())
@@ -1243,9 +1249,9 @@ impl Config {
     }
 
     /// The status context (GitHub) or name (GitLab).
-    pub fn status_context(&self, forge: crate::statuses::Forge) -> &str {
+    pub fn status_context(&self, forge: statuses::Forge) -> &str {
         match (forge, &self.gitlab_status_context) {
-            (crate::statuses::Forge::GitLab, Some(c)) => c,
+            (statuses::Forge::GitLab, Some(c)) => c,
             _ => &self.github_status_context,
         }
     }
