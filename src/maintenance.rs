@@ -75,7 +75,7 @@ pub struct Report {
 /// Starts a background pass if the interval has passed since the last one (cheap: one atomic
 /// load on the request path otherwise).
 pub fn maybe_start(db: &DatabaseConnection, config: &Arc<Config>, maintenance: &Arc<Maintenance>) {
-    let interval = config.maintenance_interval_secs;
+    let interval = config.retention.maintenance_interval_secs;
     if interval == 0 {
         return;
     }
@@ -131,9 +131,9 @@ pub async fn run(
     config: &Config,
     now: DateTime<Utc>,
 ) -> Result<Report, DbErr> {
-    let batch = u64::from(config.maintenance_batch_size.max(1));
+    let batch = u64::from(config.retention.maintenance_batch_size.max(1));
     let mut report = Report::default();
-    if let Some(cutoff) = cutoff(now, config.event_retention_days) {
+    if let Some(cutoff) = cutoff(now, config.retention.event_retention_days) {
         loop {
             let ids = received_event::Entity::find()
                 .select_only()
@@ -155,7 +155,7 @@ pub async fn run(
             tokio::task::yield_now().await;
         }
     }
-    if let Some(cutoff) = cutoff(now, config.run_retention_days) {
+    if let Some(cutoff) = cutoff(now, config.retention.run_retention_days) {
         loop {
             let ids = pipeline_run::Entity::find()
                 .select_only()
@@ -177,7 +177,7 @@ pub async fn run(
             tokio::task::yield_now().await;
         }
     }
-    if let Some(cutoff) = cutoff(now, config.job_report_retention_days) {
+    if let Some(cutoff) = cutoff(now, config.retention.job_report_retention_days) {
         loop {
             let ids = job_report::Entity::find()
                 .select_only()

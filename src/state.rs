@@ -46,8 +46,6 @@ pub struct AppStateInner {
     pub jwt: Arc<JwtKeys>,
     /// The runs service (with the launcher, the commit-status notifier and the metrics).
     pub runs: RunService,
-    /// Lower-cased allowed `Host` values.
-    pub allowed_hosts: Arc<Vec<String>>,
     /// Failed-login counters of `POST /api/token/` (per instance).
     pub login_limiter: Arc<LoginLimiter>,
     /// Verifier of CloudEvent senders' tokens; `None` when `EVENTS_AUTH=off`.

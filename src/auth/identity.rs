@@ -16,7 +16,6 @@ use super::oidc::{Audience, Issuer, IssuerOptions};
 pub use crate::config::auth::{CiKind, CiPolicy};
 use crate::{
     config::Config,
-    config::split_list,
     db::entities::{identity, user},
     error::AppError,
 };
@@ -444,32 +443,32 @@ pub struct Identities {
 impl Identities {
     /// The issuers of a configuration; does no I/O.
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let iam = if config.oidc_enabled {
+        let iam = if config.oidc.oidc_enabled {
             let issuer = config
+                .oidc
                 .oidc_issuer()
                 .context("OIDC_CONNECT_CONFIG_URL is required")?;
-            let client_id = config.oidc_rp_client_id.clone().unwrap_or_default();
+            let client_id = config.oidc.oidc_rp_client_id.clone().unwrap_or_default();
             let parse = |name: &str, v: &Option<String>| -> anyhow::Result<Option<url::Url>> {
                 v.as_deref()
                     .map(|u| url::Url::parse(u).with_context(|| name.to_string()))
                     .transpose()
             };
-            let api_audiences: Vec<String> = split_list(&config.oidc_api_audiences)
-                .map(str::to_owned)
-                .collect();
+            let api_audiences = config.oidc.api_audiences.clone();
             Some(Iam {
                 issuer: Issuer::new(IssuerOptions {
                     issuer,
                     label: "IAM token",
-                    jwks_url: parse("OIDC_OP_JWKS_ENDPOINT", &config.oidc_op_jwks_endpoint)?,
+                    jwks_url: parse("OIDC_OP_JWKS_ENDPOINT", &config.oidc.oidc_op_jwks_endpoint)?,
                     discovery_url: parse(
                         "OIDC_CONNECT_CONFIG_URL",
-                        &config.oidc_connect_config_url,
+                        &config.oidc.oidc_connect_config_url,
                     )?,
                     ca_file: None,
                     bearer_token_file: None,
                     refresh_interval: REFRESH_INTERVAL,
                     algorithm: config
+                        .oidc
                         .oidc_rp_sign_algo
                         .as_deref()
                         .map(str::parse)
@@ -482,41 +481,45 @@ impl Identities {
                     api_audiences
                 },
                 client_id,
-                client_secret: config.oidc_rp_client_secret.clone().unwrap_or_default(),
-                scopes: config.oidc_rp_scopes.clone(),
+                client_secret: config
+                    .oidc
+                    .oidc_rp_client_secret
+                    .clone()
+                    .unwrap_or_default(),
+                scopes: config.oidc.oidc_rp_scopes.clone(),
                 redirect_uri: config.oidc_redirect_uri(),
-                authorization_endpoint: config.oidc_op_authorization_endpoint.clone(),
-                token_endpoint: config.oidc_op_token_endpoint.clone(),
-                logout_endpoint: config.oidc_op_logout_endpoint.clone(),
+                authorization_endpoint: config.oidc.oidc_op_authorization_endpoint.clone(),
+                token_endpoint: config.oidc.oidc_op_token_endpoint.clone(),
+                logout_endpoint: config.oidc.oidc_op_logout_endpoint.clone(),
                 post_logout_redirect: config
+                    .oidc
                     .oidc_post_logout_redirect_url
                     .clone()
-                    .unwrap_or_else(|| format!("{}/", config.public_url)),
-                logout_parameter: config.oidc_logout_redirect_uri_parameter_name.clone(),
-                login_redirect: config.login_redirect_url.clone(),
-                logout_redirect: config.logout_redirect_url.clone(),
-                username_claim: config.oidc_preferred_username_claim_field.clone(),
-                link_by_username: config.oidc_link_by_username,
-                staff_claim: config.oidc_staff_claim.clone(),
-                staff_values: split_list(&config.oidc_staff_values)
-                    .map(str::to_owned)
-                    .collect(),
+                    .unwrap_or_else(|| format!("{}/", config.server.public_url)),
+                logout_parameter: config.oidc.oidc_logout_redirect_uri_parameter_name.clone(),
+                login_redirect: config.oidc.login_redirect_url.clone(),
+                logout_redirect: config.oidc.logout_redirect_url.clone(),
+                username_claim: config.oidc.oidc_preferred_username_claim_field.clone(),
+                link_by_username: config.oidc.oidc_link_by_username,
+                staff_claim: config.oidc.oidc_staff_claim.clone(),
+                staff_values: config.oidc.staff_values.clone(),
             })
         } else {
             None
         };
-        let policies = match &config.ci_oidc_policies {
-            Some(json) => CiPolicy::parse_list(json).context("CI_OIDC_POLICIES")?,
-            None => Vec::new(),
-        };
+        let policies = config.auth.ci_policies.clone();
         let mut ci = Vec::new();
         for (kind, issuer, label) in [
             (
                 CiKind::GitHub,
-                &config.ci_github_issuer,
+                &config.auth.ci_github_issuer,
                 "GitHub Actions token",
             ),
-            (CiKind::GitLab, &config.ci_gitlab_issuer, "GitLab CI token"),
+            (
+                CiKind::GitLab,
+                &config.auth.ci_gitlab_issuer,
+                "GitLab CI token",
+            ),
         ] {
             if policies.iter().any(|p| p.kind() == Some(kind)) {
                 ci.push((
@@ -539,9 +542,10 @@ impl Identities {
             ci,
             policies,
             ci_audience: config
+                .auth
                 .ci_oidc_audience
                 .clone()
-                .unwrap_or_else(|| config.public_url.clone()),
+                .unwrap_or_else(|| config.server.public_url.clone()),
         })
     }
 

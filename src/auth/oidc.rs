@@ -22,8 +22,9 @@
 //! this machine (a loopback peer that is not a proxy forwarding someone else), unless
 //! `EVENTS_TRUST_NETWORK=true` declares every peer trusted; others get 403.
 
+pub use crate::config::events::SenderList;
 use crate::{
-    config::{Config, EventsAuth, split_list},
+    config::{Config, EventsAuth},
     error::AppError,
 };
 use anyhow::{Context, anyhow, bail};
@@ -43,7 +44,6 @@ use jsonwebtoken::{
 use serde::Deserialize;
 use serde_json::Value;
 use std::{
-    collections::HashSet,
     path::{Path, PathBuf},
     str::FromStr,
     sync::{Arc, RwLock},
@@ -99,36 +99,6 @@ impl EventSender {
         EventSender {
             subject: None,
             may_name_user: true,
-        }
-    }
-}
-
-/// A list of token subjects, or everyone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SenderList {
-    /// Any subject.
-    Any,
-    /// Only these subjects (possibly none).
-    Only(HashSet<String>),
-}
-
-impl SenderList {
-    /// Parses a comma-separated list; `*` anywhere means everyone, and so does an empty list
-    /// when `empty_means_any`.
-    pub fn parse(list: &str, empty_means_any: bool) -> Self {
-        let items: HashSet<String> = split_list(list).map(str::to_owned).collect();
-        if items.contains("*") || (items.is_empty() && empty_means_any) {
-            SenderList::Any
-        } else {
-            SenderList::Only(items)
-        }
-    }
-
-    /// Whether the subject is in the list.
-    pub fn contains(&self, subject: &str) -> bool {
-        match self {
-            SenderList::Any => true,
-            SenderList::Only(items) => items.contains(subject),
         }
     }
 }
@@ -739,18 +709,20 @@ impl SenderVerifier {
     /// The verifier of a configuration with `EVENTS_AUTH=oidc` (`None` when off). Does no I/O:
     /// the keys are fetched on the first authenticated event.
     pub fn from_config(config: &Config) -> anyhow::Result<Option<Self>> {
-        if config.events_auth == EventsAuth::Off {
+        if config.events.events_auth == EventsAuth::Off {
             return Ok(None);
         }
         let issuer = config
+            .events
             .events_oidc_issuer
             .clone()
             .context("EVENTS_OIDC_ISSUER is required")?;
         let audience = config
+            .events
             .events_oidc_audience
             .clone()
             .context("EVENTS_OIDC_AUDIENCE is required")?;
-        let jwks_url = match &config.events_oidc_jwks_url {
+        let jwks_url = match &config.events.events_oidc_jwks_url {
             Some(u) => Some(url::Url::parse(u).context("EVENTS_OIDC_JWKS_URL")?),
             None => None,
         };
@@ -759,20 +731,25 @@ impl SenderVerifier {
             label: "sender token",
             jwks_url,
             discovery_url: None,
-            ca_file: config.events_oidc_ca_file.as_ref().map(PathBuf::from),
+            ca_file: config
+                .events
+                .events_oidc_ca_file
+                .as_ref()
+                .map(PathBuf::from),
             bearer_token_file: config
+                .events
                 .events_oidc_bearer_token_file
                 .as_ref()
                 .map(PathBuf::from),
-            refresh_interval: Duration::from_secs(config.events_oidc_refresh_interval_secs),
+            refresh_interval: config.events.events_oidc_refresh_interval,
             algorithm: None,
         })
         .context("EVENTS_OIDC_ISSUER")?;
         Ok(Some(SenderVerifier {
             issuer,
             audience,
-            allowed: SenderList::parse(&config.events_allowed_senders, true),
-            user_senders: SenderList::parse(&config.events_user_senders, false),
+            allowed: config.events.allowed_senders.clone(),
+            user_senders: config.events.user_senders.clone(),
         }))
     }
 

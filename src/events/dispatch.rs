@@ -587,7 +587,7 @@ async fn resume_launch(
     if !runs::needs_launch(&run) {
         return Ok(run);
     }
-    let lease = Duration::seconds(state.config.request_timeout_secs as i64 + 5);
+    let lease = Duration::seconds(state.config.server.request_timeout.as_secs() as i64 + 5);
     let failed_before = run.status == runs::RunStatus::Failed;
     let age = Utc::now() - run.updated_at;
     if !failed_before && age < lease {

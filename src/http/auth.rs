@@ -71,7 +71,7 @@ async fn user_from_token(state: &AppState, token: &str) -> Result<user::Model, A
             Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
         )
         && let Some(iss) = unverified_issuer(token)
-        && iss != state.config.jwt_issuer
+        && iss != state.config.auth.jwt_issuer
     {
         return state
             .identities
@@ -170,7 +170,7 @@ pub fn check_csrf_token(
     };
     match origin {
         None => return refuse("Origin checking failed - no Origin or Referer header."),
-        Some(o) if o != state.config.public_url => {
+        Some(o) if o != state.config.server.public_url => {
             return refuse(&format!(
                 "Origin checking failed - {o:?} does not match PUBLIC_URL."
             ));
@@ -276,7 +276,7 @@ impl FromRequestParts<AppState> for EventSender {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let Some(verifier) = &state.event_senders else {
-            if !state.config.events_trust_network && !from_this_machine(parts) {
+            if !state.config.events.events_trust_network && !from_this_machine(parts) {
                 tracing::warn!(
                     peer = %peer_of(parts).map_or_else(|| "unknown".to_string(), |p| p.to_string()),
                     "unauthenticated event from beyond this machine refused"

@@ -159,7 +159,7 @@ impl FromRequest<AppState> for IncomingEvent {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, AppError> {
         let headers = req.headers().clone();
         IncomingEvent::check_headers(&headers)?;
-        let limit = state.config.max_body_bytes;
+        let limit = state.config.server.max_body_bytes;
         let body = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 AppError::PayloadTooLarge(limit)

@@ -380,13 +380,13 @@ async fn check_quota(
         ),
         None => (0, 0),
     };
-    let max_count = u64::from(config.callback_max_reports_per_run);
+    let max_count = u64::from(config.runs.callback_max_reports_per_run);
     if count.max(0) as u64 >= max_count {
         return Err(AppError::QuotaCount(format!(
             "This run already posted {count} job reports, the most one run may (CALLBACK_MAX_REPORTS_PER_RUN)."
         )));
     }
-    let max_bytes = config.callback_max_report_bytes_per_run;
+    let max_bytes = config.runs.callback_max_report_bytes_per_run;
     if (bytes.max(0) as u64).saturating_add(size) > max_bytes {
         return Err(AppError::QuotaBytes(format!(
             "This report ({size} bytes) would take the run's job reports past {max_bytes} bytes, the most one run may store (CALLBACK_MAX_REPORT_BYTES_PER_RUN); {bytes} bytes are stored."

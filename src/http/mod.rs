@@ -66,11 +66,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(rest)
         .merge(events::ingress_router())
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(config.server.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            config.request_timeout(),
+            config.server.request_timeout,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

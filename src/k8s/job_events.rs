@@ -11,7 +11,6 @@ use crate::{
 };
 use k8s_openapi::api::batch::v1::Job;
 use sea_orm::EntityTrait;
-use std::time::Duration;
 
 /// Whether a CloudEvent type is an ApiServerSource resource event this module handles.
 pub fn is_job_event_type(event_type: &str) -> bool {
@@ -43,7 +42,7 @@ pub async fn handle(
     let Ok(job) = serde_json::from_value::<Job>(data.clone()) else {
         return Ok(None);
     };
-    let Some(run_id) = run_id_of(&job, &service.config.aqbb_namespace) else {
+    let Some(run_id) = run_id_of(&job, &service.config.kubernetes.aqbb_namespace) else {
         return Ok(None);
     };
     let Some(run) = pipeline_run::Entity::find_by_id(run_id)
@@ -73,7 +72,7 @@ pub async fn handle(
     if became_succeeded && !deleted {
         // Reading the Job through the launcher shortens a succeeded run's retention (best
         // effort, bounded): the event itself cannot write to the cluster.
-        let budget = Duration::from_millis(service.config.kube_timeout_ms);
+        let budget = service.config.kubernetes.kube_timeout;
         let _ = tokio::time::timeout(budget, service.launcher.observe(run_id)).await;
     }
     tracing::info!(run_id, event_type, status = %updated.status, "job event applied");

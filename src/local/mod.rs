@@ -63,7 +63,7 @@ pub const LOG_SERVE_MAX: u64 = 4 * 1024 * 1024;
 
 /// `LOCAL_DATA_DIR`, absolute (relative paths are taken from the working directory at start).
 pub fn data_dir(config: &Config) -> PathBuf {
-    let dir = PathBuf::from(&config.local_data_dir);
+    let dir = PathBuf::from(&config.local.local_data_dir);
     if dir.is_absolute() {
         return dir;
     }
@@ -156,7 +156,7 @@ impl Inner {
     fn new(mut engine: Engine, config: &Config) -> Self {
         let data_dir = data_dir(config);
         engine.sandbox = engine.sandbox.map(|s| s.for_data_dir(&data_dir));
-        let concurrency = config.local_concurrency();
+        let concurrency = config.local.local_concurrency();
         let secs = |s: i32| Duration::from_secs(s.max(0) as u64);
         Self {
             engine,
@@ -164,16 +164,16 @@ impl Inner {
             slots: Arc::new(Semaphore::new(concurrency)),
             concurrency,
             fair: Mutex::new(queue::FairQueue::new(
-                config.runs_max_active_per_user as usize,
+                config.runs.runs_max_active_per_user as usize,
             )),
             wake: Notify::new(),
             dispatching: AtomicBool::new(false),
-            deadline: (config.aqbb_active_deadline_secs > 0)
-                .then(|| Duration::from_secs(config.aqbb_active_deadline_secs as u64)),
-            succeeded_retention: secs(config.aqbb_succeeded_retention_secs),
-            failed_retention: secs(config.aqbb_failed_retention_secs),
-            configured_callback: config.local_callback_url.clone(),
-            file_roots: config.repo_file_roots.clone(),
+            deadline: (config.runs.aqbb_active_deadline_secs > 0)
+                .then(|| Duration::from_secs(config.runs.aqbb_active_deadline_secs as u64)),
+            succeeded_retention: secs(config.runs.aqbb_succeeded_retention_secs),
+            failed_retention: secs(config.runs.aqbb_failed_retention_secs),
+            configured_callback: config.local.local_callback_url.clone(),
+            file_roots: config.runs.repo_file_roots.clone(),
             hidden: service_files(config, &self::data_dir(config)),
             callback: OnceLock::new(),
             listening: OnceLock::new(),
@@ -749,7 +749,7 @@ fn service_files(config: &Config, data_dir: &Path) -> Vec<PathBuf> {
         }
     };
     std::iter::once(data_dir.to_path_buf())
-        .chain(crate::files::sqlite_files(&config.database_url))
+        .chain(crate::files::sqlite_files(&config.database.database_url))
         .map(|p| canonical(&p))
         .collect()
 }

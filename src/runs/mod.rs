@@ -439,11 +439,11 @@ pub fn authorize_callback(
         ));
     }
     let ended = ended_at(run);
-    if !run_token::in_scope(ended, config.callback_grace_secs, Utc::now()) {
+    if !run_token::in_scope(ended, config.runs.callback_grace_secs, Utc::now()) {
         return Err(AppError::Forbidden(format!(
             "This run ended at {}: its callback token expired {} s later (CALLBACK_GRACE_SECS).",
             ended.map(|e| e.to_rfc3339()).unwrap_or_default(),
-            config.callback_grace_secs
+            config.runs.callback_grace_secs
         )));
     }
     Ok(())
@@ -520,7 +520,11 @@ pub async fn reconcile(service: &RunService, run: pipeline_run::Model) -> pipeli
     if run.status != RunStatus::Running || run.k8s_job_name.is_none() {
         return run;
     }
-    let budget = Duration::from_millis(service.config.kube_timeout_ms.min(2000));
+    let budget = service
+        .config
+        .kubernetes
+        .kube_timeout
+        .min(Duration::from_secs(2));
     match tokio::time::timeout(budget, service.launcher.observe(run.id)).await {
         Ok(Ok(Some(obs))) => match apply_observation(service, run.clone(), &obs).await {
             Ok(updated) => updated,

@@ -136,9 +136,9 @@ pub async fn lock_users<C: ConnectionTrait>(txn: &C, ids: &[i64]) -> AppResult<(
 /// The limit that refuses new runs with this executor (see the module documentation); 0: none.
 fn limit(service: &RunService) -> u32 {
     if service.launcher.queues() {
-        service.config.runs_max_queued_per_user
+        service.config.runs.runs_max_queued_per_user
     } else {
-        service.config.runs_max_active_per_user
+        service.config.runs.runs_max_active_per_user
     }
 }
 
@@ -161,7 +161,7 @@ pub async fn admit<C: ConnectionTrait>(
         return Ok(());
     }
     lock_users(txn, &[user.id]).await?;
-    let lease = service.config.request_timeout() + std::time::Duration::from_secs(5);
+    let lease = service.config.server.request_timeout + std::time::Duration::from_secs(5);
     let (waiting, executing) = unfinished_runs(txn, user.id, lease).await?;
     let refusal = if queues {
         let max = u64::from(max);

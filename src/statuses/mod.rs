@@ -41,7 +41,6 @@ use std::{
         Arc, OnceLock,
         atomic::{AtomicBool, AtomicI64, Ordering},
     },
-    time::Duration,
 };
 
 pub use forge::{Forge, Target, target_of};
@@ -148,13 +147,13 @@ pub fn ended_state(run: &pipeline_run::Model) -> &'static str {
 /// The target URL of a run's status: `GITHUB_STATUS_TARGET_URL` with `{run_id}` and
 /// `{pipeline_id}` replaced, or the run's API URL under `PUBLIC_URL`.
 pub fn target_url(config: &Config, run: &pipeline_run::Model) -> String {
-    match &config.github_status_target_url {
+    match &config.statuses.github_status_target_url {
         Some(t) => t
             .replace("{run_id}", &run.id.to_string())
             .replace("{pipeline_id}", &run.pipeline_id.to_string()),
         None => format!(
             "{}/api/pipelines/{}/runs/{}/",
-            config.public_url.trim_end_matches('/'),
+            config.server.public_url.trim_end_matches('/'),
             run.pipeline_id,
             run.id
         ),
@@ -170,7 +169,7 @@ pub async fn enqueue_for_run<C: ConnectionTrait>(
     run: &pipeline_run::Model,
     moment: Moment,
 ) -> AppResult<bool> {
-    if !config.github_status_enabled() && !config.gitlab_status_enabled() {
+    if !config.statuses.github_status_enabled && !config.statuses.gitlab_status_enabled {
         return Ok(false);
     }
     let Some(event) = trigger_event::Entity::find()
@@ -199,7 +198,7 @@ pub async fn enqueue_for_run<C: ConnectionTrait>(
         repository: Set(target.repository),
         token_scope: Set(target.token_scope),
         sha: Set(target.sha),
-        context: Set(config.status_context(target.forge).to_string()),
+        context: Set(config.statuses.status_context(target.forge).to_string()),
         state: Set(target.forge.state_name(state).into()),
         description: Set(description),
         target_url: Set(Some(target_url(config, run))),
@@ -296,7 +295,11 @@ pub fn kick(notifier: &Notifier) {
                 tracing::warn!(error = %e, "commit status delivery pass failed");
                 // Look again soon (the database may be back), not only at the next status.
                 let retry = Utc::now().timestamp_millis()
-                    + notifier.config.commit_status_retry_base_ms.min(60_000) as i64;
+                    + notifier
+                        .config
+                        .statuses
+                        .commit_status_retry_base_ms
+                        .min(60_000) as i64;
                 notifier.outbox.next_due_ms.store(retry, Ordering::Relaxed);
             }
             notifier.outbox.running.store(false, Ordering::SeqCst);
@@ -426,10 +429,12 @@ async fn deliver_in_order(notifier: &Notifier, rows: Vec<commit_status::Model>) 
 /// Claims, posts and settles one row; `None` when another replica holds it.
 async fn deliver_one(notifier: &Notifier, row: commit_status::Model) -> Option<Delivery> {
     let config = &notifier.config;
-    let timeout = Duration::from_millis(config.commit_status_timeout_ms);
+    let timeout = config.statuses.commit_status_timeout;
     let now = Utc::now();
-    let lease =
-        now + chrono::Duration::milliseconds(config.commit_status_timeout_ms as i64 + 30_000);
+    let lease = now
+        + chrono::Duration::milliseconds(
+            config.statuses.commit_status_timeout.as_millis() as i64 + 30_000,
+        );
     let claimed = commit_status::Entity::update_many()
         .col_expr(commit_status::Column::LeaseUntil, Expr::value(lease))
         .filter(commit_status::Column::Id.eq(row.id))
@@ -466,7 +471,8 @@ async fn deliver_one(notifier: &Notifier, row: commit_status::Model) -> Option<D
             Delivery::Delivered
         }
         Err(e) => {
-            let give_up = !e.retryable || attempts >= config.commit_status_max_attempts as i32;
+            let give_up =
+                !e.retryable || attempts >= config.statuses.commit_status_max_attempts as i32;
             active.last_error = Set(Some(e.message.clone()));
             if give_up {
                 active.outcome = Set(outcome::FAILED.into());
@@ -493,9 +499,15 @@ async fn deliver_one(notifier: &Notifier, row: commit_status::Model) -> Option<D
 pub fn backoff_ms(config: &Config, attempts: i32) -> u64 {
     let exp = attempts.saturating_sub(1).clamp(0, 30) as u32;
     config
+        .statuses
         .commit_status_retry_base_ms
         .saturating_mul(1u64 << exp)
-        .min(config.commit_status_retry_max_secs.saturating_mul(1000))
+        .min(
+            config
+                .statuses
+                .commit_status_retry_max_secs
+                .saturating_mul(1000),
+        )
 }
 
 #[cfg(test)]

@@ -1037,7 +1037,7 @@ async fn executor_choice_is_explicit_and_the_local_runner_is_refused_inside_knat
         let launcher = application_quality_api::select_launcher(&config)
             .await
             .unwrap();
-        let expected = if config.local_runner_force {
+        let expected = if config.local.local_runner_force {
             "local"
         } else {
             "recording"
