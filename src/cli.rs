@@ -128,7 +128,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(config.log_format);
+    telemetry::init(config.server.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -156,7 +156,7 @@ pub fn main() -> ExitCode {
 async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
-            let addr = format!("{}:{}", config.bind_address, config.port);
+            let addr = format!("{}:{}", config.server.bind_address, config.server.port);
             let listener = tokio::net::TcpListener::bind(&addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr}"))?;
@@ -273,14 +273,14 @@ async fn open(config: &Config) -> anyhow::Result<sea_orm::DatabaseConnection> {
     db::connect(config).await.map_err(|e| {
         anyhow::anyhow!(
             "cannot open DATABASE_URL ({}): {e}",
-            crate::redact_url(&config.database_url)
+            crate::redact_url(&config.database.database_url)
         )
     })
 }
 
 async fn open_migrated(config: &Config) -> anyhow::Result<sea_orm::DatabaseConnection> {
     let conn = open(config).await?;
-    if config.auto_migrate() {
+    if config.database.auto_migrate() {
         db::migrate(&conn).await.context("migrating")?;
     } else if db::pending_migrations(&conn).await? > 0 {
         anyhow::bail!(

@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod files;
 pub mod http;
+pub mod json;
 pub mod k8s;
 pub mod local;
 pub mod maintenance;
@@ -52,14 +53,14 @@ pub async fn build_state_with(
     // database before the server listens: the pool connects lazily and the schema check runs
     // beside the first requests ([`check_schema`], readiness waits for it). This takes the
     // first connection (a TLS handshake on PostgreSQL) off the cold start's critical path.
-    let deferred = !config.auto_migrate() && config.jwt_secret.is_some();
+    let deferred = !config.database.auto_migrate() && config.auth.jwt_secret.is_some();
     let db = db::connect_with(&config, deferred).await.map_err(|e| {
         anyhow::anyhow!(
             "cannot open DATABASE_URL ({}): {e}",
-            redact_url(&config.database_url)
+            redact_url(&config.database.database_url)
         )
     })?;
-    if config.auto_migrate() {
+    if config.database.auto_migrate() {
         db::migrate(&db).await.context("migrating the database")?;
     } else if !deferred {
         check_schema_now(&db).await?;
@@ -69,38 +70,37 @@ pub async fn build_state_with(
         .context("loading the JWT key")?;
     let jwt = auth::jwt::JwtKeys::new(
         &key,
-        &config.jwt_issuer,
-        config.jwt_access_lifetime_secs,
-        config.jwt_refresh_lifetime_secs,
+        &config.auth.jwt_issuer,
+        config.auth.jwt_access_lifetime_secs,
+        config.auth.jwt_refresh_lifetime_secs,
     );
     let login_limiter = auth::login_limit::LoginLimiter::new(
-        config.login_max_failures_per_user,
-        config.login_max_failures_per_address,
-        config.login_failure_window(),
+        config.auth.login_max_failures_per_user,
+        config.auth.login_max_failures_per_address,
+        config.auth.login_failure_window,
     );
     let identities = auth::identity::Identities::from_config(&config)?;
+    let config = Arc::new(config);
+    let runs = runs::RunService::new(runs::RunServiceInner {
+        db: db.clone(),
+        config: config.clone(),
+        launcher,
+        run_token_key: auth::run_token::derivation_key(&key),
+        notifier: statuses::Notifier::new(db.clone(), config.clone()),
+        metrics: Arc::new(metrics::Metrics::new()),
+    });
     Ok(AppState::new(state::AppStateInner {
         db,
-        allowed_hosts: Arc::new(config.allowed_hosts()),
         login_limiter: Arc::new(login_limiter),
         event_senders: auth::oidc::SenderVerifier::from_config(&config)?.map(Arc::new),
-        pipeline_list: read_cache::ReadCache::new(std::time::Duration::from_millis(
-            config.pipeline_list_cache_ms,
-        )),
-        users: auth::user_cache::UserCache::new(std::time::Duration::from_secs(
-            config.auth_user_cache_secs,
-        )),
-        revocations: auth::revocation::Revocations::new(std::time::Duration::from_secs(
-            config.auth_user_cache_secs,
-        )),
-        config: Arc::new(config),
+        pipeline_list: read_cache::ReadCache::new(config.server.pipeline_list_cache),
+        users: auth::user_cache::UserCache::new(config.auth.auth_user_cache),
+        revocations: auth::revocation::Revocations::new(config.auth.auth_user_cache),
+        config,
         jwt: Arc::new(jwt),
-        run_token_key: auth::run_token::derivation_key(&key),
         sessions: auth::session::SessionKeys::new(&key),
         identities,
-        launcher,
-        metrics: Arc::new(metrics::Metrics::new()),
-        outbox: Arc::new(statuses::Outbox::default()),
+        runs,
         maintenance: Arc::new(maintenance::Maintenance::default()),
         ready: Arc::new(std::sync::atomic::AtomicBool::new(!deferred)),
     }))
@@ -140,9 +140,10 @@ pub async fn select_launcher(config: &Config) -> anyhow::Result<Arc<dyn Launcher
         )));
     }
     if matches!(mode, ExecutorMode::Auto | ExecutorMode::Kubernetes)
-        && config.kubernetes != KubernetesMode::Off
+        && config.kubernetes.mode != KubernetesMode::Off
     {
-        let required = mode == ExecutorMode::Kubernetes || config.kubernetes == KubernetesMode::On;
+        let required =
+            mode == ExecutorMode::Kubernetes || config.kubernetes.mode == KubernetesMode::On;
         if let Some(launcher) = k8s::launcher_from_config(config, required).await? {
             return Ok(launcher);
         }
@@ -158,7 +159,7 @@ pub async fn select_launcher(config: &Config) -> anyhow::Result<Arc<dyn Launcher
             ))));
         }
     };
-    if config.k_service.is_some() && !config.local_runner_force {
+    if config.local.k_service.is_some() && !config.local.local_runner_force {
         if mode == ExecutorMode::Local {
             anyhow::bail!(
                 "EXECUTOR=local inside a Knative Service (K_SERVICE is set): a scaled-down pod would kill its runs; configure a cluster, or set LOCAL_RUNNER_FORCE=true"
@@ -195,7 +196,10 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     // Trailing slashes are trimmed before routing, so `/api/pipelines/` and `/api/pipelines`
     // reach the same handler without a redirect (the reference 301s, which breaks POSTs).
-    state.launcher.attach(&state, listener.local_addr()?);
+    state
+        .runs
+        .launcher
+        .attach(&state.runs, listener.local_addr()?);
     let app = NormalizePathLayer::trim_trailing_slash().layer(http::router(state));
     axum::serve(
         listener,
@@ -207,7 +211,7 @@ pub async fn serve(
 
 /// Builds the state and serves until SIGTERM or SIGINT.
 pub async fn run(config: Config, listener: TcpListener) -> anyhow::Result<()> {
-    if config.events_from_any_peer() {
+    if config.events.from_any_peer() {
         // Every start, so the choice never goes unnoticed in the logs.
         tracing::warn!(
             "EVENTS_TRUST_NETWORK=true with EVENTS_AUTH=off: CloudEvents are accepted from any peer without authentication, so whoever reaches this service can start runs as any user it names; use EVENTS_AUTH=oidc unless every sender on this network is trusted"
@@ -216,18 +220,18 @@ pub async fn run(config: Config, listener: TcpListener) -> anyhow::Result<()> {
     let state = build_state(config).await?;
     tracing::info!(
         addr = %listener.local_addr()?,
-        executor = state.launcher.name(),
-        how = %state.launcher.describe(),
+        executor = state.runs.launcher.name(),
+        how = %state.runs.launcher.describe(),
         "listening"
     );
     let server = tokio::spawn(serve(state.clone(), listener, shutdown_signal()));
     if let Err(e) = check_schema(&state).await {
         server.abort();
-        state.launcher.shutdown().await;
+        state.runs.launcher.shutdown().await;
         return Err(e);
     }
     server.await.context("server task")??;
-    state.launcher.shutdown().await;
+    state.runs.launcher.shutdown().await;
     tracing::info!("shut down");
     Ok(())
 }

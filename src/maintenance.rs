@@ -21,7 +21,6 @@
 use crate::{
     config::Config,
     db::entities::{job_report, pipeline_run, received_event, revoked_session},
-    state::AppState,
 };
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{
@@ -29,7 +28,10 @@ use sea_orm::{
     QueryTrait,
 };
 use serde::Serialize;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, AtomicI64, Ordering},
+};
 
 /// Delay after start before requests may start the first pass (seconds).
 const FIRST_PASS_DELAY_SECS: i64 = 30;
@@ -72,39 +74,42 @@ pub struct Report {
 
 /// Starts a background pass if the interval has passed since the last one (cheap: one atomic
 /// load on the request path otherwise).
-pub fn maybe_start(state: &AppState) {
-    let interval = state.config.maintenance_interval_secs;
+pub fn maybe_start(db: &DatabaseConnection, config: &Arc<Config>, maintenance: &Arc<Maintenance>) {
+    let interval = config.retention.maintenance_interval_secs;
     if interval == 0 {
         return;
     }
     let now = Utc::now().timestamp();
-    let next = state.maintenance.next_pass.load(Ordering::Relaxed);
+    let next = maintenance.next_pass.load(Ordering::Relaxed);
     if now < next {
         return;
     }
     let due = now.saturating_add(i64::try_from(interval).unwrap_or(i64::MAX));
-    if state
-        .maintenance
+    if maintenance
         .next_pass
         .compare_exchange(next, due, Ordering::AcqRel, Ordering::Relaxed)
         .is_err()
     {
         return;
     }
-    let state = state.clone();
+    let (db, config, maintenance) = (db.clone(), config.clone(), maintenance.clone());
     tokio::spawn(async move {
-        let _ = run_now(&state).await;
+        let _ = run_now(&db, &config, &maintenance).await;
     });
 }
 
 /// Runs one pass now unless one is under way (then `None`). Errors are logged and returned.
-pub async fn run_now(state: &AppState) -> Option<Result<Report, DbErr>> {
-    if state.maintenance.running.swap(true, Ordering::AcqRel) {
+pub async fn run_now(
+    db: &DatabaseConnection,
+    config: &Config,
+    maintenance: &Maintenance,
+) -> Option<Result<Report, DbErr>> {
+    if maintenance.running.swap(true, Ordering::AcqRel) {
         return None;
     }
     let started = std::time::Instant::now();
-    let result = run(&state.db, &state.config, Utc::now()).await;
-    state.maintenance.running.store(false, Ordering::Release);
+    let result = run(db, config, Utc::now()).await;
+    maintenance.running.store(false, Ordering::Release);
     match &result {
         Ok(r) => tracing::info!(
             events = r.events,
@@ -126,9 +131,9 @@ pub async fn run(
     config: &Config,
     now: DateTime<Utc>,
 ) -> Result<Report, DbErr> {
-    let batch = u64::from(config.maintenance_batch_size.max(1));
+    let batch = u64::from(config.retention.maintenance_batch_size.max(1));
     let mut report = Report::default();
-    if let Some(cutoff) = cutoff(now, config.event_retention_days) {
+    if let Some(cutoff) = cutoff(now, config.retention.event_retention_days) {
         loop {
             let ids = received_event::Entity::find()
                 .select_only()
@@ -150,7 +155,7 @@ pub async fn run(
             tokio::task::yield_now().await;
         }
     }
-    if let Some(cutoff) = cutoff(now, config.run_retention_days) {
+    if let Some(cutoff) = cutoff(now, config.retention.run_retention_days) {
         loop {
             let ids = pipeline_run::Entity::find()
                 .select_only()
@@ -172,7 +177,7 @@ pub async fn run(
             tokio::task::yield_now().await;
         }
     }
-    if let Some(cutoff) = cutoff(now, config.job_report_retention_days) {
+    if let Some(cutoff) = cutoff(now, config.retention.job_report_retention_days) {
         loop {
             let ids = job_report::Entity::find()
                 .select_only()

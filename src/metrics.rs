@@ -29,18 +29,11 @@
 //! aggregate counts; block `/metrics` at the ingress if even those should stay internal.
 //! `docs/observability.md` has the details.
 
-use crate::{
-    db::entities::{commit_status, pipeline_run},
-    runs::{RunStatus, launcher::Waiting},
-    state::AppState,
+use crate::db::entities::{
+    commit_status,
+    pipeline_run::{self, RunStatus},
 };
-use axum::{
-    Router,
-    extract::State,
-    http::{Method, StatusCode, header},
-    response::{IntoResponse, Response},
-    routing::get,
-};
+use axum::http::{Method, StatusCode};
 use prometheus_client::{
     encoding::{EncodeLabelSet, prometheus_text},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -133,6 +126,15 @@ fn http_histogram() -> Histogram {
 
 fn launch_histogram() -> Histogram {
     Histogram::new(LAUNCH_BUCKETS)
+}
+
+/// Runs waiting in an executor's queue, by why they wait (the `runs_waiting` gauge).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Waiting {
+    /// Waiting for a free slot.
+    pub for_slot: usize,
+    /// Their user already has `RUNS_MAX_ACTIVE_PER_USER` runs executing.
+    pub for_user_limit: usize,
 }
 
 /// The registry and handles to its metrics (one per server instance; cheap to share).
@@ -377,24 +379,6 @@ async fn statuses_by_outcome(
         .into_tuple::<(String, String, i64)>()
         .all(db)
         .await
-}
-
-/// `GET /metrics`. Merged beside the health probes, outside the `Host` check and the request
-/// log (see the module documentation).
-pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(scrape))
-}
-
-async fn scrape(State(state): State<AppState>) -> Response {
-    let text = state
-        .metrics
-        .render(&state.db, state.launcher.waiting())
-        .await;
-    (
-        [(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)],
-        text,
-    )
-        .into_response()
 }
 
 #[cfg(test)]

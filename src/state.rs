@@ -1,5 +1,6 @@
-//! Shared application state: one reference-counted allocation, so the clones that axum makes
-//! for every layer and handler of every request cost one atomic increment.
+//! Shared application state of the web and event layers: one reference-counted allocation, so
+//! the clones that axum makes for every layer and handler of every request cost one atomic
+//! increment. It holds the runs service ([`RunService`]), which the domain uses instead.
 
 use crate::{
     auth::{
@@ -7,9 +8,8 @@ use crate::{
         revocation::Revocations, session::SessionKeys, user_cache::UserCache,
     },
     config::Config,
-    metrics::Metrics,
     read_cache::ReadCache,
-    runs::launcher::Launcher,
+    runs::RunService,
 };
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
@@ -26,24 +26,6 @@ impl AppState {
     pub fn new(inner: AppStateInner) -> Self {
         Self(Arc::new(inner))
     }
-
-    /// A reference that does not keep the state alive (for executors the state owns).
-    pub fn downgrade(&self) -> std::sync::Weak<AppStateInner> {
-        Arc::downgrade(&self.0)
-    }
-
-    /// The state behind a [`AppState::downgrade`] reference, while it lives.
-    pub fn upgrade(weak: &std::sync::Weak<AppStateInner>) -> Option<Self> {
-        weak.upgrade().map(Self)
-    }
-
-    /// Base URL the executing tools call back to (`server_url`): the executor's own (the local
-    /// runner's loopback address) or the configured one.
-    pub fn callback_base_url(&self) -> String {
-        self.launcher
-            .callback_base_url()
-            .unwrap_or_else(|| self.config.callback_base_url())
-    }
 }
 
 impl std::ops::Deref for AppState {
@@ -56,18 +38,14 @@ impl std::ops::Deref for AppState {
 
 /// The parts of [`AppState`].
 pub struct AppStateInner {
-    /// Connection pool.
+    /// Connection pool (the runs service's).
     pub db: DatabaseConnection,
-    /// Validated configuration.
+    /// Validated configuration (the runs service's).
     pub config: Arc<Config>,
-    /// Key of the per-run callback tokens (`auth::run_token::derive`).
-    pub run_token_key: [u8; 32],
     /// JWT signing/verification keys.
     pub jwt: Arc<JwtKeys>,
-    /// Where runs are executed (Kubernetes, or a recorder when no cluster is configured).
-    pub launcher: Arc<dyn Launcher>,
-    /// Lower-cased allowed `Host` values.
-    pub allowed_hosts: Arc<Vec<String>>,
+    /// The runs service (with the launcher, the commit-status notifier and the metrics).
+    pub runs: RunService,
     /// Failed-login counters of `POST /api/token/` (per instance).
     pub login_limiter: Arc<LoginLimiter>,
     /// Verifier of CloudEvent senders' tokens; `None` when `EVENTS_AUTH=off`.
@@ -82,10 +60,6 @@ pub struct AppStateInner {
     pub revocations: Revocations,
     /// The IAM and CI issuers whose tokens are accepted.
     pub identities: Identities,
-    /// Prometheus metrics of this instance (`GET /metrics`).
-    pub metrics: Arc<Metrics>,
-    /// Delivery state of the commit-status outbox (`statuses`).
-    pub outbox: Arc<crate::statuses::Outbox>,
     /// When this instance last started a retention pass (`crate::maintenance`).
     pub maintenance: Arc<crate::maintenance::Maintenance>,
     /// The database schema has been checked (`/health/readiness` answers 200 only then).

@@ -25,9 +25,9 @@ use application_quality_api::{
         decode::{IncomingEvent, MAX_ATTRIBUTE_LEN, MAX_USER_LEN},
         dispatch, triggers,
     },
-    http::extract::valid_traceparent,
     k8s::{job_events, status},
     pipelines::{PipelineGraph, params, render},
+    telemetry::valid_traceparent,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 use k8s_openapi::api::batch::v1::Job;

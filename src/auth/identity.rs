@@ -13,100 +13,23 @@
 //! needs neither a stored password nor a token handed between jobs.
 
 use super::oidc::{Audience, Issuer, IssuerOptions};
+pub use crate::config::auth::{CiKind, CiPolicy};
 use crate::{
     config::Config,
-    config::split_list,
     db::entities::{identity, user},
     error::AppError,
 };
-use anyhow::{Context, bail};
+use anyhow::Context;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
     DatabaseTransaction, EntityTrait, IntoActiveModel, QueryFilter, TransactionTrait,
 };
-use serde::Deserialize;
 use serde_json::{Map, Value};
-use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 /// Shortest time between two key fetches caused by unknown key ids.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
-/// Claims of which a GitHub policy must pin at least one (else any repository would match).
-const GITHUB_IDENTIFYING: [&str; 5] = [
-    "repository",
-    "repository_id",
-    "repository_owner",
-    "repository_owner_id",
-    "sub",
-];
-/// The same for GitLab.
-const GITLAB_IDENTIFYING: [&str; 5] = [
-    "project_path",
-    "project_id",
-    "namespace_path",
-    "namespace_id",
-    "sub",
-];
-
-/// Which CI system a policy is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CiKind {
-    /// GitHub Actions (`CI_GITHUB_ISSUER`).
-    GitHub,
-    /// GitLab CI (`CI_GITLAB_ISSUER`).
-    GitLab,
-}
-
-/// One trusted-publishing rule: a token of `issuer` whose claims all match maps to `user`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CiPolicy {
-    /// `github` or `gitlab`.
-    pub issuer: String,
-    /// Claim -> required value; a value ending in `*` matches by prefix (`refs/heads/*`).
-    pub claims: BTreeMap<String, String>,
-    /// The local user the token acts as.
-    pub user: String,
-}
-
 impl CiPolicy {
-    /// Parses and checks `CI_OIDC_POLICIES`.
-    pub fn parse_list(json: &str) -> anyhow::Result<Vec<CiPolicy>> {
-        let list: Vec<CiPolicy> =
-            serde_json::from_str(json).context("expected a JSON list of policies")?;
-        for (i, p) in list.iter().enumerate() {
-            let identifying: &[&str] = match p.kind() {
-                Some(CiKind::GitHub) => &GITHUB_IDENTIFYING,
-                Some(CiKind::GitLab) => &GITLAB_IDENTIFYING,
-                None => bail!(
-                    "policy {i}: issuer must be \"github\" or \"gitlab\", got {:?}",
-                    p.issuer
-                ),
-            };
-            if !identifying.iter().any(|c| {
-                p.claims
-                    .get(*c)
-                    .is_some_and(|v| !v.is_empty() && !v.starts_with('*'))
-            }) {
-                bail!(
-                    "policy {i}: must pin one of the claims {} (else any project would match)",
-                    identifying.join(", ")
-                );
-            }
-            if p.user.is_empty() {
-                bail!("policy {i}: user is empty");
-            }
-        }
-        Ok(list)
-    }
-
-    fn kind(&self) -> Option<CiKind> {
-        match self.issuer.as_str() {
-            "github" => Some(CiKind::GitHub),
-            "gitlab" => Some(CiKind::GitLab),
-            _ => None,
-        }
-    }
-
     fn matches(&self, claims: &Map<String, Value>) -> bool {
         self.claims.iter().all(|(name, want)| {
             let have = match claims.get(name) {
@@ -249,7 +172,7 @@ impl Iam {
             .filter(|s| !s.is_empty())
             .or_else(|| claims.get("sub").and_then(Value::as_str))
             .unwrap_or_default();
-        if !crate::catalogue::users::valid_username(username) {
+        if !user::valid_username(username) {
             return Err(AppError::Unauthorized(format!(
                 "The identity's username {:?} (claim {}) is not a valid username (up to 150 letters, digits and @.+-_).",
                 username.chars().take(160).collect::<String>(),
@@ -367,7 +290,7 @@ impl Iam {
             let suffix = format!("-{n}");
             let base: String = username
                 .chars()
-                .take(crate::catalogue::users::MAX_USERNAME_LEN - suffix.len())
+                .take(user::MAX_USERNAME_LEN - suffix.len())
                 .collect();
             let candidate = format!("{base}{suffix}");
             if user_named(txn, &candidate).await?.is_none() {
@@ -520,32 +443,32 @@ pub struct Identities {
 impl Identities {
     /// The issuers of a configuration; does no I/O.
     pub fn from_config(config: &Config) -> anyhow::Result<Self> {
-        let iam = if config.oidc_enabled {
+        let iam = if config.oidc.oidc_enabled {
             let issuer = config
+                .oidc
                 .oidc_issuer()
                 .context("OIDC_CONNECT_CONFIG_URL is required")?;
-            let client_id = config.oidc_rp_client_id.clone().unwrap_or_default();
+            let client_id = config.oidc.oidc_rp_client_id.clone().unwrap_or_default();
             let parse = |name: &str, v: &Option<String>| -> anyhow::Result<Option<url::Url>> {
                 v.as_deref()
                     .map(|u| url::Url::parse(u).with_context(|| name.to_string()))
                     .transpose()
             };
-            let api_audiences: Vec<String> = split_list(&config.oidc_api_audiences)
-                .map(str::to_owned)
-                .collect();
+            let api_audiences = config.oidc.api_audiences.clone();
             Some(Iam {
                 issuer: Issuer::new(IssuerOptions {
                     issuer,
                     label: "IAM token",
-                    jwks_url: parse("OIDC_OP_JWKS_ENDPOINT", &config.oidc_op_jwks_endpoint)?,
+                    jwks_url: parse("OIDC_OP_JWKS_ENDPOINT", &config.oidc.oidc_op_jwks_endpoint)?,
                     discovery_url: parse(
                         "OIDC_CONNECT_CONFIG_URL",
-                        &config.oidc_connect_config_url,
+                        &config.oidc.oidc_connect_config_url,
                     )?,
                     ca_file: None,
                     bearer_token_file: None,
                     refresh_interval: REFRESH_INTERVAL,
                     algorithm: config
+                        .oidc
                         .oidc_rp_sign_algo
                         .as_deref()
                         .map(str::parse)
@@ -558,41 +481,45 @@ impl Identities {
                     api_audiences
                 },
                 client_id,
-                client_secret: config.oidc_rp_client_secret.clone().unwrap_or_default(),
-                scopes: config.oidc_rp_scopes.clone(),
+                client_secret: config
+                    .oidc
+                    .oidc_rp_client_secret
+                    .clone()
+                    .unwrap_or_default(),
+                scopes: config.oidc.oidc_rp_scopes.clone(),
                 redirect_uri: config.oidc_redirect_uri(),
-                authorization_endpoint: config.oidc_op_authorization_endpoint.clone(),
-                token_endpoint: config.oidc_op_token_endpoint.clone(),
-                logout_endpoint: config.oidc_op_logout_endpoint.clone(),
+                authorization_endpoint: config.oidc.oidc_op_authorization_endpoint.clone(),
+                token_endpoint: config.oidc.oidc_op_token_endpoint.clone(),
+                logout_endpoint: config.oidc.oidc_op_logout_endpoint.clone(),
                 post_logout_redirect: config
+                    .oidc
                     .oidc_post_logout_redirect_url
                     .clone()
-                    .unwrap_or_else(|| format!("{}/", config.public_url)),
-                logout_parameter: config.oidc_logout_redirect_uri_parameter_name.clone(),
-                login_redirect: config.login_redirect_url.clone(),
-                logout_redirect: config.logout_redirect_url.clone(),
-                username_claim: config.oidc_preferred_username_claim_field.clone(),
-                link_by_username: config.oidc_link_by_username,
-                staff_claim: config.oidc_staff_claim.clone(),
-                staff_values: split_list(&config.oidc_staff_values)
-                    .map(str::to_owned)
-                    .collect(),
+                    .unwrap_or_else(|| format!("{}/", config.server.public_url)),
+                logout_parameter: config.oidc.oidc_logout_redirect_uri_parameter_name.clone(),
+                login_redirect: config.oidc.login_redirect_url.clone(),
+                logout_redirect: config.oidc.logout_redirect_url.clone(),
+                username_claim: config.oidc.oidc_preferred_username_claim_field.clone(),
+                link_by_username: config.oidc.oidc_link_by_username,
+                staff_claim: config.oidc.oidc_staff_claim.clone(),
+                staff_values: config.oidc.staff_values.clone(),
             })
         } else {
             None
         };
-        let policies = match &config.ci_oidc_policies {
-            Some(json) => CiPolicy::parse_list(json).context("CI_OIDC_POLICIES")?,
-            None => Vec::new(),
-        };
+        let policies = config.auth.ci_policies.clone();
         let mut ci = Vec::new();
         for (kind, issuer, label) in [
             (
                 CiKind::GitHub,
-                &config.ci_github_issuer,
+                &config.auth.ci_github_issuer,
                 "GitHub Actions token",
             ),
-            (CiKind::GitLab, &config.ci_gitlab_issuer, "GitLab CI token"),
+            (
+                CiKind::GitLab,
+                &config.auth.ci_gitlab_issuer,
+                "GitLab CI token",
+            ),
         ] {
             if policies.iter().any(|p| p.kind() == Some(kind)) {
                 ci.push((
@@ -615,9 +542,10 @@ impl Identities {
             ci,
             policies,
             ci_audience: config
+                .auth
                 .ci_oidc_audience
                 .clone()
-                .unwrap_or_else(|| config.public_url.clone()),
+                .unwrap_or_else(|| config.server.public_url.clone()),
         })
     }
 

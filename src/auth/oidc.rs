@@ -15,19 +15,20 @@
 //!
 //! Policy: `EVENTS_ALLOWED_SENDERS` lists the subjects that may send at all (empty: any valid
 //! token); `EVENTS_USER_SENDERS` those that may name a `user` in `pipeline.execute` events.
-//! The [`EventSender`] extractor applies the first and carries the second to the handler.
+//! The [`EventSender`] extractor (in `crate::http::auth`) applies the first and carries the
+//! second to the handler.
 //!
 //! With `EVENTS_AUTH=off` nobody is authenticated, so the extractor accepts events only from
-//! this machine ([`from_this_machine`]: a loopback peer that is not a proxy forwarding someone
-//! else), unless `EVENTS_TRUST_NETWORK=true` declares every peer trusted; others get 403.
+//! this machine (a loopback peer that is not a proxy forwarding someone else), unless
+//! `EVENTS_TRUST_NETWORK=true` declares every peer trusted; others get 403.
 
+pub use crate::config::events::SenderList;
 use crate::{
-    config::{Config, EventsAuth, split_list},
+    config::{Config, EventsAuth},
     error::AppError,
-    state::AppState,
 };
 use anyhow::{Context, anyhow, bail};
-use axum::{body::Bytes, extract::FromRequestParts, http::request::Parts};
+use axum::body::Bytes;
 use base64::Engine;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::{ConfigBuilderExt, HttpsConnector};
@@ -43,7 +44,6 @@ use jsonwebtoken::{
 use serde::Deserialize;
 use serde_json::Value;
 use std::{
-    collections::HashSet,
     path::{Path, PathBuf},
     str::FromStr,
     sync::{Arc, RwLock},
@@ -99,92 +99,6 @@ impl EventSender {
         EventSender {
             subject: None,
             may_name_user: true,
-        }
-    }
-}
-
-impl FromRequestParts<AppState> for EventSender {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let Some(verifier) = &state.event_senders else {
-            if !state.config.events_trust_network && !from_this_machine(parts) {
-                tracing::warn!(
-                    peer = %peer_of(parts).map_or_else(|| "unknown".to_string(), |p| p.to_string()),
-                    "unauthenticated event from beyond this machine refused"
-                );
-                return Err(AppError::Forbidden(
-                    "CloudEvents without sender authentication (EVENTS_AUTH=off) are accepted from this machine only: send them from loopback, or configure EVENTS_AUTH=oidc (EVENTS_TRUST_NETWORK=true accepts them from any peer).".into(),
-                ));
-            }
-            return Ok(EventSender::unauthenticated());
-        };
-        let token = super::extract::bearer(parts)?.ok_or_else(|| {
-            AppError::Unauthorized(
-                "Sender authentication is required: send an OIDC token of the sender as 'Authorization: Bearer <token>' (Knative's authentication-oidc feature).".into(),
-            )
-        })?;
-        let subject = verifier.verify(token).await?;
-        if !verifier.allowed.contains(&subject) {
-            tracing::warn!(sender = %subject, "event from a sender that is not allowed");
-            return Err(AppError::Forbidden(format!(
-                "The sender '{subject}' may not send events to this service."
-            )));
-        }
-        Ok(EventSender {
-            may_name_user: verifier.user_senders.contains(&subject),
-            subject: Some(subject),
-        })
-    }
-}
-
-/// The TCP peer of the request (absent when the router is served without connection info).
-fn peer_of(parts: &Parts) -> Option<std::net::SocketAddr> {
-    parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0)
-}
-
-/// Headers a proxy adds for the client it forwards.
-const FORWARDING_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
-
-/// Whether a request comes from this machine itself: a loopback TCP peer that is not a proxy
-/// forwarding someone else's request (a local reverse proxy or sidecar, such as Knative's
-/// queue-proxy, connects from loopback on behalf of the network). Unknown peers are not.
-pub fn from_this_machine(parts: &Parts) -> bool {
-    peer_of(parts).is_some_and(|p| crate::config::is_loopback_ip(p.ip()))
-        && !FORWARDING_HEADERS
-            .iter()
-            .any(|h| parts.headers.contains_key(*h))
-}
-
-/// A list of token subjects, or everyone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SenderList {
-    /// Any subject.
-    Any,
-    /// Only these subjects (possibly none).
-    Only(HashSet<String>),
-}
-
-impl SenderList {
-    /// Parses a comma-separated list; `*` anywhere means everyone, and so does an empty list
-    /// when `empty_means_any`.
-    pub fn parse(list: &str, empty_means_any: bool) -> Self {
-        let items: HashSet<String> = split_list(list).map(str::to_owned).collect();
-        if items.contains("*") || (items.is_empty() && empty_means_any) {
-            SenderList::Any
-        } else {
-            SenderList::Only(items)
-        }
-    }
-
-    /// Whether the subject is in the list.
-    pub fn contains(&self, subject: &str) -> bool {
-        match self {
-            SenderList::Any => true,
-            SenderList::Only(items) => items.contains(subject),
         }
     }
 }
@@ -795,18 +709,20 @@ impl SenderVerifier {
     /// The verifier of a configuration with `EVENTS_AUTH=oidc` (`None` when off). Does no I/O:
     /// the keys are fetched on the first authenticated event.
     pub fn from_config(config: &Config) -> anyhow::Result<Option<Self>> {
-        if config.events_auth == EventsAuth::Off {
+        if config.events.events_auth == EventsAuth::Off {
             return Ok(None);
         }
         let issuer = config
+            .events
             .events_oidc_issuer
             .clone()
             .context("EVENTS_OIDC_ISSUER is required")?;
         let audience = config
+            .events
             .events_oidc_audience
             .clone()
             .context("EVENTS_OIDC_AUDIENCE is required")?;
-        let jwks_url = match &config.events_oidc_jwks_url {
+        let jwks_url = match &config.events.events_oidc_jwks_url {
             Some(u) => Some(url::Url::parse(u).context("EVENTS_OIDC_JWKS_URL")?),
             None => None,
         };
@@ -815,20 +731,25 @@ impl SenderVerifier {
             label: "sender token",
             jwks_url,
             discovery_url: None,
-            ca_file: config.events_oidc_ca_file.as_ref().map(PathBuf::from),
+            ca_file: config
+                .events
+                .events_oidc_ca_file
+                .as_ref()
+                .map(PathBuf::from),
             bearer_token_file: config
+                .events
                 .events_oidc_bearer_token_file
                 .as_ref()
                 .map(PathBuf::from),
-            refresh_interval: Duration::from_secs(config.events_oidc_refresh_interval_secs),
+            refresh_interval: config.events.events_oidc_refresh_interval,
             algorithm: None,
         })
         .context("EVENTS_OIDC_ISSUER")?;
         Ok(Some(SenderVerifier {
             issuer,
             audience,
-            allowed: SenderList::parse(&config.events_allowed_senders, true),
-            user_senders: SenderList::parse(&config.events_user_senders, false),
+            allowed: config.events.allowed_senders.clone(),
+            user_senders: config.events.user_senders.clone(),
         }))
     }
 

@@ -1,21 +1,10 @@
 //! Creating local users.
 
+pub use crate::db::entities::user::{MAX_USERNAME_LEN, valid_username};
 use crate::{auth::password, db::entities::user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
 };
-
-/// Longest accepted username (Django's limit).
-pub const MAX_USERNAME_LEN: usize = 150;
-
-/// Whether a username is acceptable: 1 to 150 of letters, digits and `@.+-_` (Django's rule).
-pub fn valid_username(username: &str) -> bool {
-    !username.is_empty()
-        && username.len() <= MAX_USERNAME_LEN
-        && username
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "@.+-_".contains(c))
-}
 
 /// Creates a user with an argon2id password hash; fails if the username is taken or invalid.
 pub async fn add_user<C: ConnectionTrait>(

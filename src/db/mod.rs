@@ -23,14 +23,14 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
 /// [`connect`], optionally without opening a connection yet (`lazy`): the first query does,
 /// so a server can listen before the database has answered.
 pub async fn connect_with(config: &Config, lazy: bool) -> Result<DatabaseConnection, DbErr> {
-    let mut opts = ConnectOptions::new(config.database_url.clone());
+    let mut opts = ConnectOptions::new(config.database.database_url.clone());
     opts.connect_lazy(lazy);
-    let wait = outage_wait(config.request_timeout());
+    let wait = outage_wait(config.server.request_timeout);
     opts.sqlx_logging(false)
         .connect_timeout(wait)
         .acquire_timeout(wait);
-    if config.is_sqlite() {
-        let url = &config.database_url;
+    if config.database.is_sqlite() {
+        let url = &config.database.database_url;
         crate::files::prepare_sqlite(url, !url.contains("mode=") || url.contains("mode=rwc"));
         // One connection: SQLite serialises writers anyway, and a single connection avoids
         // SQLITE_BUSY between our own pool members.
@@ -38,7 +38,7 @@ pub async fn connect_with(config: &Config, lazy: bool) -> Result<DatabaseConnect
         // A file named without `mode=` is created on first use, as the default one is: an
         // image's `sqlite:///data/aq.db` on a fresh volume must not fail with SQLite's bare
         // "unable to open database file". An explicit mode (`ro`, `rw`) is left as given.
-        let create = !config.database_url.contains("mode=");
+        let create = !config.database.database_url.contains("mode=");
         opts.map_sqlx_sqlite_opts(move |o| {
             // Only ever turned on: `create_if_missing(false)` would override `mode=rwc`.
             let o = if create { o.create_if_missing(true) } else { o };
@@ -48,7 +48,7 @@ pub async fn connect_with(config: &Config, lazy: bool) -> Result<DatabaseConnect
                 .foreign_keys(true)
         });
     } else {
-        opts.max_connections(config.database_max_connections)
+        opts.max_connections(config.database.database_max_connections)
             .min_connections(0)
             .idle_timeout(Duration::from_secs(300));
     }
@@ -102,7 +102,7 @@ const JWT_KEY_SETTING: &str = "jwt_secret";
 /// Returns the JWT signing key: `JWT_SECRET` when set, otherwise a random key generated once and
 /// kept in the database (insert-if-absent, so concurrent first starts agree on one key).
 pub async fn jwt_key(config: &Config, db: &DatabaseConnection) -> Result<Vec<u8>, DbErr> {
-    if let Some(secret) = &config.jwt_secret {
+    if let Some(secret) = &config.auth.jwt_secret {
         return Ok(secret.as_bytes().to_vec());
     }
     use entities::kv_setting as kv;
@@ -169,6 +169,12 @@ fn sqlx_unavailable(e: &sea_orm::sqlx::Error) -> bool {
         }
         _ => false,
     }
+}
+
+/// ISO 8601 in UTC with microseconds, e.g. `2026-11-25T17:51:48.725175Z`: how the reference
+/// writes times, in the API's bodies and in the JSON documents stored with runs and events.
+pub fn iso(dt: &chrono::DateTime<chrono::Utc>) -> String {
+    dt.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 #[cfg(test)]

@@ -1,14 +1,10 @@
 //! Decoding an HTTP request into a CloudEvent with the SDK's HTTP binding (binary mode: `ce-*`
-//! headers; structured mode: `application/cloudevents+json`), after reading the body through
-//! axum's `Bytes` extractor so the body limit applies (the SDK's own axum extractor reads
-//! without bound, so it is not used).
+//! headers; structured mode: `application/cloudevents+json`). The web layer's extractor
+//! (`crate::http::events`) reads the body through axum's `Bytes` extractor so the body limit
+//! applies (the SDK's own axum extractor reads without bound, so it is not used).
 
-use crate::{error::AppError, http::extract::parse_json, state::AppState};
-use axum::{
-    body::Bytes,
-    extract::{FromRequest, Request},
-    http::{HeaderMap, StatusCode, header},
-};
+use crate::{error::AppError, json::parse_json};
+use axum::http::{HeaderMap, header};
 use chrono::{DateTime, SecondsFormat, Utc};
 use cloudevents::{
     AttributesReader, Data, Event,
@@ -137,7 +133,7 @@ fn data_as_json(event: &Event) -> Result<Option<Value>, AppError> {
         Some(Data::String(s)) => {
             let json_type = event
                 .datacontenttype()
-                .is_some_and(crate::http::extract::is_json_content_type);
+                .is_some_and(crate::json::is_json_content_type);
             if json_type {
                 parse_json(s.as_bytes()).map(Some).map_err(invalid)
             } else {
@@ -175,7 +171,19 @@ impl IncomingEvent {
         Self::decode_owned(headers.clone(), body)
     }
 
-    fn decode_owned(headers: HeaderMap, body: Vec<u8>) -> Result<Self, AppError> {
+    /// Refuses what this service never decodes (batches), from the headers alone, before the
+    /// body is read.
+    pub fn check_headers(headers: &HeaderMap) -> Result<(), AppError> {
+        if mime(headers) == "application/cloudevents-batch+json" {
+            return Err(AppError::UnsupportedMediaType(
+                "Batched CloudEvents (application/cloudevents-batch+json) are not supported; send each event in its own request (binary or structured mode).".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Decodes a request's headers and body (read within the body limit by the caller).
+    pub fn decode_owned(headers: HeaderMap, body: Vec<u8>) -> Result<Self, AppError> {
         let event = cloudevents::binding::http::to_event(&headers, body).map_err(decode_error)?;
         if event.specversion() != SpecVersion::V10 {
             return Err(AppError::BadRequest(format!(
@@ -227,32 +235,10 @@ impl IncomingEvent {
     }
 }
 
-impl FromRequest<AppState> for IncomingEvent {
-    type Rejection = AppError;
-
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, AppError> {
-        let headers = req.headers().clone();
-        if mime(&headers) == "application/cloudevents-batch+json" {
-            return Err(AppError::UnsupportedMediaType(
-                "Batched CloudEvents (application/cloudevents-batch+json) are not supported; send each event in its own request (binary or structured mode).".into(),
-            ));
-        }
-        let limit = state.config.max_body_bytes;
-        let body = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                AppError::PayloadTooLarge(limit)
-            } else {
-                AppError::BadRequest(format!("Could not read the request body: {e}"))
-            }
-        })?;
-        Self::decode_owned(headers, body.into())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use axum::http::{HeaderValue, StatusCode};
 
     fn binary(extra: &[(&str, &str)], body: &str) -> Result<IncomingEvent, AppError> {
         let mut h = HeaderMap::new();

@@ -23,10 +23,10 @@ use crate::{
         entities::{pipeline_run, received_event, trigger, trigger_event, user},
     },
     error::{AppError, AppResult},
-    http::extract::{trace_id_of, valid_traceparent},
     runs::{self, RunRequest, quota},
     state::AppState,
     statuses,
+    telemetry::{trace_id_of, valid_traceparent},
 };
 use chrono::{Duration, Utc};
 use sea_orm::{
@@ -68,7 +68,10 @@ pub async fn handle(state: &AppState, mut ev: IncomingEvent) -> AppResult<Reply>
     }
     let family = type_family(&ev.ty);
     let result = handle_event(state, ev).await;
-    state.metrics.record_event(family, outcome_label(&result));
+    state
+        .runs
+        .metrics
+        .record_event(family, outcome_label(&result));
     result
 }
 
@@ -122,8 +125,8 @@ async fn handle_event(state: &AppState, ev: IncomingEvent) -> AppResult<Reply> {
         // until the due statuses are out.
         // Retention too: with no traffic the opportunistic passes never come.
         let (r, retention) = tokio::join!(
-            statuses::deliver_now(state),
-            crate::maintenance::run_now(state)
+            statuses::deliver_now(&state.runs.notifier),
+            crate::maintenance::run_now(&state.db, &state.config, &state.maintenance)
         );
         let r = r?;
         let retention = match retention {
@@ -146,7 +149,7 @@ async fn handle_event(state: &AppState, ev: IncomingEvent) -> AppResult<Reply> {
     if crate::k8s::job_events::is_job_event_type(&ev.ty) {
         let data = ev.data.clone().unwrap_or(Value::Null);
         return Ok(
-            match crate::k8s::job_events::handle(state, &ev.ty, &data).await? {
+            match crate::k8s::job_events::handle(&state.runs, &ev.ty, &data).await? {
                 Some(run_id) => {
                     let mut r = Reply::new(ReplyKind::Ok, &ev.id, "Run status updated.");
                     r.runs = Runs::One(run_id);
@@ -418,7 +421,7 @@ fn trigger_event_row(
 
 /// Inserts the event and its runs in one transaction, commits, then launches.
 async fn execute_plan(state: &AppState, ev: &IncomingEvent, mut plan: Plan) -> AppResult<Reply> {
-    let callback = state.callback_base_url();
+    let callback = state.runs.callback_base_url();
     let txn = state.db.begin().await?;
     let stored = match event_row(ev, outcome::ACCEPTED, None).insert(&txn).await {
         Ok(row) => row,
@@ -436,13 +439,13 @@ async fn execute_plan(state: &AppState, ev: &IncomingEvent, mut plan: Plan) -> A
     } else {
         quota::Via::Trigger
     };
-    if quota::applies(state) {
+    if quota::applies(&state.runs) {
         let users: Vec<i64> = plan.runs.iter().map(|p| p.request.user.id).collect();
         quota::lock_users(&txn, &users).await?;
     }
     let mut created: Vec<(pipeline_run::Model, Option<trigger::Model>)> = Vec::new();
     for planned in std::mem::take(&mut plan.runs) {
-        if let Err(e) = quota::admit(&txn, state, &planned.request.user, via).await {
+        if let Err(e) = quota::admit(&txn, &state.runs, &planned.request.user, via).await {
             txn.rollback().await?;
             return Err(e);
         }
@@ -490,7 +493,7 @@ async fn execute_plan(state: &AppState, ev: &IncomingEvent, mut plan: Plan) -> A
     }
     let message = finish_record(&txn, &state.config, ev, &stored, &plan, &created).await?;
     txn.commit().await?;
-    statuses::kick(state);
+    statuses::kick(&state.runs.notifier);
     let mut launched = Vec::with_capacity(created.len());
     for (run, _) in created {
         launched.push(launch_owned(state, run, ev.traceparent.clone()).await?);
@@ -569,7 +572,7 @@ async fn launch_owned(
     run: pipeline_run::Model,
     traceparent: Option<String>,
 ) -> AppResult<pipeline_run::Model> {
-    runs::launch(state, run, traceparent).await
+    runs::launch(&state.runs, run, traceparent).await
 }
 
 /// A run that was stored but never launched is relaunched only when no other delivery can
@@ -584,7 +587,7 @@ async fn resume_launch(
     if !runs::needs_launch(&run) {
         return Ok(run);
     }
-    let lease = Duration::seconds(state.config.request_timeout_secs as i64 + 5);
+    let lease = Duration::seconds(state.config.server.request_timeout.as_secs() as i64 + 5);
     let failed_before = run.status == runs::RunStatus::Failed;
     let age = Utc::now() - run.updated_at;
     if !failed_before && age < lease {
@@ -611,7 +614,7 @@ async fn resume_launch(
     }
     let mut run = run;
     run.updated_at = now;
-    runs::launch(state, run, traceparent).await
+    runs::launch(&state.runs, run, traceparent).await
 }
 
 /// Repeats the stored outcome of an event seen before, resuming launches it left undone.

@@ -10,7 +10,7 @@ pub mod dispatch;
 pub mod reply;
 pub mod triggers;
 
-use crate::{db::entities::received_event, http::serialize::iso};
+use crate::db::{entities::received_event, iso};
 use serde_json::{Value, json};
 
 /// The staff view of a received event (`GET /api/events/`).

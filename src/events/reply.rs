@@ -126,10 +126,10 @@ impl Reply {
     fn build(self, config: &Config) -> Result<Response, CeError> {
         let mut builder = EventBuilderV10::new()
             .id(self.processed_id.clone())
-            .source(config.notif_response_source.clone())
+            .source(config.events.notif_response_source.clone())
             .ty(format!(
                 "{}.{}",
-                config.notif_response_type_prefix,
+                config.events.notif_response_type_prefix,
                 self.kind.as_str()
             ))
             .time(Utc::now())

@@ -10,10 +10,11 @@
 //! before the body is read) unless `EVENTS_TRUST_NETWORK=true`.
 
 use crate::{
-    auth::{StaffUser, oidc::EventSender},
+    auth::oidc::EventSender,
     db::entities::received_event,
     error::{AppError, AppResult},
     events::{decode::IncomingEvent, dispatch, received_event_json},
+    http::auth::StaffUser,
     http::{
         middleware,
         paging::{ListQuery, ListUrl, Listing},
@@ -22,7 +23,9 @@ use crate::{
 };
 use axum::{
     Router,
-    extract::{Path, RawQuery, State},
+    body::Bytes,
+    extract::{FromRequest, Path, RawQuery, Request, State},
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::post,
 };
@@ -148,4 +151,22 @@ async fn list(
     }
     .respond(&state.db, &query, &url)
     .await
+}
+
+impl FromRequest<AppState> for IncomingEvent {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, AppError> {
+        let headers = req.headers().clone();
+        IncomingEvent::check_headers(&headers)?;
+        let limit = state.config.server.max_body_bytes;
+        let body = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::PayloadTooLarge(limit)
+            } else {
+                AppError::BadRequest(format!("Could not read the request body: {e}"))
+            }
+        })?;
+        IncomingEvent::decode_owned(headers, body.into())
+    }
 }

@@ -1,7 +1,7 @@
 //! `GET /api/`: the API root, listing the collections as absolute URLs built from `PUBLIC_URL`
 //! (like the reference's router root). Anyone may read it.
 
-use crate::{auth::MaybeUser, state::AppState};
+use crate::{http::auth::MaybeUser, state::AppState};
 use axum::{Json, Router, extract::State, routing::get};
 use serde_json::{Map, Value};
 
@@ -32,7 +32,7 @@ pub fn router() -> Router<AppState> {
     responses((status = 200, description = "Collection name -> URL", body = crate::http::openapi::schemas::ApiRoot))
 )]
 async fn index(State(state): State<AppState>, _user: MaybeUser) -> Json<Value> {
-    let base = state.config.public_url.trim_end_matches('/');
+    let base = state.config.server.public_url.trim_end_matches('/');
     let links: Map<String, Value> = COLLECTIONS
         .iter()
         .map(|c| ((*c).to_string(), Value::String(format!("{base}/api/{c}/"))))

@@ -9,13 +9,13 @@
 //! `(run, name, instance)` is unique, enforced by the database.
 
 use crate::{
-    auth::{CurrentUser, RunToken},
     config::Config,
     db::{
         self,
         entities::{job_report, pipeline_run},
     },
     error::{AppError, AppResult},
+    http::auth::{CurrentUser, RunToken},
     http::{
         extract::{body_rejection, is_json_content_type, parse_json},
         multipart,
@@ -332,7 +332,7 @@ async fn create(
     let queued = quality::report_after_end(&txn, &state.config, run).await?;
     txn.commit().await?;
     if queued {
-        statuses::kick(&state);
+        statuses::kick(&state.runs.notifier);
     }
     Ok((StatusCode::CREATED, Json(serialize::job_report(&report))))
 }
@@ -380,13 +380,13 @@ async fn check_quota(
         ),
         None => (0, 0),
     };
-    let max_count = u64::from(config.callback_max_reports_per_run);
+    let max_count = u64::from(config.runs.callback_max_reports_per_run);
     if count.max(0) as u64 >= max_count {
         return Err(AppError::QuotaCount(format!(
             "This run already posted {count} job reports, the most one run may (CALLBACK_MAX_REPORTS_PER_RUN)."
         )));
     }
-    let max_bytes = config.callback_max_report_bytes_per_run;
+    let max_bytes = config.runs.callback_max_report_bytes_per_run;
     if (bytes.max(0) as u64).saturating_add(size) > max_bytes {
         return Err(AppError::QuotaBytes(format!(
             "This report ({size} bytes) would take the run's job reports past {max_bytes} bytes, the most one run may store (CALLBACK_MAX_REPORT_BYTES_PER_RUN); {bytes} bytes are stored."

@@ -69,7 +69,7 @@ pub async fn check_host(State(state): State<AppState>, req: Request, next: Next)
         .map(host_without_port)
         .or_else(|| req.uri().host().map(str::to_ascii_lowercase));
     match host {
-        Some(h) if host_allowed(&h, &state.allowed_hosts) => next.run(req).await,
+        Some(h) if host_allowed(&h, &state.config.server.allowed_hosts) => next.run(req).await,
         Some(h) => AppError::BadRequest(format!(
             "Invalid HTTP_HOST header: {h:?}. You may need to add it to ADDITIONAL_ALLOWED_HOSTS."
         ))
@@ -80,13 +80,8 @@ pub async fn check_host(State(state): State<AppState>, req: Request, next: Next)
 
 /// CORS for the `PUBLIC_URL` origin and `CORS_ALLOWED_ORIGINS`, never `*`.
 pub fn cors(config: &Config) -> CorsLayer {
-    let origins: Vec<HeaderValue> = config
-        .cors_origins()
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect();
     CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
+        .allow_origin(AllowOrigin::list(config.server.cors_origins.clone()))
         .allow_methods([
             Method::GET,
             Method::POST,
@@ -125,7 +120,9 @@ fn json_error_body(state: &AppState, response: Response) -> Response {
     }
     let err = match status {
         StatusCode::METHOD_NOT_ALLOWED => AppError::MethodNotAllowed,
-        StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge(state.config.max_body_bytes),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            AppError::PayloadTooLarge(state.config.server.max_body_bytes)
+        }
         StatusCode::NOT_FOUND => AppError::NotFound("Not found.".into()),
         StatusCode::REQUEST_TIMEOUT => {
             let mut r = (
@@ -176,12 +173,12 @@ pub async fn observe_requests(State(state): State<AppState>, req: Request, next:
     let path = tracing::enabled!(tracing::Level::INFO).then(|| req.uri().path().to_owned());
     let started = Instant::now();
     // Retention runs in the background, started by traffic at most once per interval.
-    crate::maintenance::maybe_start(&state);
+    crate::maintenance::maybe_start(&state.db, &state.config, &state.maintenance);
     let response = json_error_body(&state, next.run(req).instrument(span.clone()).await);
     let elapsed = started.elapsed();
     // Commit statuses waiting for a retry go out after a request (a spawned task; one atomic
     // read when none is due).
-    crate::statuses::poke(&state);
+    crate::statuses::poke(&state.runs.notifier);
     let route = matched.as_ref().map(MatchedPath::as_str);
     let quiet = response.extensions().get::<QuietRequest>().is_some();
     if let Some(path) = path {
@@ -203,6 +200,7 @@ pub async fn observe_requests(State(state): State<AppState>, req: Request, next:
         });
     }
     state
+        .runs
         .metrics
         .record_request(&method, route, response.status(), elapsed);
     response

@@ -1,11 +1,13 @@
 //! The HTTP surface: one module per resource, each with its own `router()`, assembled here with
 //! the cross-cutting layers (host check, CORS, body limit, timeout, request log, JSON errors).
 
+pub mod auth;
 pub mod events;
 pub mod extract;
 pub mod health;
 pub mod index;
 pub mod jobreports;
+pub mod metrics;
 pub mod middleware;
 pub mod multipart;
 pub mod oidc;
@@ -64,11 +66,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(rest)
         .merge(events::ingress_router())
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(config.server.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            config.request_timeout(),
+            config.server.request_timeout,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -76,6 +78,6 @@ pub fn router(state: AppState) -> Router {
         ))
         // Health probes and metrics stay outside the request log and the request metrics too.
         .merge(health::router())
-        .merge(crate::metrics::router())
+        .merge(metrics::router())
         .with_state(state)
 }

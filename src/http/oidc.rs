@@ -23,8 +23,6 @@
 
 use crate::{
     auth::{
-        CurrentUser,
-        extract::{check_csrf_token, session_of},
         identity::Iam,
         session::{
             self, CSRF_COOKIE, LOGIN_COOKIE, PendingLogin, SESSION_COOKIE, Session, now,
@@ -32,6 +30,7 @@ use crate::{
         },
     },
     error::{AppError, AppResult},
+    http::auth::{CurrentUser, check_csrf_token, session_of},
     state::AppState,
 };
 use axum::{
@@ -134,7 +133,7 @@ async fn authenticate(State(state): State<AppState>) -> AppResult<Response> {
         "/oidc",
         LOGIN_TTL_SECS,
         true,
-        state.config.secure_cookies(),
+        state.config.server.secure_cookies(),
     );
     Ok(redirect(url.as_str(), vec![cookie]))
 }
@@ -231,7 +230,7 @@ async fn callback(
     let session = Session {
         sid: random_token(),
         uid: user.id,
-        exp: now() + state.config.session_lifetime_secs,
+        exp: now() + state.config.oidc.session_lifetime_secs,
         csrf: random_token(),
         first_name: name("given_name"),
         last_name: name("family_name"),
@@ -245,8 +244,8 @@ async fn callback(
 
 /// The session, CSRF and cleared pre-login cookies.
 fn session_cookies(state: &AppState, session: &Session) -> Vec<String> {
-    let secure = state.config.secure_cookies();
-    let ttl = state.config.session_lifetime_secs;
+    let secure = state.config.server.secure_cookies();
+    let ttl = state.config.oidc.session_lifetime_secs;
     vec![
         set_cookie(
             SESSION_COOKIE,
@@ -400,11 +399,11 @@ async fn logout_page(State(state): State<AppState>, headers: HeaderMap) -> AppRe
         Some(session) => format!(
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Sign out</title></head>\n<body>\n<h1>Sign out of Application Quality?</h1>\n<form method=\"post\" action=\"/oidc/logout/\">\n<input type=\"hidden\" name=\"csrfmiddlewaretoken\" value=\"{}\">\n<button type=\"submit\">Sign out</button>\n</form>\n<p><a href=\"{}\">Stay signed in</a></p>\n</body></html>\n",
             html_escape(&session.csrf),
-            html_escape(&state.config.login_redirect_url)
+            html_escape(&state.config.oidc.login_redirect_url)
         ),
         None => format!(
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Signed out</title></head>\n<body>\n<h1>You are not signed in.</h1>\n<p><a href=\"{}\">Continue</a></p>\n</body></html>\n",
-            html_escape(&state.config.logout_redirect_url)
+            html_escape(&state.config.oidc.logout_redirect_url)
         ),
     };
     let mut r = (StatusCode::OK, body).into_response();
@@ -470,14 +469,14 @@ async fn logout(
             .await?;
         tracing::info!(user_id = session.uid, "signed out");
     }
-    let secure = state.config.secure_cookies();
+    let secure = state.config.server.secure_cookies();
     let cookies = vec![
         set_cookie(SESSION_COOKIE, "", "/", 0, true, secure),
         set_cookie(CSRF_COOKIE, "", "/", 0, false, secure),
         set_cookie(LOGIN_COOKIE, "", "/oidc", 0, true, secure),
     ];
     let Some(iam) = state.identities.iam.as_ref() else {
-        return Ok(see_other(&state.config.logout_redirect_url, cookies));
+        return Ok(see_other(&state.config.oidc.logout_redirect_url, cookies));
     };
     let endpoint = match &iam.logout_endpoint {
         Some(e) => Some(e.clone()),

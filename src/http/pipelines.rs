@@ -11,13 +11,13 @@
 //! reference let NULL versions collide freely). The database's unique index backs the check.
 
 use crate::{
-    auth::CurrentUser,
     config::Config,
     db::{
         self,
         entities::{pipeline, pipeline_tool, subworkflow, user},
     },
     error::{AppError, AppResult, FieldErrors},
+    http::auth::CurrentUser,
     http::{extract::JsonBody, serialize},
     pipelines::params,
     runs::{pipeline_not_found, pipeline_visible},

@@ -10,9 +10,9 @@
 //! (curl retries, a replayed pod) are acknowledged and ignored.
 
 use crate::{
-    auth::RunToken,
     db::entities::pipeline_run,
     error::{AppError, AppResult},
+    http::auth::RunToken,
     http::extract::JsonBody,
     runs,
     state::AppState,

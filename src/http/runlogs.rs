@@ -6,8 +6,8 @@
 //! 404 says how to read.
 
 use crate::{
-    auth::CurrentUser,
     error::{AppError, AppResult},
+    http::auth::CurrentUser,
     http::runs::find_visible_run,
     local::{self, LOG_SERVE_MAX},
     runs::RunStatus,

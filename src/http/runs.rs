@@ -8,9 +8,9 @@
 //! (`{"digest": {"digest_quality": X}}`). Reading a running run reconciles it with its Job first.
 
 use crate::{
-    auth::CurrentUser,
     db::entities::{pipeline_run, user},
     error::{AppError, AppResult},
+    http::auth::CurrentUser,
     http::{
         extract::{JsonBody, TraceParent},
         paging::{ListQuery, ListUrl, Listing},
@@ -223,7 +223,7 @@ async fn create(
         parameters,
         triggered_by: None,
     };
-    let run = runs::create_run(&state, &req, traceparent).await?;
+    let run = runs::create_run(&state.runs, &req, traceparent).await?;
     Ok((
         StatusCode::CREATED,
         Json(serialize::one_run(&state.db, &run).await?),
@@ -251,7 +251,7 @@ async fn read(
     Path((pipeline, run)): Path<(String, String)>,
 ) -> AppResult<Json<Value>> {
     let run = find_visible_run(&state.db, &user, &pipeline, &run).await?;
-    let run = runs::reconcile(&state, run).await;
+    let run = runs::reconcile(&state.runs, run).await;
     Ok(Json(serialize::one_run(&state.db, &run).await?))
 }
 
@@ -292,7 +292,7 @@ async fn override_quality(
     let txn = state.db.begin().await?;
     let run = quality::override_verdict(&txn, &state.config, run, &verdict, &user.username).await?;
     txn.commit().await?;
-    statuses::kick(&state);
+    statuses::kick(&state.runs.notifier);
     Ok(Json(serialize::one_run(&state.db, &run).await?))
 }
 
@@ -316,7 +316,7 @@ async fn cancel(
     Path((pipeline, run)): Path<(String, String)>,
 ) -> AppResult<Json<Value>> {
     let run = find_visible_run(&state.db, &user, &pipeline, &run).await?;
-    let run = runs::cancel(&state, run).await?;
+    let run = runs::cancel(&state.runs, run).await?;
     Ok(Json(serialize::one_run(&state.db, &run).await?))
 }
 

@@ -2,22 +2,18 @@
 //! batched look-ups that lists need (usernames, job report counts) so a list costs a fixed number
 //! of queries whatever its length.
 
+pub use crate::db::iso;
 use crate::{
     db::entities::{job_report, pipeline, pipeline_run, subworkflow, tag, trigger_event, user},
     error::{AppError, AppResult},
 };
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
     sea_query::{Expr, Func},
 };
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
-
-/// ISO 8601 in UTC with microseconds, e.g. `2026-11-25T17:51:48.725175Z`.
-pub fn iso(dt: &DateTime<Utc>) -> String {
-    dt.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
 
 /// [`iso`] or `null`.
 pub fn iso_opt(dt: Option<&DateTime<Utc>>) -> Value {

@@ -26,7 +26,7 @@ pub fn router() -> Router<AppState> {
     responses((status = 200, description = "The settings file as JSON (`{}` when absent or invalid)", body = serde_json::Value))
 )]
 async fn settings(State(state): State<AppState>) -> Json<Value> {
-    Json(load(&state.config.settings_file).await)
+    Json(load(&state.config.server.settings_file).await)
 }
 
 /// Reads and converts the settings file; never fails.

@@ -1,9 +1,9 @@
 //! `GET /api/tags/` and `GET /api/tags/{id}/`: the labels of tools. Anyone may read them.
 
 use crate::{
-    auth::MaybeUser,
     db::entities::tag,
     error::{AppError, AppResult},
+    http::auth::MaybeUser,
     http::serialize,
     state::AppState,
 };

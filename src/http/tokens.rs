@@ -191,7 +191,7 @@ async fn obtain(
     )?;
     let (username, plain) = (&values[0], &values[1]);
     let addr = client_address(
-        state.config.trusted_proxy_headers,
+        state.config.server.trusted_proxy_headers,
         &headers,
         peer.map(|Extension(ConnectInfo(a))| a),
     );

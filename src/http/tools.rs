@@ -2,9 +2,9 @@
 //! Anyone may read them; only staff see tools that are not `available`.
 
 use crate::{
-    auth::MaybeUser,
     db::entities::{subworkflow, subworkflow_tag, subworkflow_tool},
     error::{AppError, AppResult},
+    http::auth::MaybeUser,
     http::serialize,
     state::AppState,
 };

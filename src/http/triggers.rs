@@ -7,10 +7,10 @@
 //! Filters, defaults and mappings are validated when saved (400 with field errors).
 
 use crate::{
-    auth::CurrentUser,
     db::entities::{pipeline_run, trigger, trigger_event, user},
     error::{AppError, AppResult},
     events::triggers::{self as svc, TriggerInput},
+    http::auth::CurrentUser,
     http::{
         extract::JsonBody,
         paging::{ListQuery, ListUrl, Listing},

@@ -2,10 +2,10 @@
 //! callers see available types only. Types are created by the catalogue seed or fixtures.
 
 use crate::{
-    auth::MaybeUser,
     db::entities::trigger_type,
     error::{AppError, AppResult},
     events::triggers::trigger_type_json,
+    http::auth::MaybeUser,
     state::AppState,
 };
 use axum::{

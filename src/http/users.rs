@@ -1,7 +1,7 @@
 //! `GET /api/users/me/`: who the caller is, and whether they are staff (the frontend shows
 //! admin features from `is_staff` / `is_admin`).
 
-use crate::{auth::CurrentUser, http::serialize, state::AppState};
+use crate::{http::auth::CurrentUser, http::serialize, state::AppState};
 use axum::{Json, Router, routing::get};
 use serde_json::Value;
 

@@ -7,12 +7,10 @@ use super::{objects, status};
 use crate::{
     db::entities::pipeline_run,
     error::AppResult,
-    runs::{self, RunStatus},
-    state::AppState,
+    runs::{self, RunService, RunStatus},
 };
 use k8s_openapi::api::batch::v1::Job;
 use sea_orm::EntityTrait;
-use std::time::Duration;
 
 /// Whether a CloudEvent type is an ApiServerSource resource event this module handles.
 pub fn is_job_event_type(event_type: &str) -> bool {
@@ -37,18 +35,18 @@ pub fn run_id_of(job: &Job, runs_namespace: &str) -> Option<i64> {
 /// the Job belongs to one of our runs, `None` when the event is not about our Jobs (a body that
 /// is not a Job, another namespace, no labels, an unknown run).
 pub async fn handle(
-    state: &AppState,
+    service: &RunService,
     event_type: &str,
     data: &serde_json::Value,
 ) -> AppResult<Option<i64>> {
     let Ok(job) = serde_json::from_value::<Job>(data.clone()) else {
         return Ok(None);
     };
-    let Some(run_id) = run_id_of(&job, &state.config.aqbb_namespace) else {
+    let Some(run_id) = run_id_of(&job, &service.config.kubernetes.aqbb_namespace) else {
         return Ok(None);
     };
     let Some(run) = pipeline_run::Entity::find_by_id(run_id)
-        .one(&state.db)
+        .one(&service.db)
         .await?
     else {
         return Ok(None);
@@ -65,17 +63,17 @@ pub async fn handle(
     if obs.status == RunStatus::Failed
         && !deleted
         && !before.is_terminal()
-        && let Some(d) = state.launcher.failure_detail(run_id).await
+        && let Some(d) = service.launcher.failure_detail(run_id).await
     {
         obs.message = Some(status::with_detail(obs.message.as_deref(), &d));
     }
-    let updated = runs::apply_observation(state, run, &obs).await?;
+    let updated = runs::apply_observation(service, run, &obs).await?;
     let became_succeeded = before != RunStatus::Succeeded && updated.status == RunStatus::Succeeded;
     if became_succeeded && !deleted {
         // Reading the Job through the launcher shortens a succeeded run's retention (best
         // effort, bounded): the event itself cannot write to the cluster.
-        let budget = Duration::from_millis(state.config.kube_timeout_ms);
-        let _ = tokio::time::timeout(budget, state.launcher.observe(run_id)).await;
+        let budget = service.config.kubernetes.kube_timeout;
+        let _ = tokio::time::timeout(budget, service.launcher.observe(run_id)).await;
     }
     tracing::info!(run_id, event_type, status = %updated.status, "job event applied");
     Ok(Some(run_id))

@@ -18,7 +18,7 @@ pub mod status;
 use crate::{config::Config, runs::launcher::Launcher};
 use anyhow::Context;
 pub use client::KubeLauncher;
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 /// One permission the service uses in the runs namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -88,7 +88,7 @@ pub fn launcher_with(
     mut kube_config: kube::Config,
     config: &Config,
 ) -> anyhow::Result<KubeLauncher> {
-    let timeout = Duration::from_millis(config.kube_timeout_ms);
+    let timeout = config.kubernetes.kube_timeout;
     kube_config.connect_timeout = Some(timeout);
     kube_config.read_timeout = Some(timeout);
     kube_config.write_timeout = Some(timeout);
@@ -125,6 +125,6 @@ pub async fn launcher_from_config(
             anyhow::anyhow!("KUBERNETES=on (or EXECUTOR=kubernetes) but the Kubernetes API at {url} is not usable: {e}")
         })?;
     }
-    tracing::info!(cluster = %url, namespace = %config.aqbb_namespace, "Kubernetes launcher ready");
+    tracing::info!(cluster = %url, namespace = %config.kubernetes.aqbb_namespace, "Kubernetes launcher ready");
     Ok(Some(Arc::new(launcher)))
 }

@@ -118,23 +118,27 @@ impl RunSettings {
     /// The settings of a configuration.
     pub fn from_config(c: &Config) -> Self {
         Self {
-            namespace: c.aqbb_namespace.clone(),
-            storage_class: c.aqbb_storageclass.clone(),
-            volume_size: c.aqbb_volumesize.clone(),
-            calrissian_image: c.aqbb_calrissianimage.clone(),
-            reporter_image: c.aqbb_reporterimage.clone(),
-            max_cores: c.aqbb_maxcores.clone(),
-            max_ram: c.aqbb_maxram.clone(),
-            calrissian_cpu: c.aqbb_calrissian_cpu.clone(),
-            calrissian_memory: c.aqbb_calrissian_memory.clone(),
-            image_pull_secret: c.aqbb_secret.clone().filter(|s| !s.trim().is_empty()),
-            service_account: c.aqbb_serviceaccount.clone(),
-            succeeded_retention_secs: c.aqbb_succeeded_retention_secs,
-            failed_retention_secs: c.aqbb_failed_retention_secs,
-            active_deadline_secs: Some(c.aqbb_active_deadline_secs).filter(|s| *s > 0),
-            run_as_user: c.aqbb_run_as_user,
-            run_as_group: c.aqbb_run_as_group,
-            workdir_chown: c.aqbb_workdir_chown,
+            namespace: c.kubernetes.aqbb_namespace.clone(),
+            storage_class: c.kubernetes.aqbb_storageclass.clone(),
+            volume_size: c.kubernetes.aqbb_volumesize.clone(),
+            calrissian_image: c.kubernetes.aqbb_calrissianimage.clone(),
+            reporter_image: c.kubernetes.aqbb_reporterimage.clone(),
+            max_cores: c.kubernetes.aqbb_maxcores.clone(),
+            max_ram: c.kubernetes.aqbb_maxram.clone(),
+            calrissian_cpu: c.kubernetes.aqbb_calrissian_cpu.clone(),
+            calrissian_memory: c.kubernetes.aqbb_calrissian_memory.clone(),
+            image_pull_secret: c
+                .kubernetes
+                .aqbb_secret
+                .clone()
+                .filter(|s| !s.trim().is_empty()),
+            service_account: c.kubernetes.aqbb_serviceaccount.clone(),
+            succeeded_retention_secs: c.runs.aqbb_succeeded_retention_secs,
+            failed_retention_secs: c.runs.aqbb_failed_retention_secs,
+            active_deadline_secs: Some(c.runs.aqbb_active_deadline_secs).filter(|s| *s > 0),
+            run_as_user: c.kubernetes.aqbb_run_as_user,
+            run_as_group: c.kubernetes.aqbb_run_as_group,
+            workdir_chown: c.kubernetes.aqbb_workdir_chown,
             git_env: crate::pipelines::repos::git_env(c),
         }
     }

@@ -74,23 +74,23 @@ fn docker_daemon_present() -> bool {
 
 /// Finds cwltool and picks the container engine. `Err` says what is missing, in one line.
 pub fn detect(config: &Config) -> Result<Engine, String> {
-    let cwltool = find_executable(&config.cwltool).ok_or_else(|| {
+    let cwltool = find_executable(&config.local.cwltool).ok_or_else(|| {
         format!(
             "cwltool not found (CWLTOOL={:?}; install it with `pip install cwltool`)",
-            config.cwltool
+            config.local.cwltool
         )
     })?;
     let sandbox = Sandbox::detect(config, &cwltool)?;
     if sandbox.is_some()
         && matches!(
-            config.local_containers,
+            config.local.local_containers,
             ContainerMode::Docker | ContainerMode::Podman
         )
     {
         // A container engine's socket is root on the host: it never enters a sandbox.
         return Err(format!(
             "LOCAL_CONTAINERS={} needs LOCAL_SANDBOX=off (the sandbox runs tools on the host's programs, without a container engine)",
-            if config.local_containers == ContainerMode::Docker {
+            if config.local.local_containers == ContainerMode::Docker {
                 "docker"
             } else {
                 "podman"
@@ -99,7 +99,7 @@ pub fn detect(config: &Config) -> Result<Engine, String> {
     }
     let docker = || find_executable("docker").is_some() && docker_daemon_present();
     let podman = || find_executable("podman").is_some();
-    let containers = match config.local_containers {
+    let containers = match config.local.local_containers {
         ContainerMode::Off => Containers::Host,
         _ if sandbox.is_some() => Containers::Host,
         ContainerMode::Docker if docker() => Containers::Docker,

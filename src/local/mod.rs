@@ -30,10 +30,9 @@ use crate::{
     config::Config,
     db::entities::pipeline_run,
     runs::{
-        self, RunResults, RunStatus,
+        self, RunResults, RunService, RunServiceInner, RunStatus,
         launcher::{JobObservation, LaunchError, LaunchOutcome, LaunchRequest, Launcher, Waiting},
     },
-    state::{AppState, AppStateInner},
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -64,7 +63,7 @@ pub const LOG_SERVE_MAX: u64 = 4 * 1024 * 1024;
 
 /// `LOCAL_DATA_DIR`, absolute (relative paths are taken from the working directory at start).
 pub fn data_dir(config: &Config) -> PathBuf {
-    let dir = PathBuf::from(&config.local_data_dir);
+    let dir = PathBuf::from(&config.local.local_data_dir);
     if dir.is_absolute() {
         return dir;
     }
@@ -140,7 +139,7 @@ struct Inner {
     callback: OnceLock<String>,
     /// Where this process listens: the sandbox's callback relay connects there.
     listening: OnceLock<SocketAddr>,
-    state: OnceLock<Weak<AppStateInner>>,
+    service: OnceLock<Weak<RunServiceInner>>,
     active: Mutex<HashMap<i64, Arc<Active>>>,
     sweeping: AtomicBool,
     /// The cache of cwltool's parsed schemas is being (or was) written.
@@ -159,7 +158,7 @@ impl Inner {
     fn new(mut engine: Engine, config: &Config) -> Self {
         let data_dir = data_dir(config);
         engine.sandbox = engine.sandbox.map(|s| s.for_data_dir(&data_dir));
-        let concurrency = config.local_concurrency();
+        let concurrency = config.local.local_concurrency();
         let secs = |s: i32| Duration::from_secs(s.max(0) as u64);
         Self {
             engine,
@@ -167,20 +166,20 @@ impl Inner {
             slots: Arc::new(Semaphore::new(concurrency)),
             concurrency,
             fair: Mutex::new(queue::FairQueue::new(
-                config.runs_max_active_per_user as usize,
+                config.runs.runs_max_active_per_user as usize,
             )),
             wake: Notify::new(),
             dispatching: AtomicBool::new(false),
-            deadline: (config.aqbb_active_deadline_secs > 0)
-                .then(|| Duration::from_secs(config.aqbb_active_deadline_secs as u64)),
-            succeeded_retention: secs(config.aqbb_succeeded_retention_secs),
-            failed_retention: secs(config.aqbb_failed_retention_secs),
-            configured_callback: config.local_callback_url.clone(),
-            file_roots: config.repo_file_roots.clone(),
+            deadline: (config.runs.aqbb_active_deadline_secs > 0)
+                .then(|| Duration::from_secs(config.runs.aqbb_active_deadline_secs as u64)),
+            succeeded_retention: secs(config.runs.aqbb_succeeded_retention_secs),
+            failed_retention: secs(config.runs.aqbb_failed_retention_secs),
+            configured_callback: config.local.local_callback_url.clone(),
+            file_roots: config.runs.repo_file_roots.clone(),
             hidden: service_files(config, &self::data_dir(config)),
             callback: OnceLock::new(),
             listening: OnceLock::new(),
-            state: OnceLock::new(),
+            service: OnceLock::new(),
             active: Mutex::new(HashMap::new()),
             sweeping: AtomicBool::new(false),
             schema_cache_started: AtomicBool::new(false),
@@ -188,8 +187,8 @@ impl Inner {
         }
     }
 
-    fn state(&self) -> Option<AppState> {
-        self.state.get().and_then(AppState::upgrade)
+    fn service(&self) -> Option<RunService> {
+        self.service.get().and_then(RunService::upgrade)
     }
 
     /// The cache of cwltool's parsed schemas, in the sandbox's shared directory.
@@ -321,7 +320,7 @@ impl Inner {
 
     /// Fails the runs an earlier process of this runner left in flight, killing what is left
     /// of their processes, then sweeps expired working directories.
-    async fn recover(self: Arc<Self>, state: AppState) {
+    async fn recover(self: Arc<Self>, service: RunService) {
         let stale = pipeline_run::Entity::find()
             .filter(pipeline_run::Column::K8sNamespace.eq(NAMESPACE))
             .filter(
@@ -329,7 +328,7 @@ impl Inner {
                     .is_in([RunStatus::Starting.as_str(), RunStatus::Running.as_str()]),
             )
             .filter(pipeline_run::Column::LaunchedAt.lt(self.started_at))
-            .all(&state.db)
+            .all(&service.db)
             .await;
         let stale = match stale {
             Ok(stale) => stale,
@@ -352,14 +351,14 @@ impl Inner {
                 }
             }
             let obs = interrupted(Utc::now());
-            match runs::finish(&state, run.id, &obs, RunResults::default()).await {
+            match runs::finish(&service, run.id, &obs, RunResults::default()).await {
                 Ok(_) => tracing::warn!(run_id = run.id, "local runner: interrupted run failed"),
                 Err(e) => {
                     tracing::warn!(run_id = run.id, error = %e, "local runner: cannot fail interrupted run")
                 }
             }
         }
-        self.sweep(&state).await;
+        self.sweep(&service).await;
     }
 
     fn fair(&self) -> std::sync::MutexGuard<'_, queue::FairQueue> {
@@ -398,8 +397,8 @@ impl Inner {
                     a.remove(&run_id);
                 }
                 let _ = entry.done.send(true);
-                if let Some(state) = this.state() {
-                    this.sweep(&state).await;
+                if let Some(service) = this.service() {
+                    this.sweep(&service).await;
                 }
             });
         }
@@ -413,11 +412,13 @@ impl Inner {
         permit: OwnedSemaphorePermit,
     ) {
         let req = entry.req.clone();
-        let Some(state) = self.state() else { return };
+        let Some(service) = self.service() else {
+            return;
+        };
         if entry.stop_reason().is_some() {
             return;
         }
-        match runs::mark_running(&state, run_id).await {
+        match runs::mark_running(&service, run_id).await {
             Ok(true) => {}
             Ok(false) => return, // cancelled while it waited
             Err(e) => {
@@ -438,7 +439,7 @@ impl Inner {
         let (obs, results) = self
             .outcome(&dir, &req.callback_token, exit, stop, started, finished)
             .await;
-        if let Err(e) = runs::finish(&state, run_id, &obs, results).await {
+        if let Err(e) = runs::finish(&service, run_id, &obs, results).await {
             tracing::error!(run_id, error = %e, "local runner: cannot record the end of the run");
         }
         tracing::info!(
@@ -602,8 +603,8 @@ impl Inner {
             "executor": "local",
             "containers": self.engine.containers.as_str(),
             "sandbox": if self.engine.sandbox.is_some() { "bwrap" } else { "off" },
-            "start_time": crate::http::serialize::iso(&started),
-            "end_time": crate::http::serialize::iso(&finished),
+            "start_time": crate::db::iso(&started),
+            "end_time": crate::db::iso(&finished),
             "elapsed_seconds": (finished - started).num_milliseconds() as f64 / 1000.0,
             "cpu_user_seconds": exit.usage.user_cpu_secs,
             "cpu_system_seconds": exit.usage.system_cpu_secs,
@@ -658,7 +659,7 @@ impl Inner {
 
     /// Removes working directories whose run ended longer ago than its retention, and those
     /// of runs that no longer exist. One sweep at a time.
-    async fn sweep(&self, state: &AppState) {
+    async fn sweep(&self, service: &RunService) {
         if self.sweeping.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -676,7 +677,7 @@ impl Inner {
             if self.entry(id).is_some() {
                 continue;
             }
-            let expired = match pipeline_run::Entity::find_by_id(id).one(&state.db).await {
+            let expired = match pipeline_run::Entity::find_by_id(id).one(&service.db).await {
                 Ok(None) => true,
                 Ok(Some(run)) => {
                     let keep = if run.status == RunStatus::Succeeded {
@@ -806,7 +807,7 @@ fn service_files(config: &Config, data_dir: &Path) -> Vec<PathBuf> {
         }
     };
     std::iter::once(data_dir.to_path_buf())
-        .chain(crate::files::sqlite_files(&config.database_url))
+        .chain(crate::files::sqlite_files(&config.database.database_url))
         .map(|p| canonical(&p))
         .collect()
 }
@@ -988,8 +989,8 @@ impl Launcher for LocalLauncher {
         )
     }
 
-    fn attach(&self, state: &AppState, listening: SocketAddr) {
-        let _ = self.0.state.set(state.downgrade());
+    fn attach(&self, service: &RunService, listening: SocketAddr) {
+        let _ = self.0.service.set(service.downgrade());
         let url = self.0.configured_callback.clone().unwrap_or_else(|| {
             let port = listening.port();
             if listening.is_ipv6()
@@ -1004,7 +1005,7 @@ impl Launcher for LocalLauncher {
         let _ = self.0.callback.set(url);
         let _ = self.0.listening.set(listening);
         tokio::spawn(self.0.clone().dispatch());
-        tokio::spawn(self.0.clone().recover(state.clone()));
+        tokio::spawn(self.0.clone().recover(service.clone()));
     }
 
     fn callback_base_url(&self) -> Option<String> {
@@ -1026,10 +1027,10 @@ impl Launcher for LocalLauncher {
             stop_group(&entry.group, containers).await;
             if running {
                 started.push(entry.clone());
-            } else if let Some(state) = self.0.state() {
+            } else if let Some(service) = self.0.service() {
                 // Still queued: nothing will report it, so record its end here.
                 let obs = interrupted(Utc::now());
-                if let Err(e) = runs::finish(&state, *run_id, &obs, RunResults::default()).await {
+                if let Err(e) = runs::finish(&service, *run_id, &obs, RunResults::default()).await {
                     tracing::warn!(run_id, error = %e, "local runner: cannot fail a queued run");
                 }
             }

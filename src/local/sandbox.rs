@@ -129,7 +129,7 @@ impl Sandbox {
     /// Finds bubblewrap and cwltool's interpreter; `Ok(None)` when the operator turned the
     /// sandbox off. `Err` says what is missing, in one line.
     pub fn detect(config: &Config, cwltool: &Path) -> Result<Option<Sandbox>, String> {
-        if config.local_sandbox == SandboxMode::Off {
+        if config.local.local_sandbox == SandboxMode::Off {
             return Ok(None);
         }
         let bwrap = super::engine::find_executable("bwrap").ok_or(
@@ -151,10 +151,10 @@ impl Sandbox {
             ro_dirs: python_dirs(cwltool, &python),
             python,
             limits: Limits {
-                memory_mib: config.local_sandbox_memory_mib,
-                processes: config.local_sandbox_processes,
-                cpu_secs: config.local_sandbox_cpu_secs,
-                disk_mib: config.local_sandbox_disk_mib,
+                memory_mib: config.local.local_sandbox_memory_mib,
+                processes: config.local.local_sandbox_processes,
+                cpu_secs: config.local.local_sandbox_cpu_secs,
+                disk_mib: config.local.local_sandbox_disk_mib,
             },
             // SAFETY: geteuid has no preconditions.
             as_root: unsafe { libc::geteuid() } == 0,

@@ -22,9 +22,6 @@
 use crate::config::Config;
 use std::path::{Path, PathBuf};
 
-/// Schemes `REPO_URL_SCHEMES` may list.
-pub const SCHEMES: [&str; 5] = ["https", "http", "ssh", "git", "file"];
-
 /// Whether an input (the last segment of `<subworkflow>.<tool>.<input>`) is a repository URL.
 pub fn is_repo_input(input: &str) -> bool {
     input.to_ascii_lowercase().ends_with("repo_url")
@@ -41,10 +38,10 @@ fn scheme_of(value: &str) -> Option<String> {
 }
 
 fn allowed_list(config: &Config) -> String {
-    if config.repo_url_schemes.is_empty() {
+    if config.runs.repo_url_schemes.is_empty() {
         "none".into()
     } else {
-        config.repo_url_schemes.join(", ")
+        config.runs.repo_url_schemes.join(", ")
     }
 }
 
@@ -83,7 +80,7 @@ pub fn check_url(config: &Config, value: &str, repo_input: bool) -> Result<(), S
         "git+ssh" | "ssh+git" => "ssh".to_string(),
         _ => scheme,
     };
-    if !config.repo_url_schemes.contains(&scheme) {
+    if !config.runs.repo_url_schemes.contains(&scheme) {
         return Err(refuse_scheme(config, &scheme));
     }
     if scheme == "file" {
@@ -127,7 +124,7 @@ fn check_scp_like(config: &Config, value: &str) -> Result<(), String> {
     if !(name_ok(host) && user.is_none_or(name_ok) && path_ok) {
         return Err(not_a_url());
     }
-    if !config.repo_url_schemes.iter().any(|s| s == "ssh") {
+    if !config.runs.repo_url_schemes.iter().any(|s| s == "ssh") {
         return Err(refuse_scheme(config, "ssh"));
     }
     Ok(())
@@ -148,13 +145,14 @@ fn check_file(config: &Config, rest: &str) -> Result<(), String> {
     if path.split('/').any(|s| s == "." || s == "..") {
         return Err("A file:// URL must not contain '.' or '..' segments.".into());
     }
-    if config.repo_file_roots.is_empty() {
+    if config.runs.repo_file_roots.is_empty() {
         return Err(
             "Local repositories are not allowed: no directory is listed in REPO_FILE_ROOTS.".into(),
         );
     }
     let resolved = resolve(Path::new(path));
     if config
+        .runs
         .repo_file_roots
         .iter()
         .any(|root| resolved.starts_with(root))
@@ -164,6 +162,7 @@ fn check_file(config: &Config, rest: &str) -> Result<(), String> {
         Err(format!(
             "file:// URLs are allowed only below {} (REPO_FILE_ROOTS).",
             config
+                .runs
                 .repo_file_roots
                 .iter()
                 .map(|r| r.display().to_string())
@@ -256,17 +255,17 @@ pub fn git_timeout_env(config: &Config) -> Vec<(String, String)> {
     vec![
         (
             "GIT_HTTP_LOW_SPEED_LIMIT".into(),
-            config.repo_low_speed_limit.to_string(),
+            config.runs.repo_low_speed_limit.to_string(),
         ),
         (
             "GIT_HTTP_LOW_SPEED_TIME".into(),
-            config.repo_low_speed_time_secs.to_string(),
+            config.runs.repo_low_speed_time_secs.to_string(),
         ),
         (
             "GIT_SSH_COMMAND".into(),
             format!(
                 "ssh -o ConnectTimeout={} -o BatchMode=yes",
-                config.repo_connect_timeout_secs
+                config.runs.repo_connect_timeout_secs
             ),
         ),
     ]
@@ -277,7 +276,7 @@ pub fn git_timeout_env(config: &Config) -> Vec<(String, String)> {
 pub fn git_protocol_env(config: &Config) -> Vec<(String, String)> {
     vec![(
         "GIT_ALLOW_PROTOCOL".into(),
-        config.repo_url_schemes.join(":"),
+        config.runs.repo_url_schemes.join(":"),
     )]
 }
 
@@ -308,7 +307,7 @@ mod tests {
     #[test]
     fn only_https_by_default() {
         let c = config(&[]);
-        assert_eq!(c.repo_url_schemes, ["https"]);
+        assert_eq!(c.runs.repo_url_schemes, ["https"]);
         check_url(&c, "https://github.com/o/r.git", true).unwrap();
         check_url(&c, "", true).unwrap();
         for bad in [
@@ -342,7 +341,7 @@ mod tests {
     #[test]
     fn opt_in_schemes() {
         let c = config(&[("REPO_URL_SCHEMES", "https, SSH,git")]);
-        assert_eq!(c.repo_url_schemes, ["https", "ssh", "git"]);
+        assert_eq!(c.runs.repo_url_schemes, ["https", "ssh", "git"]);
         check_url(&c, "ssh://git@github.com/o/r.git", true).unwrap();
         check_url(&c, "git+ssh://git@github.com/o/r.git", true).unwrap();
         check_url(&c, "git@github.com:o/r.git", true).unwrap();
@@ -378,7 +377,10 @@ mod tests {
             ("REPO_URL_SCHEMES", "https,file"),
             ("REPO_FILE_ROOTS", &roots),
         ]);
-        assert_eq!(c.repo_file_roots, [root.path().canonicalize().unwrap()]);
+        assert_eq!(
+            c.runs.repo_file_roots,
+            [root.path().canonicalize().unwrap()]
+        );
         let real = root.path().canonicalize().unwrap();
         check_url(&c, &format!("file://{}", real.join("repo").display()), true).unwrap();
         check_url(&c, &format!("file://localhost{}", real.display()), true).unwrap();

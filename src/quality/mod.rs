@@ -9,11 +9,14 @@
 
 pub mod rules;
 
+pub use crate::db::entities::pipeline_run::{digest_quality, effective_quality};
 use crate::{
     config::Config,
-    db::entities::{job_report, pipeline, pipeline_run},
+    db::entities::{
+        job_report, pipeline,
+        pipeline_run::{self, RunStatus},
+    },
     error::AppResult,
-    runs::RunStatus,
     statuses,
 };
 use chrono::{SecondsFormat, Utc};
@@ -142,28 +145,6 @@ fn counter_json(x: f64) -> Value {
     } else {
         json!(x)
     }
-}
-
-/// `digest_quality` of a run as the API shows it: the computed verdict, `undefined` before the
-/// run ended (the manual override is under `digest.manual`, as the reference).
-pub fn digest_quality(digest: &Value) -> &str {
-    match digest {
-        Value::Object(m) if !m.is_empty() => m
-            .get("digest_quality")
-            .and_then(Value::as_str)
-            .unwrap_or("undefined"),
-        _ => "undefined",
-    }
-}
-
-/// The verdict that counts for commit statuses: the manual one when staff set it, else the
-/// computed one.
-pub fn effective_quality(digest: &Value) -> &str {
-    digest
-        .get("manual")
-        .and_then(|m| m.get("digest_quality"))
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| digest_quality(digest))
 }
 
 /// Builds a run's digest from its job reports' digests and the pipeline's rules.

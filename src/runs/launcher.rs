@@ -3,7 +3,8 @@
 //! processes on this machine; [`RecordingLauncher`] stands in when nothing executes runs
 //! (`EXECUTOR=off`), recording runs without executing them.
 
-use crate::state::AppState;
+use super::service::RunService;
+pub use crate::metrics::Waiting;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::{collections::BTreeMap, net::SocketAddr};
@@ -41,15 +42,6 @@ pub enum LaunchOutcome {
     },
     /// Nothing executes this run; it is recorded with this explanation.
     NotExecuted { message: String },
-}
-
-/// Runs waiting in an executor's queue, by why they wait (the `runs_waiting` gauge).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Waiting {
-    /// Waiting for a free slot.
-    pub for_slot: usize,
-    /// Their user already has `RUNS_MAX_ACTIVE_PER_USER` runs executing.
-    pub for_user_limit: usize,
 }
 
 /// Execution-side view of a run, read from its Job.
@@ -97,9 +89,10 @@ pub trait Launcher: Send + Sync + 'static {
     fn rejection_prefix(&self) -> &'static str {
         "Kubernetes rejected the run"
     }
-    /// Called once the server listens: executors that report back to the state (the local
-    /// runner) keep a weak reference to it and learn the loopback address of the service.
-    fn attach(&self, _state: &AppState, _listening: SocketAddr) {}
+    /// Called once the server listens: executors that report back (the local runner) keep a
+    /// weak reference to the runs service, through which they move their runs, and learn the
+    /// loopback address of the service.
+    fn attach(&self, _runs: &RunService, _listening: SocketAddr) {}
     /// Called after a `Launched` or `Queued` outcome was stored: only then may an executor
     /// move the run further (so its own updates never race the launch record).
     fn recorded(&self, _run_id: i64) {}

@@ -14,6 +14,7 @@
 
 pub mod launcher;
 pub mod quota;
+pub mod service;
 pub mod transition;
 
 use crate::{
@@ -22,74 +23,20 @@ use crate::{
     db::entities::{pipeline, pipeline_run, trigger_event, user},
     error::{AppError, AppResult},
     pipelines::{PipelineGraph, params, render, repos},
-    state::AppState,
     statuses,
 };
 use chrono::{SubsecRound, Utc};
 use launcher::{JobObservation, LaunchError, LaunchOutcome, LaunchRequest};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseTransaction, DeriveActiveEnum,
-    EntityTrait, EnumIter, IntoActiveModel, Iterable, TransactionTrait, sea_query::StringLen,
+    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    IntoActiveModel, TransactionTrait,
 };
 use serde_json::Value;
+pub use service::{RunService, RunServiceInner};
 use std::time::Duration;
 use transition::{LaunchRecord, Patch, Transition};
 
-/// Status of a run, stored as its lower-case name (the reference's values plus `pending`).
-/// Only [`transition`] writes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(100))")]
-pub enum RunStatus {
-    /// Created; objects being created in the cluster, or waiting for a local slot.
-    #[sea_orm(string_value = "starting")]
-    Starting,
-    /// Recorded but not executed (no executor configured).
-    #[sea_orm(string_value = "pending")]
-    Pending,
-    /// The Job (or the local process) exists.
-    #[sea_orm(string_value = "running")]
-    Running,
-    #[sea_orm(string_value = "succeeded")]
-    Succeeded,
-    #[sea_orm(string_value = "failed")]
-    Failed,
-    /// Cancelled by a user.
-    #[sea_orm(string_value = "killed")]
-    Killed,
-}
-
-impl RunStatus {
-    /// The stored/serialised name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Starting => "starting",
-            RunStatus::Pending => "pending",
-            RunStatus::Running => "running",
-            RunStatus::Succeeded => "succeeded",
-            RunStatus::Failed => "failed",
-            RunStatus::Killed => "killed",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::iter().find(|status| status.as_str() == s)
-    }
-
-    /// No further transition is expected.
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Killed | RunStatus::Pending
-        )
-    }
-}
-
-impl std::fmt::Display for RunStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::db::entities::pipeline_run::RunStatus;
 
 /// Who asks for which run.
 #[derive(Debug, Clone)]
@@ -203,7 +150,7 @@ pub fn needs_launch(run: &pipeline_run::Model) -> bool {
 /// the reason and returns 503, so an event redelivery can resume the launch. A run cancelled
 /// while it was being launched stays `killed`, and what the launch started is stopped.
 pub async fn launch(
-    state: &AppState,
+    service: &RunService,
     run: pipeline_run::Model,
     traceparent: Option<String>,
 ) -> AppResult<pipeline_run::Model> {
@@ -211,18 +158,18 @@ pub async fn launch(
         return Ok(run);
     }
     if let Some(why) = structured_input(&run) {
-        return refuse_launch(state, run, why).await;
+        return refuse_launch(service, run, why).await;
     }
     // The same token on every attempt: a resumed launch may meet pods of an earlier attempt.
     let token = run_token::derive(
-        &state.run_token_key,
+        &service.run_token_key,
         run.id,
         run.start_time.timestamp_micros(),
     );
     let mut active = run.clone().into_active_model();
     active.callback_token_hash = Set(Some(run_token::hash(&token)));
     active.updated_at = Set(Utc::now());
-    let run = active.update(&state.db).await?;
+    let run = active.update(&service.db).await?;
     let params = run
         .inputs
         .as_ref()
@@ -236,11 +183,11 @@ pub async fn launch(
         cwl: run.executed_cwl.clone().unwrap_or_default(),
         params,
         callback_token: token,
-        callback_url: state.callback_base_url(),
+        callback_url: service.callback_base_url(),
         traceparent,
     };
     let started = std::time::Instant::now();
-    let outcome = state.launcher.launch(&req).await;
+    let outcome = service.launcher.launch(&req).await;
     let elapsed = started.elapsed();
     let outcome_label = match &outcome {
         Ok(LaunchOutcome::Launched { .. }) => "launched",
@@ -249,18 +196,18 @@ pub async fn launch(
         Err(LaunchError::Rejected(_)) => "rejected",
         Err(LaunchError::Unavailable(_)) => "unavailable",
     };
-    state
+    service
         .metrics
-        .observe_launch(state.launcher.name(), outcome_label, elapsed);
+        .observe_launch(service.launcher.name(), outcome_label, elapsed);
     tracing::info!(
         run_id = run.id,
-        launcher = state.launcher.name(),
+        launcher = service.launcher.name(),
         elapsed_ms = elapsed.as_millis() as u64,
         outcome = outcome_label,
         trace_id = req
             .traceparent
             .as_deref()
-            .and_then(crate::http::extract::trace_id_of),
+            .and_then(crate::telemetry::trace_id_of),
         "launch"
     );
     let now = Utc::now();
@@ -293,7 +240,10 @@ pub async fn launch(
         }
         Err(LaunchError::Rejected(message)) => (
             RunStatus::Failed,
-            Some(format!("{}: {message}", state.launcher.rejection_prefix())),
+            Some(format!(
+                "{}: {message}",
+                service.launcher.rejection_prefix()
+            )),
             launched(None),
             Ok(()),
         ),
@@ -320,10 +270,10 @@ pub async fn launch(
         ..Default::default()
     };
     let run_id = run.id;
-    match transition::apply(state, run_id, run.status, to, patch).await? {
+    match transition::apply(service, run_id, run.status, to, patch).await? {
         Transition::Moved { run, .. } => {
             if placed {
-                state.launcher.recorded(run_id);
+                service.launcher.recorded(run_id);
             }
             result.map(|()| run)
         }
@@ -331,10 +281,10 @@ pub async fn launch(
             // Only a cancel moves a run while it is being launched (a second launch must first
             // claim it): the executor must not run it.
             if placed && current.status == RunStatus::Killed {
-                if let Err(e) = state.launcher.cancel(run_id).await {
+                if let Err(e) = service.launcher.cancel(run_id).await {
                     tracing::warn!(run_id, error = %e, "cannot stop a run cancelled during its launch");
                 }
-                state.launcher.recorded(run_id);
+                service.launcher.recorded(run_id);
             }
             Ok(current)
         }
@@ -367,7 +317,7 @@ fn structured_input(run: &pipeline_run::Model) -> Option<String> {
 /// Ends a run that must not be launched as `failed` with `why`, through the state machine
 /// like any other end (concluded once).
 async fn refuse_launch(
-    state: &AppState,
+    service: &RunService,
     run: pipeline_run::Model,
     why: String,
 ) -> AppResult<pipeline_run::Model> {
@@ -382,7 +332,7 @@ async fn refuse_launch(
         ..Default::default()
     };
     Ok(
-        transition::apply(state, run.id, run.status, RunStatus::Failed, patch)
+        transition::apply(service, run.id, run.status, RunStatus::Failed, patch)
             .await?
             .into_run(),
     )
@@ -391,20 +341,27 @@ async fn refuse_launch(
 /// Validates, stores and launches a run: what `POST .../runs/` does, within the caller's
 /// per-user limits ([`quota::admit`]: 429 beyond them).
 pub async fn create_run(
-    state: &AppState,
+    service: &RunService,
     req: &RunRequest,
     traceparent: Option<String>,
 ) -> AppResult<pipeline_run::Model> {
     // One transaction: the run row and its inputs (a second statement) are stored together,
     // so losing the database between them cannot leave a run without its data.
-    let txn = state.db.begin().await?;
-    quota::admit(&txn, state, &req.user, quota::Via::Rest).await?;
-    let run = insert_run(&txn, &state.config, &state.callback_base_url(), req, None).await?;
+    let txn = service.db.begin().await?;
+    quota::admit(&txn, service, &req.user, quota::Via::Rest).await?;
+    let run = insert_run(
+        &txn,
+        &service.config,
+        &service.callback_base_url(),
+        req,
+        None,
+    )
+    .await?;
     txn.commit().await?;
     if run.status.is_terminal() {
-        statuses::kick(state);
+        statuses::kick(&service.notifier);
     }
-    launch(state, run, traceparent).await
+    launch(service, run, traceparent).await
 }
 
 /// Moves a run to the status its executor observed (its Kubernetes Job; reconcile on read),
@@ -412,7 +369,7 @@ pub async fn create_run(
 /// late observations cannot move a run backwards; an observation that loses to another
 /// writer is retried from where that writer left the run, as long as the run has not ended.
 async fn observe(
-    state: &AppState,
+    service: &RunService,
     mut run: pipeline_run::Model,
     obs: &JobObservation,
     results: RunResults,
@@ -428,7 +385,7 @@ async fn observe(
             launch: None,
             results: results.clone(),
         };
-        match transition::apply(state, run.id, run.status, obs.status, patch).await? {
+        match transition::apply(service, run.id, run.status, obs.status, patch).await? {
             Transition::Moved { run, .. } => return Ok(run),
             Transition::Lost(current) => run = current,
         }
@@ -440,11 +397,11 @@ async fn observe(
 /// event). A run that ends here is concluded ([`crate::quality::conclude`]: digest, verdict,
 /// commit status) in the same transaction, and its status is delivered after commit.
 pub async fn apply_observation(
-    state: &AppState,
+    service: &RunService,
     run: pipeline_run::Model,
     obs: &JobObservation,
 ) -> AppResult<pipeline_run::Model> {
-    observe(state, run, obs, RunResults::default()).await
+    observe(service, run, obs, RunResults::default()).await
 }
 
 /// What an executor collected when a run ended.
@@ -482,11 +439,11 @@ pub fn authorize_callback(
         ));
     }
     let ended = ended_at(run);
-    if !run_token::in_scope(ended, config.callback_grace_secs, Utc::now()) {
+    if !run_token::in_scope(ended, config.runs.callback_grace_secs, Utc::now()) {
         return Err(AppError::Forbidden(format!(
             "This run ended at {}: its callback token expired {} s later (CALLBACK_GRACE_SECS).",
             ended.map(|e| e.to_rfc3339()).unwrap_or_default(),
-            config.callback_grace_secs
+            config.runs.callback_grace_secs
         )));
     }
     Ok(())
@@ -529,25 +486,25 @@ pub async fn store_results<C: ConnectionTrait>(
 /// (Kubernetes runs get their results through the callback); the same move as
 /// [`apply_observation`]. `None` when the run does not exist.
 pub async fn finish(
-    state: &AppState,
+    service: &RunService,
     run_id: i64,
     obs: &JobObservation,
     results: RunResults,
 ) -> AppResult<Option<pipeline_run::Model>> {
     let Some(run) = pipeline_run::Entity::find_by_id(run_id)
-        .one(&state.db)
+        .one(&service.db)
         .await?
     else {
         return Ok(None);
     };
-    observe(state, run, obs, results).await.map(Some)
+    observe(service, run, obs, results).await.map(Some)
 }
 
 /// Marks a queued run `running` when its execution starts. False when the run is no longer
 /// `starting` (cancelled while it waited).
-pub async fn mark_running(state: &AppState, run_id: i64) -> AppResult<bool> {
+pub async fn mark_running(service: &RunService, run_id: i64) -> AppResult<bool> {
     let moved = transition::apply(
-        state,
+        service,
         run_id,
         RunStatus::Starting,
         RunStatus::Running,
@@ -559,13 +516,17 @@ pub async fn mark_running(state: &AppState, run_id: i64) -> AppResult<bool> {
 
 /// Reconcile on read: a launched, non-terminal run checks its Job once, within a bounded time.
 /// Failures are logged and the stored run is returned unchanged.
-pub async fn reconcile(state: &AppState, run: pipeline_run::Model) -> pipeline_run::Model {
+pub async fn reconcile(service: &RunService, run: pipeline_run::Model) -> pipeline_run::Model {
     if run.status != RunStatus::Running || run.k8s_job_name.is_none() {
         return run;
     }
-    let budget = Duration::from_millis(state.config.kube_timeout_ms.min(2000));
-    match tokio::time::timeout(budget, state.launcher.observe(run.id)).await {
-        Ok(Ok(Some(obs))) => match apply_observation(state, run.clone(), &obs).await {
+    let budget = service
+        .config
+        .kubernetes
+        .kube_timeout
+        .min(Duration::from_secs(2));
+    match tokio::time::timeout(budget, service.launcher.observe(run.id)).await {
+        Ok(Ok(Some(obs))) => match apply_observation(service, run.clone(), &obs).await {
             Ok(updated) => updated,
             Err(e) => {
                 tracing::warn!(run_id = run.id, error = %e, "could not store observed status");
@@ -589,7 +550,10 @@ pub async fn reconcile(state: &AppState, run: pipeline_run::Model) -> pipeline_r
 /// delete the cancel itself causes) loses to `killed`, or wins before it and the cancel
 /// changes nothing: the run ends once. Runs that ended otherwise are returned unchanged; a
 /// killed run whose Job could not be deleted (503) is asked again by the next cancel.
-pub async fn cancel(state: &AppState, run: pipeline_run::Model) -> AppResult<pipeline_run::Model> {
+pub async fn cancel(
+    service: &RunService,
+    run: pipeline_run::Model,
+) -> AppResult<pipeline_run::Model> {
     let mut run = run;
     // Bounded: a lost attempt means the run moved (`starting` -> `running`, or it ended).
     for _ in 0..4 {
@@ -600,7 +564,7 @@ pub async fn cancel(state: &AppState, run: pipeline_run::Model) -> AppResult<pip
             message: Some("Cancelled by a user.".into()),
             ..Default::default()
         };
-        match transition::apply(state, run.id, run.status, RunStatus::Killed, patch).await? {
+        match transition::apply(service, run.id, run.status, RunStatus::Killed, patch).await? {
             Transition::Moved { run: killed, .. } => {
                 run = killed;
                 break;
@@ -609,7 +573,7 @@ pub async fn cancel(state: &AppState, run: pipeline_run::Model) -> AppResult<pip
         }
     }
     if run.status == RunStatus::Killed && run.k8s_job_name.is_some() {
-        state.launcher.cancel(run.id).await.map_err(|e| match e {
+        service.launcher.cancel(run.id).await.map_err(|e| match e {
             LaunchError::Unavailable(m) => AppError::Unavailable {
                 detail: format!(
                     "The run is cancelled, but the Kubernetes API is unavailable to delete its Job ({m}); cancel again to retry."

@@ -19,8 +19,7 @@
 use crate::{
     db::entities::{pipeline_run, user},
     error::{AppError, AppResult},
-    runs::RunStatus,
-    state::AppState,
+    runs::{RunService, RunStatus},
 };
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -135,34 +134,34 @@ pub async fn lock_users<C: ConnectionTrait>(txn: &C, ids: &[i64]) -> AppResult<(
 }
 
 /// The limit that refuses new runs with this executor (see the module documentation); 0: none.
-fn limit(state: &AppState) -> u32 {
-    if state.launcher.queues() {
-        state.config.runs_max_queued_per_user
+fn limit(service: &RunService) -> u32 {
+    if service.launcher.queues() {
+        service.config.runs.runs_max_queued_per_user
     } else {
-        state.config.runs_max_active_per_user
+        service.config.runs.runs_max_active_per_user
     }
 }
 
 /// Whether new runs are checked at all ([`admit`] does nothing when the limit is 0).
-pub fn applies(state: &AppState) -> bool {
-    limit(state) > 0
+pub fn applies(service: &RunService) -> bool {
+    limit(service) > 0
 }
 
 /// Whether `user` may have one more run, counted inside `txn` (which then stores it): 429 with
 /// `Retry-After` when not, counted in the metrics by reason and `via`.
 pub async fn admit<C: ConnectionTrait>(
     txn: &C,
-    state: &AppState,
+    service: &RunService,
     user: &user::Model,
     via: Via,
 ) -> AppResult<()> {
-    let queues = state.launcher.queues();
-    let max = limit(state);
+    let queues = service.launcher.queues();
+    let max = limit(service);
     if max == 0 {
         return Ok(());
     }
     lock_users(txn, &[user.id]).await?;
-    let lease = state.config.request_timeout() + std::time::Duration::from_secs(5);
+    let lease = service.config.server.request_timeout + std::time::Duration::from_secs(5);
     let (waiting, executing) = unfinished_runs(txn, user.id, lease).await?;
     let refusal = if queues {
         let max = u64::from(max);
@@ -191,7 +190,7 @@ pub async fn admit<C: ConnectionTrait>(
     let Some((reason, detail)) = refusal else {
         return Ok(());
     };
-    state
+    service
         .metrics
         .record_refused_run(reason.as_str(), via.as_str());
     tracing::info!(

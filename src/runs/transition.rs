@@ -20,14 +20,12 @@
 //! A run is concluded ([`quality::conclude`]: digest, verdict, the commit status of its end) in
 //! the transaction of the move that ends it, so exactly once per end, whoever ends it.
 
-use super::{RunResults, RunStatus, store_results};
+use super::{RunResults, RunService, RunStatus, store_results};
 use crate::{
     config::Config,
     db::entities::pipeline_run,
     error::{AppError, AppResult},
-    quality,
-    state::AppState,
-    statuses,
+    quality, statuses,
 };
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -184,19 +182,19 @@ pub fn storable(message: &str) -> String {
 /// [`transition`] in a transaction of its own: commits a move (and delivers the commit status
 /// of an end after commit), rolls back a lost one.
 pub async fn apply(
-    state: &AppState,
+    service: &RunService,
     id: i64,
     from: RunStatus,
     to: RunStatus,
     patch: Patch,
 ) -> AppResult<Transition> {
-    let txn = state.db.begin().await?;
-    let outcome = transition(&txn, &state.config, id, from, to, patch).await?;
+    let txn = service.db.begin().await?;
+    let outcome = transition(&txn, &service.config, id, from, to, patch).await?;
     match &outcome {
         Transition::Moved { concluded, .. } => {
             txn.commit().await?;
             if *concluded {
-                statuses::kick(state);
+                statuses::kick(&service.notifier);
             }
         }
         Transition::Lost(_) => txn.rollback().await?,

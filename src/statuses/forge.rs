@@ -11,22 +11,9 @@ use std::time::Duration;
 /// The HTTP client (rustls, http and https).
 pub type HttpClient = crate::replay::HttpClient;
 
-/// Which forge a status goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Forge {
-    GitHub,
-    GitLab,
-}
+pub use crate::config::statuses::Forge;
 
 impl Forge {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Forge::GitHub => "github",
-            Forge::GitLab => "gitlab",
-        }
-    }
-
     /// The forge's name of a state (`pending`, `success`, `failure`, `error`).
     pub fn state_name(self, state: &str) -> &'static str {
         match (self, state) {
@@ -85,7 +72,7 @@ pub fn target_of(
     config: &Config,
 ) -> Result<Option<Target>, String> {
     if event_type.starts_with("org.eoepca.webhook.github.") {
-        if !config.github_status_enabled() {
+        if !config.statuses.github_status_enabled {
             return Ok(None);
         }
         let sha = if body.get("pull_request").is_some() {
@@ -106,14 +93,18 @@ pub fn target_of(
         }
         return Ok(Some(Target {
             forge: Forge::GitHub,
-            api_url: config.github_api_url.trim_end_matches('/').to_string(),
+            api_url: config
+                .statuses
+                .github_api_url
+                .trim_end_matches('/')
+                .to_string(),
             repository: format!("{owner}/{repo}"),
             token_scope: owner.to_string(),
             sha: sha.to_string(),
         }));
     }
     if event_type.starts_with("org.eoepca.webhook.gitlab.") {
-        if !config.gitlab_status_enabled() {
+        if !config.statuses.gitlab_status_enabled {
             return Ok(None);
         }
         let kind = str_at(body, &["object_kind"]).unwrap_or("");
@@ -147,7 +138,7 @@ pub fn target_of(
         if !valid_sha(sha) {
             return Err("the payload's commit is malformed".into());
         }
-        let api_url = match &config.gitlab_api_url {
+        let api_url = match &config.statuses.gitlab_api_url {
             Some(u) => u.trim_end_matches('/').to_string(),
             None => {
                 let web =
@@ -206,7 +197,7 @@ pub async fn post(
             });
         }
     };
-    let Some(token) = config.forge_tokens().get(forge, &row.token_scope) else {
+    let Some(token) = config.statuses.forge_tokens().get(forge, &row.token_scope) else {
         let (var, scope) = match forge {
             Forge::GitHub => ("GITHUB_API_TOKEN", &row.token_scope),
             Forge::GitLab => ("GITLAB_API_TOKEN", &row.token_scope),

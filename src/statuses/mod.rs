@@ -20,14 +20,16 @@ mod forge;
 
 use crate::{
     config::Config,
-    db::entities::{commit_status, pipeline_run, trigger_event},
+    db::entities::{
+        commit_status,
+        pipeline_run::{self, RunStatus, effective_quality},
+        trigger_event,
+    },
     error::AppResult,
-    quality,
-    runs::RunStatus,
-    state::AppState,
 };
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use sea_orm::DatabaseConnection;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
@@ -36,10 +38,9 @@ use serde_json::Value;
 use std::{
     collections::{HashMap, HashSet},
     sync::{
-        OnceLock,
+        Arc, OnceLock,
         atomic::{AtomicBool, AtomicI64, Ordering},
     },
-    time::Duration,
 };
 
 pub use forge::{Forge, Target, target_of};
@@ -112,9 +113,9 @@ fn description(state: &str) -> &'static str {
 fn state_for(run: &pipeline_run::Model, moment: Moment) -> (&'static str, String) {
     let state = match moment {
         Moment::Started => "pending",
-        Moment::Override => map_state(quality::effective_quality(&run.digest)).unwrap_or("failure"),
+        Moment::Override => map_state(effective_quality(&run.digest)).unwrap_or("failure"),
         Moment::Ended => match run.status {
-            RunStatus::Succeeded => match quality::effective_quality(&run.digest) {
+            RunStatus::Succeeded => match effective_quality(&run.digest) {
                 "pass" | "pass_with_comments" => "success",
                 _ => "failure",
             },
@@ -146,13 +147,13 @@ pub fn ended_state(run: &pipeline_run::Model) -> &'static str {
 /// The target URL of a run's status: `GITHUB_STATUS_TARGET_URL` with `{run_id}` and
 /// `{pipeline_id}` replaced, or the run's API URL under `PUBLIC_URL`.
 pub fn target_url(config: &Config, run: &pipeline_run::Model) -> String {
-    match &config.github_status_target_url {
+    match &config.statuses.github_status_target_url {
         Some(t) => t
             .replace("{run_id}", &run.id.to_string())
             .replace("{pipeline_id}", &run.pipeline_id.to_string()),
         None => format!(
             "{}/api/pipelines/{}/runs/{}/",
-            config.public_url.trim_end_matches('/'),
+            config.server.public_url.trim_end_matches('/'),
             run.pipeline_id,
             run.id
         ),
@@ -168,7 +169,7 @@ pub async fn enqueue_for_run<C: ConnectionTrait>(
     run: &pipeline_run::Model,
     moment: Moment,
 ) -> AppResult<bool> {
-    if !config.github_status_enabled() && !config.gitlab_status_enabled() {
+    if !config.statuses.github_status_enabled && !config.statuses.gitlab_status_enabled {
         return Ok(false);
     }
     let Some(event) = trigger_event::Entity::find()
@@ -197,7 +198,7 @@ pub async fn enqueue_for_run<C: ConnectionTrait>(
         repository: Set(target.repository),
         token_scope: Set(target.token_scope),
         sha: Set(target.sha),
-        context: Set(config.status_context(target.forge).to_string()),
+        context: Set(config.statuses.status_context(target.forge).to_string()),
         state: Set(target.forge.state_name(state).into()),
         description: Set(description),
         target_url: Set(Some(target_url(config, run))),
@@ -213,6 +214,41 @@ pub async fn enqueue_for_run<C: ConnectionTrait>(
     .insert(db)
     .await?;
     Ok(true)
+}
+
+/// The outbox's notifier: what a delivery pass needs (the database, the configuration, this
+/// instance's delivery state), one reference-counted allocation that run bookkeeping, the web
+/// layer and the event layer share (`kick` after a commit, `poke` on each request).
+#[derive(Clone)]
+pub struct Notifier(Arc<NotifierInner>);
+
+/// The parts of a [`Notifier`].
+pub struct NotifierInner {
+    /// Connection pool.
+    pub db: DatabaseConnection,
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// Delivery state of this instance.
+    pub outbox: Outbox,
+}
+
+impl Notifier {
+    /// A notifier with a fresh delivery state.
+    pub fn new(db: DatabaseConnection, config: Arc<Config>) -> Self {
+        Self(Arc::new(NotifierInner {
+            db,
+            config,
+            outbox: Outbox::default(),
+        }))
+    }
+}
+
+impl std::ops::Deref for Notifier {
+    type Target = NotifierInner;
+
+    fn deref(&self) -> &NotifierInner {
+        &self.0
+    }
 }
 
 /// Per-instance delivery state.
@@ -245,27 +281,31 @@ impl Outbox {
 
 /// Starts a delivery pass in the background unless one is running (which then goes round once
 /// more, so rows committed meanwhile are not missed).
-pub fn kick(state: &AppState) {
-    let outbox = &state.outbox;
+pub fn kick(notifier: &Notifier) {
+    let outbox = &notifier.outbox;
     outbox.again.store(true, Ordering::SeqCst);
     if outbox.running.swap(true, Ordering::SeqCst) {
         return;
     }
-    let state = state.clone();
+    let notifier = notifier.clone();
     tokio::spawn(async move {
         loop {
-            state.outbox.again.store(false, Ordering::SeqCst);
-            if let Err(e) = deliver_now(&state).await {
+            notifier.outbox.again.store(false, Ordering::SeqCst);
+            if let Err(e) = deliver_now(&notifier).await {
                 tracing::warn!(error = %e, "commit status delivery pass failed");
                 // Look again soon (the database may be back), not only at the next status.
                 let retry = Utc::now().timestamp_millis()
-                    + state.config.commit_status_retry_base_ms.min(60_000) as i64;
-                state.outbox.next_due_ms.store(retry, Ordering::Relaxed);
+                    + notifier
+                        .config
+                        .statuses
+                        .commit_status_retry_base_ms
+                        .min(60_000) as i64;
+                notifier.outbox.next_due_ms.store(retry, Ordering::Relaxed);
             }
-            state.outbox.running.store(false, Ordering::SeqCst);
+            notifier.outbox.running.store(false, Ordering::SeqCst);
             // A kick between the pass and the store above found `running` set and left.
-            if !state.outbox.again.load(Ordering::SeqCst)
-                || state.outbox.running.swap(true, Ordering::SeqCst)
+            if !notifier.outbox.again.load(Ordering::SeqCst)
+                || notifier.outbox.running.swap(true, Ordering::SeqCst)
             {
                 break;
             }
@@ -275,11 +315,14 @@ pub fn kick(state: &AppState) {
 
 /// Called on every request and event: starts a pass when queued rows may be due. One atomic
 /// read otherwise.
-pub fn poke(state: &AppState) {
-    if Utc::now().timestamp_millis() >= state.outbox.next_due_ms.load(Ordering::Relaxed) {
+pub fn poke(notifier: &Notifier) {
+    if Utc::now().timestamp_millis() >= notifier.outbox.next_due_ms.load(Ordering::Relaxed) {
         // Until the pass has looked, later requests need not kick again.
-        state.outbox.next_due_ms.store(i64::MAX, Ordering::Relaxed);
-        kick(state);
+        notifier
+            .outbox
+            .next_due_ms
+            .store(i64::MAX, Ordering::Relaxed);
+        kick(notifier);
     }
 }
 
@@ -293,7 +336,7 @@ pub struct PassReport {
 
 /// Delivers every due row, oldest first per commit and context, until none is due; then records
 /// when the next one will be. Safe to run on several replicas at once.
-pub async fn deliver_now(state: &AppState) -> AppResult<PassReport> {
+pub async fn deliver_now(notifier: &Notifier) -> AppResult<PassReport> {
     let mut report = PassReport::default();
     // Bounded: a pass never spins, whatever other replicas do.
     for _ in 0..1000 {
@@ -301,7 +344,7 @@ pub async fn deliver_now(state: &AppState) -> AppResult<PassReport> {
             .filter(commit_status::Column::Outcome.eq(outcome::QUEUED))
             .order_by_asc(commit_status::Column::Id)
             .limit(BATCH)
-            .all(&state.db)
+            .all(&notifier.db)
             .await?;
         let now = Utc::now();
         // Per (forge, repository, commit, context), in id order: the rows that are due from
@@ -341,11 +384,11 @@ pub async fn deliver_now(state: &AppState) -> AppResult<PassReport> {
         if due.is_empty() {
             let recheck = Utc::now().timestamp_millis() + RECHECK_MS;
             let next = next_due.map_or(recheck, |n| n.timestamp_millis().min(recheck));
-            state.outbox.next_due_ms.store(next, Ordering::Relaxed);
+            notifier.outbox.next_due_ms.store(next, Ordering::Relaxed);
             return Ok(report);
         }
         let results: Vec<Vec<Delivery>> = futures::stream::iter(due)
-            .map(|rows| deliver_in_order(state, rows))
+            .map(|rows| deliver_in_order(notifier, rows))
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
@@ -368,10 +411,10 @@ enum Delivery {
 
 /// Delivers the due rows of one commit and context one after the other; stops at the first that
 /// is not delivered (or that another replica holds), so a later status never overtakes it.
-async fn deliver_in_order(state: &AppState, rows: Vec<commit_status::Model>) -> Vec<Delivery> {
+async fn deliver_in_order(notifier: &Notifier, rows: Vec<commit_status::Model>) -> Vec<Delivery> {
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
-        match deliver_one(state, row).await {
+        match deliver_one(notifier, row).await {
             Some(Delivery::Delivered) => out.push(Delivery::Delivered),
             Some(other) => {
                 out.push(other);
@@ -384,12 +427,14 @@ async fn deliver_in_order(state: &AppState, rows: Vec<commit_status::Model>) -> 
 }
 
 /// Claims, posts and settles one row; `None` when another replica holds it.
-async fn deliver_one(state: &AppState, row: commit_status::Model) -> Option<Delivery> {
-    let config = &state.config;
-    let timeout = Duration::from_millis(config.commit_status_timeout_ms);
+async fn deliver_one(notifier: &Notifier, row: commit_status::Model) -> Option<Delivery> {
+    let config = &notifier.config;
+    let timeout = config.statuses.commit_status_timeout;
     let now = Utc::now();
-    let lease =
-        now + chrono::Duration::milliseconds(config.commit_status_timeout_ms as i64 + 30_000);
+    let lease = now
+        + chrono::Duration::milliseconds(
+            config.statuses.commit_status_timeout.as_millis() as i64 + 30_000,
+        );
     let claimed = commit_status::Entity::update_many()
         .col_expr(commit_status::Column::LeaseUntil, Expr::value(lease))
         .filter(commit_status::Column::Id.eq(row.id))
@@ -399,7 +444,7 @@ async fn deliver_one(state: &AppState, row: commit_status::Model) -> Option<Deli
                 .add(commit_status::Column::LeaseUntil.is_null())
                 .add(commit_status::Column::LeaseUntil.lt(now)),
         )
-        .exec(&state.db)
+        .exec(&notifier.db)
         .await;
     match claimed {
         Ok(r) if r.rows_affected == 1 => {}
@@ -409,7 +454,7 @@ async fn deliver_one(state: &AppState, row: commit_status::Model) -> Option<Deli
             return None;
         }
     }
-    let result = match state.outbox.client() {
+    let result = match notifier.outbox.client() {
         Some(client) => forge::post(client, config, &row, timeout).await,
         None => Err(forge::PostError::retry("no HTTP client")),
     };
@@ -426,7 +471,8 @@ async fn deliver_one(state: &AppState, row: commit_status::Model) -> Option<Deli
             Delivery::Delivered
         }
         Err(e) => {
-            let give_up = !e.retryable || attempts >= config.commit_status_max_attempts as i32;
+            let give_up =
+                !e.retryable || attempts >= config.statuses.commit_status_max_attempts as i32;
             active.last_error = Set(Some(e.message.clone()));
             if give_up {
                 active.outcome = Set(outcome::FAILED.into());
@@ -441,7 +487,7 @@ async fn deliver_one(state: &AppState, row: commit_status::Model) -> Option<Deli
             }
         }
     };
-    if let Err(e) = active.update(&state.db).await {
+    if let Err(e) = active.update(&notifier.db).await {
         // The lease expires and the row is delivered again: at worst a duplicate status, which
         // the forges treat as the same state.
         tracing::warn!(status_id = row.id, error = %e, "could not settle a commit status");
@@ -453,9 +499,15 @@ async fn deliver_one(state: &AppState, row: commit_status::Model) -> Option<Deli
 pub fn backoff_ms(config: &Config, attempts: i32) -> u64 {
     let exp = attempts.saturating_sub(1).clamp(0, 30) as u32;
     config
+        .statuses
         .commit_status_retry_base_ms
         .saturating_mul(1u64 << exp)
-        .min(config.commit_status_retry_max_secs.saturating_mul(1000))
+        .min(
+            config
+                .statuses
+                .commit_status_retry_max_secs
+                .saturating_mul(1000),
+        )
 }
 
 #[cfg(test)]

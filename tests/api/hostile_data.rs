@@ -404,7 +404,7 @@ async fn stored_defaults_are_refused_when_a_run_would_render_them() {
         json!({"clone_subworkflow.clone.repo_url": {"$include": INCLUDE}}),
     ));
     let old = old.insert(&app.state.db).await.unwrap();
-    let run = runs::launch(&app.state, old, None).await.unwrap();
+    let run = runs::launch(&app.state.runs, old, None).await.unwrap();
     assert_eq!(run.status, RunStatus::Failed);
     assert!(
         run.status_message

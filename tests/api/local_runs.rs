@@ -91,7 +91,7 @@ pub async fn spawn_local(cwltool: &Path, extra: &[(&str, &str)]) -> LocalApp {
         ..Default::default()
     })
     .await;
-    assert_eq!(app.state.launcher.name(), "local");
+    assert_eq!(app.state.runs.launcher.name(), "local");
     app.seed().await;
     let (_, token) = app.user_with_token("alice", false).await;
     let (status, list) = app.get("/api/pipelines/", Some(&token)).await;
@@ -1037,7 +1037,7 @@ async fn executor_choice_is_explicit_and_the_local_runner_is_refused_inside_knat
         let launcher = application_quality_api::select_launcher(&config)
             .await
             .unwrap();
-        let expected = if config.local_runner_force {
+        let expected = if config.local.local_runner_force {
             "local"
         } else {
             "recording"

@@ -2,6 +2,7 @@
 //! database (`TEST_BACKEND=postgres`, `TEST_DATABASE_URL`), real HTTP.
 
 mod access;
+mod architecture;
 mod catalogue;
 mod ci_tokens;
 mod common;

@@ -185,6 +185,7 @@ async fn manifests_cross_reference_each_other_and_the_routes() {
     let port = c["ports"][0]["containerPort"].as_u64().unwrap();
     let default_port = Config::from_iter(Vec::<(String, String)>::new())
         .unwrap()
+        .server
         .port;
     assert_eq!(
         port,

@@ -273,7 +273,7 @@ async fn access_table() {
                             format!("aq_session={cookie}; csrftoken=csrf-token-of-this-browser"),
                         )
                         .header("x-csrftoken", "csrf-token-of-this-browser")
-                        .header("origin", app.state.config.public_url.as_str());
+                        .header("origin", app.state.config.server.public_url.as_str());
                 }
                 if let Some(b) = &row.body {
                     let mut b = b.clone();

@@ -115,7 +115,7 @@ async fn settings_file_served_as_json() {
     // The harness points SETTINGS_FILE at a file that does not exist yet.
     let (status, body) = app.get("/api/settings/", None).await;
     assert_eq!((status, body), (200, json!({})));
-    let path = app.state.config.settings_file.clone();
+    let path = app.state.config.server.settings_file.clone();
     tokio::fs::write(
         &path,
         "instance:\n  name: Test AQ\ngrafana:\n  enabled: false\n  url: https://g.example.org\n",

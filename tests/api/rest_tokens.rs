@@ -186,7 +186,7 @@ async fn forged_and_misused_tokens_are_rejected() {
     let app = TestApp::spawn().await;
     let (u, good) = app.user_with_token("dave", true).await;
     let key = db::jwt_key(&app.state.config, &app.state.db).await.unwrap();
-    let issuer = app.state.config.jwt_issuer.clone();
+    let issuer = app.state.config.auth.jwt_issuer.clone();
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     let wrong_key = JwtKeys::new(b"not-the-key-not-the-key-not-the-key", &issuer, 60, 60)

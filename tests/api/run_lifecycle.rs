@@ -380,7 +380,7 @@ impl World {
             output: ok.then(|| json!({"report": {"class": "File"}})),
             usage_report: Some(json!({"executor": "local", "exit_code": if ok { 0 } else { 1 }})),
         };
-        runs::finish(&self.replicas[replica].state, run, &obs, results)
+        runs::finish(&self.replicas[replica].state.runs, run, &obs, results)
             .await
             .expect("the local runner records the end");
     }

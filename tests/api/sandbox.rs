@@ -198,6 +198,7 @@ async fn a_staff_templates_step_is_contained() {
         .app
         .state
         .config
+        .database
         .database_url
         .strip_prefix("sqlite://")
         .and_then(|rest| rest.split('?').next())

@@ -23,3 +23,15 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// Longest accepted username (Django's limit).
+pub const MAX_USERNAME_LEN: usize = 150;
+
+/// Whether a username is acceptable: 1 to 150 of letters, digits and `@.+-_` (Django's rule).
+pub fn valid_username(username: &str) -> bool {
+    !username.is_empty()
+        && username.len() <= MAX_USERNAME_LEN
+        && username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@.+-_".contains(c))
+}

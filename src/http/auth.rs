@@ -1,4 +1,4 @@
-//! Typed extractors. A handler's signature says who may call it:
+//! Typed authentication extractors. A handler's signature says who may call it:
 //! - [`CurrentUser`]: an active user, authenticated by a Bearer token (ours, the IAM's, or a CI
 //!   workload identity mapped by policy) or by a session cookie of the browser sign-in (else 401);
 //! - [`StaffUser`]: the same, and staff (else 403);
@@ -11,11 +11,17 @@
 //! token sealed in the session) and an `Origin` (or `Referer`) of `PUBLIC_URL`, else 403: the
 //! double-submit and same-origin checks the reference gets from Django's CSRF middleware.
 
-use super::{
-    jwt::{TokenError, TokenType},
-    session::{self, CSRF_COOKIE, CSRF_HEADER, CookieError, SESSION_COOKIE, Session},
+use crate::{
+    auth::{
+        jwt::{TokenError, TokenType},
+        oidc::{EventSender, unverified_issuer},
+        run_token,
+        session::{self, CSRF_COOKIE, CSRF_HEADER, CookieError, SESSION_COOKIE, Session},
+    },
+    db::entities::user,
+    error::AppError,
+    state::AppState,
 };
-use crate::{db::entities::user, error::AppError, state::AppState};
 use axum::{extract::FromRequestParts, http::request::Parts};
 use jsonwebtoken::Algorithm;
 use sea_orm::EntityTrait;
@@ -64,8 +70,8 @@ async fn user_from_token(state: &AppState, token: &str) -> Result<user::Model, A
             header.alg,
             Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
         )
-        && let Some(iss) = super::oidc::unverified_issuer(token)
-        && iss != state.config.jwt_issuer
+        && let Some(iss) = unverified_issuer(token)
+        && iss != state.config.auth.jwt_issuer
     {
         return state
             .identities
@@ -164,7 +170,7 @@ pub fn check_csrf_token(
     };
     match origin {
         None => return refuse("Origin checking failed - no Origin or Referer header."),
-        Some(o) if o != state.config.public_url => {
+        Some(o) if o != state.config.server.public_url => {
             return refuse(&format!(
                 "Origin checking failed - {o:?} does not match PUBLIC_URL."
             ));
@@ -250,9 +256,7 @@ impl FromRequestParts<AppState> for RunToken {
 
     async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, AppError> {
         match bearer(parts)? {
-            Some(token) if token.starts_with(super::run_token::PREFIX) => {
-                Ok(RunToken(token.into()))
-            }
+            Some(token) if token.starts_with(run_token::PREFIX) => Ok(RunToken(token.into())),
             _ => Err(AppError::Unauthorized(
                 "This endpoint requires the run's callback token.".into(),
             )),
@@ -265,4 +269,60 @@ impl user::Model {
     pub fn owns_or_staff(&self, owner_id: Option<i64>) -> bool {
         self.is_staff || owner_id == Some(self.id)
     }
+}
+
+impl FromRequestParts<AppState> for EventSender {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let Some(verifier) = &state.event_senders else {
+            if !state.config.events.events_trust_network && !from_this_machine(parts) {
+                tracing::warn!(
+                    peer = %peer_of(parts).map_or_else(|| "unknown".to_string(), |p| p.to_string()),
+                    "unauthenticated event from beyond this machine refused"
+                );
+                return Err(AppError::Forbidden(
+                    "CloudEvents without sender authentication (EVENTS_AUTH=off) are accepted from this machine only: send them from loopback, or configure EVENTS_AUTH=oidc (EVENTS_TRUST_NETWORK=true accepts them from any peer).".into(),
+                ));
+            }
+            return Ok(EventSender::unauthenticated());
+        };
+        let token = bearer(parts)?.ok_or_else(|| {
+            AppError::Unauthorized(
+                "Sender authentication is required: send an OIDC token of the sender as 'Authorization: Bearer <token>' (Knative's authentication-oidc feature).".into(),
+            )
+        })?;
+        let subject = verifier.verify(token).await?;
+        if !verifier.allowed.contains(&subject) {
+            tracing::warn!(sender = %subject, "event from a sender that is not allowed");
+            return Err(AppError::Forbidden(format!(
+                "The sender '{subject}' may not send events to this service."
+            )));
+        }
+        Ok(EventSender {
+            may_name_user: verifier.user_senders.contains(&subject),
+            subject: Some(subject),
+        })
+    }
+}
+
+/// The TCP peer of the request (absent when the router is served without connection info).
+fn peer_of(parts: &Parts) -> Option<std::net::SocketAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0)
+}
+
+/// Headers a proxy adds for the client it forwards.
+const FORWARDING_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
+
+/// Whether a request comes from this machine itself: a loopback TCP peer that is not a proxy
+/// forwarding someone else's request (a local reverse proxy or sidecar, such as Knative's
+/// queue-proxy, connects from loopback on behalf of the network). Unknown peers are not.
+pub fn from_this_machine(parts: &Parts) -> bool {
+    peer_of(parts).is_some_and(|p| crate::config::is_loopback_ip(p.ip()))
+        && !FORWARDING_HEADERS
+            .iter()
+            .any(|h| parts.headers.contains_key(*h))
 }
