@@ -57,10 +57,15 @@ pub struct KubernetesConfig {
     /// ServiceAccount (in the runs namespace, from `knative/rbac.yaml`) the Calrissian pod runs as.
     #[serde(default = "default_run_service_account")]
     pub aqbb_serviceaccount: String,
-    /// CPU request and limit of the Calrissian container itself (its step pods get
-    /// `AQBB_MAXCORES`).
+    /// CPU request of the Calrissian container itself (its step pods get `AQBB_MAXCORES`):
+    /// what the scheduler reserves for it while it mostly waits on its step pods.
     #[serde(default = "default_calrissian_cpu")]
     pub aqbb_calrissian_cpu: String,
+    /// CPU limit of the Calrissian container: its start-up (imports, loading and validating
+    /// the CWL) and the work between steps are CPU-bound bursts, which a limit equal to the
+    /// request stretched to seconds each.
+    #[serde(default = "default_calrissian_cpu_limit")]
+    pub aqbb_calrissian_cpu_limit: String,
     /// Memory request and limit of the Calrissian container itself (step pods: `AQBB_MAXRAM`).
     #[serde(default = "default_calrissian_memory")]
     pub aqbb_calrissian_memory: String,
@@ -141,6 +146,10 @@ fn default_run_service_account() -> String {
 
 fn default_calrissian_cpu() -> String {
     "250m".into()
+}
+
+fn default_calrissian_cpu_limit() -> String {
+    "1".into()
 }
 
 fn default_calrissian_memory() -> String {

@@ -98,6 +98,7 @@ pub struct RunSettings {
     pub max_cores: String,
     pub max_ram: String,
     pub calrissian_cpu: String,
+    pub calrissian_cpu_limit: String,
     pub calrissian_memory: String,
     pub image_pull_secret: Option<String>,
     pub service_account: String,
@@ -126,6 +127,7 @@ impl RunSettings {
             max_cores: c.kubernetes.aqbb_maxcores.clone(),
             max_ram: c.kubernetes.aqbb_maxram.clone(),
             calrissian_cpu: c.kubernetes.aqbb_calrissian_cpu.clone(),
+            calrissian_cpu_limit: c.kubernetes.aqbb_calrissian_cpu_limit.clone(),
             calrissian_memory: c.kubernetes.aqbb_calrissian_memory.clone(),
             image_pull_secret: c
                 .kubernetes
@@ -429,7 +431,7 @@ pub fn job(req: &LaunchRequest, s: &RunSettings) -> Job {
         security_context: Some(container_security_context()),
         resources: Some(ResourceRequirements {
             requests: Some(quantity_map(&s.calrissian_cpu, &s.calrissian_memory)),
-            limits: Some(quantity_map(&s.calrissian_cpu, &s.calrissian_memory)),
+            limits: Some(quantity_map(&s.calrissian_cpu_limit, &s.calrissian_memory)),
             ..Default::default()
         }),
         volume_mounts: Some(vec![
@@ -650,6 +652,13 @@ mod tests {
         assert_eq!(args.last().unwrap(), "/workflow-input/params.yml");
         let limits = init.resources.clone().unwrap().limits.unwrap();
         assert_eq!(limits["memory"].0, "256Mi");
+        // Reserved: a quarter of a core; allowed: a whole one for its CPU-bound bursts.
+        let requests = init.resources.clone().unwrap().requests.unwrap();
+        assert_eq!(
+            (requests["cpu"].0.as_str(), limits["cpu"].0.as_str()),
+            ("250m", "1")
+        );
+        assert!(args.contains(&"--disable-js-validation".to_string()));
         // Calrissian reads volumes from the first regular container: it must mount the workdir.
         let report = &pod.containers[0];
         assert_eq!(report.name, REPORT_CONTAINER);
