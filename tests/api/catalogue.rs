@@ -45,7 +45,17 @@ async fn seed_is_idempotent_and_reports_pipeline_ids() {
     assert_eq!((first.updated, first.unchanged), (0, 0));
     assert_eq!(first.created, first.counts.iter().sum::<usize>());
     let names: Vec<&str> = first.pipelines.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["Notebook static analysis", "Python lint"]);
+    assert_eq!(
+        names,
+        [
+            "Notebook static analysis",
+            "Python lint",
+            "Python pipeline",
+            "Notebook execution",
+            "Notebook pipeline",
+            "Application Package validation"
+        ]
+    );
     let text = first.to_string();
     for (name, id) in &first.pipelines {
         assert!(text.contains(&format!("{name}: pipeline {id}")), "{text}");
@@ -103,7 +113,11 @@ async fn seed_is_idempotent_and_reports_pipeline_ids() {
     assert_eq!(nb["owner"], Value::Null);
     assert_eq!(
         nb["tools"],
-        json!(["clone_subworkflow", "notebook_validation_subworkflow"])
+        json!([
+            "clone_subworkflow",
+            "notebook_validation_subworkflow",
+            "ruff_ipynb_subworkflow"
+        ])
     );
     let (status, tt) = app.get("/api/triggertypes/", None).await;
     if status == 200 {
