@@ -33,8 +33,14 @@ const FILES: &[(&str, &str)] = &[
     ("tools/bandit.cwl", include_str!("demo/tools/bandit.cwl")),
     ("tools/flake8.cwl", include_str!("demo/tools/flake8.cwl")),
     ("tools/pylint.cwl", include_str!("demo/tools/pylint.cwl")),
-    ("tools/papermill.cwl", include_str!("demo/tools/papermill.cwl")),
-    ("tools/ap_validator.cwl", include_str!("demo/tools/ap_validator.cwl")),
+    (
+        "tools/papermill.cwl",
+        include_str!("demo/tools/papermill.cwl"),
+    ),
+    (
+        "tools/ap_validator.cwl",
+        include_str!("demo/tools/ap_validator.cwl"),
+    ),
     ("tools/digest.cwl", include_str!("demo/tools/digest.cwl")),
     ("tools/save.cwl", include_str!("demo/tools/save.cwl")),
     (

@@ -975,7 +975,10 @@ async fn demo_pipelines_render_their_golden_cwl() {
         ("Python pipeline", "python-pipeline.cwl"),
         ("Notebook execution", "notebook-execution.cwl"),
         ("Notebook pipeline", "notebook-pipeline.cwl"),
-        ("Application Package validation", "application-package-validation.cwl"),
+        (
+            "Application Package validation",
+            "application-package-validation.cwl",
+        ),
     ] {
         let p = pipeline::Entity::find()
             .filter(pipeline::Column::Name.eq(name))

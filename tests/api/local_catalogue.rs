@@ -267,18 +267,28 @@ fn bandit_findings(report: &Value) -> BTreeSet<(String, String, i64)> {
 fn bandit_counts(report: &Value) -> BTreeMap<String, i64> {
     let totals = &report["metrics"]["_totals"];
     let mut c = zero();
-    c.insert("info".into(), totals["SEVERITY.LOW"].as_i64().unwrap_or(0));
+    c.insert(
+        "info".to_string(),
+        totals["SEVERITY.LOW"].as_i64().unwrap_or(0),
+    );
     c.insert(
         "warning".into(),
         totals["SEVERITY.MEDIUM"].as_i64().unwrap_or(0),
     );
-    c.insert("error".into(), totals["SEVERITY.HIGH"].as_i64().unwrap_or(0));
+    c.insert(
+        "error".to_string(),
+        totals["SEVERITY.HIGH"].as_i64().unwrap_or(0),
+    );
     c
 }
 
 /// What each Python tool prints when run directly on `files` of `dir`, with the options the
 /// catalogue's tools use (Pylint: E0401 disabled, the default).
-fn python_tools_direct(cwltool: &Path, dir: &Path, files: &[&str]) -> BTreeMap<&'static str, Value> {
+fn python_tools_direct(
+    cwltool: &Path,
+    dir: &Path,
+    files: &[&str],
+) -> BTreeMap<&'static str, Value> {
     let parse = |(_, out): (Option<i32>, String)| -> Value {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
     };
@@ -295,7 +305,10 @@ fn python_tools_direct(cwltool: &Path, dir: &Path, files: &[&str]) -> BTreeMap<&
     };
     out.insert(
         "bandit",
-        parse(run("bandit", args(&["--format", "json", "--quiet", "--exit-zero"]))),
+        parse(run(
+            "bandit",
+            args(&["--format", "json", "--quiet", "--exit-zero"]),
+        )),
     );
     out.insert(
         "flake8",
@@ -346,7 +359,7 @@ fn python_checks(tool: &str) -> (Findings, Counts) {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_pipeline_reports_what_bandit_flake8_pylint_and_ruff_print() {
     let Some(cwltool) = cwltool() else { return };
     let t = spawn_local(&cwltool, &[]).await;
@@ -395,7 +408,7 @@ async fn python_pipeline_reports_what_bandit_flake8_pylint_and_ruff_print() {
     // The faulty module's own findings, as these tools name them.
     let all: BTreeSet<String> = direct
         .iter()
-        .flat_map(|(tool, own)| python_checks(tool).0(own))
+        .flat_map(|(tool, own)| (python_checks(tool).0)(own))
         .map(|(_, code, _)| code)
         .collect();
     for code in ["B602", "B307", "F401", "E711", "E225", "C0116", "W0611"] {
@@ -427,7 +440,7 @@ async fn python_pipeline_reports_what_bandit_flake8_pylint_and_ruff_print() {
     assert_eq!(run["status"], "failed", "{run}");
     let reports = reports_by_key(&t, broken_run).await;
     assert!(
-        !reports.contains_key(&("ruff".into(), String::new())),
+        !reports.contains_key(&("ruff".to_string(), String::new())),
         "{reports:?}"
     );
     for r in reports.values() {
@@ -501,7 +514,7 @@ fn notebook_repository(repo: &Path) -> String {
 /// here, far less than the slow notebook's sleep.
 const NOTEBOOK_LIMIT: i64 = 12;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notebook_pipelines_execute_each_notebook_and_lint_it_as_papermill_and_ruff_do() {
     let Some(cwltool) = cwltool() else { return };
     let t = spawn_local(&cwltool, &[]).await;
@@ -566,7 +579,10 @@ async fn notebook_pipelines_execute_each_notebook_and_lint_it_as_papermill_and_r
     let (fail_passed, fail_err, fail_nb) = papermill("fail", &[]);
     let (slow_passed, slow_err, _) = papermill("slow", &["--execution-timeout", "2"]);
     assert!(ok_passed && style_passed);
-    assert!(!fail_passed && fail_err.contains("ZeroDivisionError"), "{fail_err}");
+    assert!(
+        !fail_passed && fail_err.contains("ZeroDivisionError"),
+        "{fail_err}"
+    );
     assert!(!slow_passed && slow_err.contains("timed out"), "{slow_err}");
     // Papermill's own record of the failing cell: its execution count and error.
     let failed_cell = fail_nb["cells"]
@@ -616,7 +632,7 @@ async fn notebook_pipelines_execute_each_notebook_and_lint_it_as_papermill_and_r
     );
 
     // Ruff on the notebooks' code cells: what Ruff prints, counted by the table.
-    let ruff = &reports[&("ruff".into(), String::new())];
+    let ruff = &reports[&("ruff".to_string(), String::new())];
     let expected = ruff_findings(&ruff_own);
     let codes: Vec<&str> = expected.iter().map(|(_, c, _)| c.as_str()).collect();
     assert_eq!(codes, ["E711", "F401", "F401"], "{ruff_own}");
@@ -625,7 +641,7 @@ async fn notebook_pipelines_execute_each_notebook_and_lint_it_as_papermill_and_r
     assert_eq!(counters(&ruff["digest"])["error"], 3, "{ruff}");
 
     // The best-practice checker: the style notebook has no title.
-    let nbcheck = &reports[&("nbcheck".into(), String::new())];
+    let nbcheck = &reports[&("nbcheck".to_string(), String::new())];
     let style = nbcheck["output"]["files"]
         .as_array()
         .unwrap()
@@ -638,14 +654,17 @@ async fn notebook_pipelines_execute_each_notebook_and_lint_it_as_papermill_and_r
     );
     let summary = &nbcheck["output"]["summary"];
     let mut c = zero();
-    c.insert("error".into(), summary["errors"].as_i64().unwrap());
-    c.insert("warning".into(), summary["warnings"].as_i64().unwrap());
+    c.insert("error".to_string(), summary["errors"].as_i64().unwrap());
+    c.insert("warning".to_string(), summary["warnings"].as_i64().unwrap());
     assert_eq!(counters(&nbcheck["digest"]), c);
 
     // Papermill, one report per notebook: the executed notebook and its summary.
     let executed = |name: &str| {
-        let r = &reports[&("papermill".into(), format!("./notebooks/{name}.ipynb"))];
-        (r["output"]["metadata"]["execution_summary"].clone(), r.clone())
+        let r = &reports[&("papermill".to_string(), format!("./notebooks/{name}.ipynb"))];
+        (
+            r["output"]["metadata"]["execution_summary"].clone(),
+            r.clone(),
+        )
     };
     for name in ["ok", "style"] {
         let (summary, report) = executed(name);
@@ -675,7 +694,7 @@ async fn notebook_pipelines_execute_each_notebook_and_lint_it_as_papermill_and_r
     assert_eq!(failed["failure"]["ename"], direct_error["ename"]);
     assert_eq!(failed["failure"]["evalue"], direct_error["evalue"]);
     let mut one_error = zero();
-    one_error.insert("error".into(), 1);
+    one_error.insert("error".to_string(), 1);
     assert_eq!(counters(&report["digest"]), one_error);
     let (slow, report) = executed("slow");
     assert_eq!(slow["status"], "timed_out", "{slow}");
@@ -785,7 +804,7 @@ $graph:
     out: stdout
 "#;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn package_validation_reports_what_eoap_validator_finds() {
     let Some(cwltool) = cwltool() else { return };
     let t = spawn_local(&cwltool, &[]).await;
@@ -795,7 +814,11 @@ async fn package_validation_reports_what_eoap_validator_finds() {
     let repo = root.path().join("packages");
     write(&repo, "good.cwl", GOOD_PACKAGE);
     write(&repo, "cwl/bad.cwl", BAD_PACKAGE);
-    write(&repo, "cwl/broken.cwl", "cwlVersion: v1.2\nclass: Workflow\ninputs: [\n");
+    write(
+        &repo,
+        "cwl/broken.cwl",
+        "cwlVersion: v1.2\nclass: Workflow\ninputs: [\n",
+    );
     let url = commit(&repo);
 
     let all = t
@@ -815,13 +838,20 @@ async fn package_validation_reports_what_eoap_validator_finds() {
     // eoap-validator itself on each file: the findings that did not pass, by severity.
     let mut direct = BTreeMap::new();
     for file in ["./cwl/bad.cwl", "./cwl/broken.cwl", "./good.cwl"] {
-        let (_, out) = run_direct(&cwltool, &repo, "eoap-validator", &[file, "--format", "json"]);
+        let (_, out) = run_direct(
+            &cwltool,
+            &repo,
+            "eoap-validator",
+            &[file, "--format", "json"],
+        );
         let own: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
         let open: Vec<&Value> = own["findings"]
             .as_array()
             .unwrap()
             .iter()
-            .filter(|f| ["failed", "needs-review", "blocked"].contains(&f["status"].as_str().unwrap()))
+            .filter(|f| {
+                ["failed", "needs-review", "blocked"].contains(&f["status"].as_str().unwrap())
+            })
             .collect();
         let rules = |severity: &str| -> BTreeSet<String> {
             open.iter()
@@ -829,12 +859,13 @@ async fn package_validation_reports_what_eoap_validator_finds() {
                 .map(|f| f["rule_id"].as_str().unwrap().to_string())
                 .collect()
         };
-        let count = |severity: &str| open.iter().filter(|f| f["severity"] == severity).count() as i64;
+        let count =
+            |severity: &str| open.iter().filter(|f| f["severity"] == severity).count() as i64;
         // The reference's mapping of its validator's issues: error error, hint (a
         // recommendation) convention; notes are left out at the default detail, "hints".
         let mut c = zero();
-        c.insert("error".into(), count("error"));
-        c.insert("convention".into(), count("warning"));
+        c.insert("error".to_string(), count("error"));
+        c.insert("convention".to_string(), count("warning"));
         direct.insert(file, (rules("error"), rules("warning"), c));
     }
 
@@ -843,7 +874,7 @@ async fn package_validation_reports_what_eoap_validator_finds() {
     let reports = reports_by_key(&t, all).await;
     assert_eq!(reports.len(), 3, "{reports:?}");
     for (file, (errors, hints, counts)) in &direct {
-        let report = &reports[&("ap_validator".into(), file.to_string())];
+        let report = &reports[&("ap_validator".to_string(), file.to_string())];
         let issues = report["output"]["issues"].as_array().unwrap();
         let of_type = |ty: &str| -> BTreeSet<String> {
             issues
@@ -857,13 +888,19 @@ async fn package_validation_reports_what_eoap_validator_finds() {
         assert_eq!(&counters(&report["digest"]), counts, "{file}: {report}");
     }
     let bad = &direct["./cwl/bad.cwl"];
-    assert!(bad.0.contains("SERVICE.PROCESS.ID") && bad.0.contains("EOAP.REQ9.LABEL"), "{bad:?}");
+    assert!(
+        bad.0.contains("SERVICE.PROCESS.ID") && bad.0.contains("EOAP.REQ9.LABEL"),
+        "{bad:?}"
+    );
     assert!(!bad.1.is_empty(), "recommendations too: {bad:?}");
     assert!(direct["./cwl/broken.cwl"].0.contains("CWL.YAML"));
-    let good = &reports[&("ap_validator".into(), "./good.cwl".into())];
+    let good = &reports[&("ap_validator".to_string(), "./good.cwl".to_string())];
     assert_eq!(good["output"]["valid"], true, "{good}");
     assert_eq!(counters(&good["digest"]), zero());
-    assert_eq!(reports[&("ap_validator".into(), "./cwl/bad.cwl".into())]["output"]["valid"], false);
+    assert_eq!(
+        reports[&("ap_validator".to_string(), "./cwl/bad.cwl".to_string())]["output"]["valid"],
+        false
+    );
     assert_run_digest_is_the_sum(&run, &reports);
     assert_eq!(run["digest_quality"], "fail");
 

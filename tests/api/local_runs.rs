@@ -650,7 +650,10 @@ async fn events_run_on_the_local_runner_too() {
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     let push_run = reply.body["run_ids"][0].as_i64().unwrap();
 
-    for (id, names) in [(exec_run, ["ruff"].as_slice()), (push_run, &["nbcheck", "ruff"])] {
+    for (id, names) in [
+        (exec_run, ["ruff"].as_slice()),
+        (push_run, &["nbcheck", "ruff"]),
+    ] {
         let run = t.wait(id, None).await;
         assert_eq!(run["status"], "succeeded", "{run}");
         let mut reports: Vec<String> = t

@@ -4,7 +4,8 @@
   doc: |-
     Runs `eoap-validator` (CWL validation by cwltool plus the OGC EO Application Package
     rules, offline) on one CWL file of `source_directory`, at `entry_point` (a Workflow id;
-    empty: the document's only Workflow). The report is the validator's JSON (`findings`,
+    `main`, the reference's default, or empty: the document's only Workflow when none is
+    called `main`). The report is the validator's JSON (`findings`,
     `counts`, `exit_code`) with the reference validator's fields beside it: `valid`, and
     `issues` (`type` error, hint or note, `message`, `req`) for each finding that did not
     pass, as far as `detail` asks (none, errors, hints, all). The step never fails on findings.
@@ -25,7 +26,27 @@
           TYPES = {"error": "error", "warning": "hint", "info": "note"}
           SHOWN = {"none": set(), "errors": {"error"}, "hints": {"error", "hint"},
                    "all": {"error", "hint", "note"}}
-          target = os.path.join(root, rel) + ("#" + entry_point if entry_point else "")
+          path = os.path.join(root, rel)
+
+
+          def process_ids():
+              # The ids of the document's processes (a $graph, or one process); none if it
+              # does not parse (the validator says why).
+              import yaml
+              try:
+                  with open(path, encoding="utf-8") as handle:
+                      doc = yaml.safe_load(handle)
+              except Exception:
+                  return set()
+              items = doc.get("$graph", [doc]) if isinstance(doc, dict) else []
+              return {str(i.get("id", "")).lstrip("#") for i in items if isinstance(i, dict)}
+
+
+          # "main", the reference's default, names the document's only Workflow when no process
+          # is called so (eoap-validator then picks it); any other id is passed as it is.
+          if entry_point == "main" and "main" not in process_ids():
+              entry_point = ""
+          target = path + ("#" + entry_point if entry_point else "")
           proc = subprocess.run(["eoap-validator", target, "--format", "json"], cwd=root,
                                 capture_output=True, text=True)
           try:

@@ -4,8 +4,8 @@
   doc: |-
     Executes one notebook of `source_directory` with Papermill on a Python kernel (ipykernel),
     in a copy of the repository (without `.git`), within `time_limit` seconds for the whole
-    notebook, with `parameters` ("name=value, ..."; values read as JSON, else text) injected
-    as Papermill does. The report is the executed notebook, as Papermill writes it (cell
+    notebook, with `parameters` (a JSON object, or "name=value, ..." with values read as JSON,
+    else text; "{}" for none) injected as Papermill does. The report is the executed notebook, as Papermill writes it (cell
     outputs, `metadata.papermill`), with `metadata.execution_summary`: the status (succeeded,
     failed, timed_out, error), and for a failure the cell (its index in the notebook as
     written), its source and its error (name, value, traceback). Runs user code by design: on
@@ -47,6 +47,13 @@
 
 
           def parse_parameters(text):
+              # A JSON object, or "name=value, ..." as the reference's form had it; "{}" or
+              # nothing: none.
+              if text.strip().startswith("{"):
+                  out = json.loads(text)
+                  if not isinstance(out, dict) or not all(k.isidentifier() for k in out):
+                      raise ValueError("expected a JSON object of parameter names")
+                  return out
               out = {}
               for item in filter(None, (p.strip() for p in text.split(","))):
                   name, sep, value = item.partition("=")
