@@ -126,6 +126,7 @@ SERVER_PID=$SERVER_PID BASE=http://127.0.0.1:$PORT REPO=$REPO CAT=$CAT RUNS=$RUN
   CORES=$(nproc) python3 - <<'PY' | tee "$OUT/local.md"
 import json, os, statistics, threading, time, urllib.request
 
+load = os.getloadavg()[0]  # other work on the machine skews every time below
 base, pid = os.environ["BASE"], int(os.environ["SERVER_PID"])
 runs, burst, repo = int(os.environ["RUNS"]), int(os.environ["BURST"]), os.environ["REPO"]
 tick = os.sysconf("SC_CLK_TCK")
@@ -186,7 +187,8 @@ stop.set()
 ok = sum(1 for r in done if r["status"] == "succeeded")
 child_cpu = statistics.median(r["usage_report"]["cpu_user_seconds"] + r["usage_report"]["cpu_system_seconds"] for r in done)
 
-print(f"## Local runner ({time.strftime('%Y-%m-%d')}, {os.environ['CORES']} cores, release build, SQLite, host tools, sandbox: {os.environ.get('LOCAL_SANDBOX', 'bwrap')})\n")
+build = "the binary BENCH_BIN" if os.environ.get("BENCH_BIN") else "release build"
+print(f"## Local runner ({time.strftime('%Y-%m-%d')}, {os.environ['CORES']} cores, {build}, SQLite, host tools, sandbox: {os.environ.get('LOCAL_SANDBOX', 'bwrap')}, load average {load:.1f} at the start)\n")
 print("| What | Result |\n|---|---|")
 print(f"| Notebook pipeline, POST -> `succeeded` ({runs} sequential runs) | median {statistics.median(lat)*1000:.0f} ms, min {min(lat)*1000:.0f} ms, max {max(lat)*1000:.0f} ms |")
 print(f"| CPU of one run's process tree (cwltool, git, python3, curl, node) | median {child_cpu:.2f} s |")
