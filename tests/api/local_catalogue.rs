@@ -614,6 +614,9 @@ async fn notebook_pipelines_execute_each_notebook_and_lint_it_as_papermill_and_r
 
     let run = t.wait(full, None).await;
     assert_eq!(run["status"], "succeeded", "{run}");
+    // The notebooks ran inside the run's sandbox (the default): kernel and Papermill over the
+    // loopback of its own network namespace, Jupyter's directories in its scratch space.
+    assert_eq!(run["usage_report"]["sandbox"], "bwrap", "{run}");
     let reports = reports_by_key(&t, full).await;
     let keys: Vec<(&str, &str)> = reports
         .keys()
