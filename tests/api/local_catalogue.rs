@@ -472,7 +472,8 @@ fn code(source: &str) -> Value {
            "source": [source]})
 }
 
-/// Notebooks that pass, fail in a cell, run out of time, and have style problems (which run).
+/// Notebooks that pass, fail in a cell, run out of time, and have style problems (which run,
+/// printing more than a report may hold).
 fn notebook_repository(repo: &Path) -> String {
     write(
         repo,
@@ -504,7 +505,9 @@ fn notebook_repository(repo: &Path) -> String {
         "notebooks/style.ipynb",
         &notebook(json!([
             code("import os\nimport sys\n"),
-            code("value = None\nif value == None:\n    print(value)\n")
+            code("value = None\nif value == None:\n    print(value)\n"),
+            // 2 MB of output: more than a request body may hold, so the report leaves it out.
+            code("print('x' * 2_000_000)\n")
         ])),
     );
     commit(repo)
@@ -676,6 +679,9 @@ async fn notebook_pipelines_execute_each_notebook_and_lint_it_as_papermill_and_r
         // The outputs are the notebook's own, as Papermill records them.
         assert!(report["output"]["metadata"]["papermill"].is_object());
     }
+    let (style, report) = executed("style");
+    assert_eq!(style["outputs_trimmed"], "all but errors", "{style}");
+    assert!(report["output"].to_string().len() < 768 * 1024);
     let (ok, _) = executed("ok");
     assert_eq!(ok["time_limit_seconds"], NOTEBOOK_LIMIT);
     let (failed, report) = executed("fail");

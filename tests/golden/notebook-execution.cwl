@@ -221,7 +221,8 @@ $graph:
     else text; "{}" for none) injected as Papermill does. The report is the executed notebook, as Papermill writes it (cell
     outputs, `metadata.papermill`), with `metadata.execution_summary`: the status (succeeded,
     failed, timed_out, error), and for a failure the cell (its index in the notebook as
-    written), its source and its error (name, value, traceback). Runs user code by design: on
+    written), its source and its error (name, value, traceback). A report over 768 KiB leaves
+    out images, then every output but errors (`outputs_trimmed`). Runs user code by design: on
     the local runner only inside its sandbox. A notebook that fails is a finding: the step
     itself never fails.
   hints:
@@ -360,6 +361,26 @@ $graph:
                   nb = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
           summary["duration_seconds"] = round(time.monotonic() - started, 3)
           nb.setdefault("metadata", {})["execution_summary"] = summary
+          # The service takes request bodies up to 1 MiB (MAX_BODY_BYTES): a notebook whose
+          # outputs are larger (plots, long prints) is reported without its images, then
+          # without its outputs but errors, rather than not at all.
+          LIMIT = 768 * 1024
+          if len(json.dumps(nb)) > LIMIT:
+              summary["outputs_trimmed"] = "images"
+              for cell in nb.get("cells", []):
+                  for output in cell.get("outputs", []):
+                      data = output.get("data")
+                      if isinstance(data, dict):
+                          for mime in [m for m in data if not m.startswith("text/")]:
+                              size = len(json.dumps(data.pop(mime)))
+                              data.setdefault("text/plain", "[%s output of %d bytes left out]"
+                                              % (mime, size))
+          if len(json.dumps(nb)) > LIMIT:
+              summary["outputs_trimmed"] = "all but errors"
+              for cell in nb.get("cells", []):
+                  if "outputs" in cell:
+                      cell["outputs"] = [o for o in cell["outputs"]
+                                         if o.get("output_type") == "error"]
           with open(report_path, "w", encoding="utf-8") as handle:
               json.dump(nb, handle)
           print(json.dumps(summary))
