@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # scripts/dev.sh - build and start the service locally, ready to try:
 #   embedded SQLite (application-quality.db), the demo catalogue, a staff user `admin`, and
-#   the local runner: pipelines run on this machine with cwltool (installed with ruff into
-#   .venv by pip), each run inside a bubblewrap sandbox; git, curl, python3, Node.js and
-#   bubblewrap are installed with apt when missing.
+#   the local runner: pipelines run on this machine with cwltool (installed with the demo
+#   tools into .venv by pip), each run inside a bubblewrap sandbox; git, curl, python3,
+#   Node.js and bubblewrap are installed with apt when missing.
 #
 # The admin password is ADMIN_PASSWORD when set; otherwise a random one is generated the first
 # time and printed once. Any variable of docs/configuration.md can be set in the
@@ -59,10 +59,13 @@ if [ "$EXECUTOR" = local ]; then
       exit 1
     fi
   fi
-  if [ ! -x .venv/bin/cwltool ] || [ ! -x .venv/bin/ruff ]; then
-    echo "==> installing cwltool and ruff into .venv (pip)" >&2
+  # Installed again whenever the pinned list is newer than the last install.
+  if [ ! -x .venv/bin/cwltool ] || [ ! -f .venv/.runner-requirements ] ||
+     [ scripts/runner-requirements.txt -nt .venv/.runner-requirements ]; then
+    echo "==> installing cwltool and the demo tools into .venv (pip)" >&2
     [ -x .venv/bin/python ] || python3 -m venv .venv
     .venv/bin/python -m pip install -q --disable-pip-version-check -r scripts/runner-requirements.txt
+    cp scripts/runner-requirements.txt .venv/.runner-requirements
   fi
   export CWLTOOL=${CWLTOOL:-$PWD/.venv/bin/cwltool}
 fi

@@ -8,7 +8,7 @@
 #   aq-local/rust:<version>       a build image with this machine's Rust toolchain
 #   k8s.gcr.io/pause:3.2          the pod sandbox, compiled from the Kubernetes source tree
 #   aq-local/calrissian:<version> Calrissian from PyPI (+ Node.js for CWL expressions)
-#   <the demo CWL's images>       one Debian image with git, Python 3, curl and Ruff, tagged with
+#   <the demo CWL's images>       one Debian image with git, Python 3, curl and the pinned tools, tagged with
 #                                 every dockerPull name of the demo catalogue and the reporter's
 #   application-quality-api:local the service, built by the repository's Dockerfile on the two
 #                                 local bases above
@@ -135,10 +135,15 @@ tools() {
   mapfile -t names < <(tool_names)
   [ ${#names[@]} -gt 0 ] || die "no tool images found in src/catalogue/demo"
   first=${names[0]}
-  local h; h=$(inputs scripts/images/tools.Dockerfile)
-  if ! have_built "$first" "$h"; then
-    build -t "$first" --label "$LABEL=$h" -f scripts/images/tools.Dockerfile scripts/images
-  fi
+  # Built when the files it is built from changed, or when any of its names is missing (an
+  # image from before a tool was added lacks one).
+  local h n; h=$(inputs scripts/images/tools.Dockerfile scripts/runner-requirements.txt)
+  for n in "${names[@]}"; do
+    if ! have_built "$n" "$h"; then
+      build -t "$first" --label "$LABEL=$h" -f scripts/images/tools.Dockerfile scripts
+      break
+    fi
+  done
   for n in "${names[@]:1}"; do "$DOCKER" tag "$first" "$n"; done
 }
 

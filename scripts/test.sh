@@ -9,8 +9,8 @@
 #                when no PostgreSQL can be had: the PostgreSQL half of the suite is never
 #                skipped.
 #   Python       .venv with cloudevents, requests and pytest (the CloudEvents SDK interop
-#                test), exported as AQ_PYTHON; and the local runner's cwltool and ruff (pinned
-#                in scripts/runner-requirements.txt), exported as AQ_CWLTOOL, with git, curl
+#                test), exported as AQ_PYTHON; and the local runner's cwltool and the demo
+#                tools (pinned in scripts/runner-requirements.txt), exported as AQ_CWLTOOL, with git, curl
 #                and Node.js (cwltool's JavaScript engine) and bubblewrap (the runs' sandbox)
 #                from apt when missing.
 #   Kubernetes   scripts/kube.sh start (a local API server, or the cluster KUBECONFIG points
@@ -133,7 +133,7 @@ ensure_runner() {
   if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}" || true; fi
   if [ -x .venv/bin/python ] && ! .venv/bin/python -m pip install -q --disable-pip-version-check \
       -r scripts/runner-requirements.txt; then
-    [ "${AQ_REQUIRE_CWLTOOL:-}" = 1 ] && die "cannot install cwltool and ruff into .venv"
+    [ "${AQ_REQUIRE_CWLTOOL:-}" = 1 ] && die "cannot install cwltool and the demo tools into .venv"
     say "note: cwltool could not be installed; the local-runner tests will be skipped"
     return 0
   fi

@@ -1,6 +1,7 @@
 //! The built-in demo catalogue (`application-quality-api seed`): tags, command-line tools,
-//! subworkflows, two public pipelines ("Notebook static analysis", "Python lint") and the
-//! GitHub/GitLab webhook trigger types.
+//! subworkflows, the public pipelines ("Notebook static analysis", "Python lint", "Python
+//! pipeline", "Notebook execution", "Notebook pipeline", "Application Package validation";
+//! docs/catalogue.md) and the GitHub/GitLab webhook trigger types.
 //!
 //! The catalogue is data, not code: `demo/catalogue.yaml` lists the entries and names the CWL
 //! and Jinja files (next to it) holding the long texts; all of it is compiled into the binary.
@@ -29,6 +30,17 @@ const FILES: &[(&str, &str)] = &[
     ("tools/filter.cwl", include_str!("demo/tools/filter.cwl")),
     ("tools/nbcheck.cwl", include_str!("demo/tools/nbcheck.cwl")),
     ("tools/ruff.cwl", include_str!("demo/tools/ruff.cwl")),
+    ("tools/bandit.cwl", include_str!("demo/tools/bandit.cwl")),
+    ("tools/flake8.cwl", include_str!("demo/tools/flake8.cwl")),
+    ("tools/pylint.cwl", include_str!("demo/tools/pylint.cwl")),
+    (
+        "tools/papermill.cwl",
+        include_str!("demo/tools/papermill.cwl"),
+    ),
+    (
+        "tools/ap_validator.cwl",
+        include_str!("demo/tools/ap_validator.cwl"),
+    ),
     ("tools/digest.cwl", include_str!("demo/tools/digest.cwl")),
     ("tools/save.cwl", include_str!("demo/tools/save.cwl")),
     (
@@ -42,6 +54,30 @@ const FILES: &[(&str, &str)] = &[
     (
         "subworkflows/python_lint.cwl.j2",
         include_str!("demo/subworkflows/python_lint.cwl.j2"),
+    ),
+    (
+        "subworkflows/bandit.cwl.j2",
+        include_str!("demo/subworkflows/bandit.cwl.j2"),
+    ),
+    (
+        "subworkflows/flake8.cwl.j2",
+        include_str!("demo/subworkflows/flake8.cwl.j2"),
+    ),
+    (
+        "subworkflows/pylint.cwl.j2",
+        include_str!("demo/subworkflows/pylint.cwl.j2"),
+    ),
+    (
+        "subworkflows/ruff_ipynb.cwl.j2",
+        include_str!("demo/subworkflows/ruff_ipynb.cwl.j2"),
+    ),
+    (
+        "subworkflows/papermill.cwl.j2",
+        include_str!("demo/subworkflows/papermill.cwl.j2"),
+    ),
+    (
+        "subworkflows/ap_validator.cwl.j2",
+        include_str!("demo/subworkflows/ap_validator.cwl.j2"),
     ),
     ("pipeline.cwl.j2", include_str!("demo/pipeline.cwl.j2")),
 ];

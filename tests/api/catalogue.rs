@@ -45,7 +45,17 @@ async fn seed_is_idempotent_and_reports_pipeline_ids() {
     assert_eq!((first.updated, first.unchanged), (0, 0));
     assert_eq!(first.created, first.counts.iter().sum::<usize>());
     let names: Vec<&str> = first.pipelines.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["Notebook static analysis", "Python lint"]);
+    assert_eq!(
+        names,
+        [
+            "Notebook static analysis",
+            "Python lint",
+            "Python pipeline",
+            "Notebook execution",
+            "Notebook pipeline",
+            "Application Package validation"
+        ]
+    );
     let text = first.to_string();
     for (name, id) in &first.pipelines {
         assert!(text.contains(&format!("{name}: pipeline {id}")), "{text}");
@@ -103,7 +113,11 @@ async fn seed_is_idempotent_and_reports_pipeline_ids() {
     assert_eq!(nb["owner"], Value::Null);
     assert_eq!(
         nb["tools"],
-        json!(["clone_subworkflow", "notebook_validation_subworkflow"])
+        json!([
+            "clone_subworkflow",
+            "notebook_validation_subworkflow",
+            "ruff_ipynb_subworkflow"
+        ])
     );
     let (status, tt) = app.get("/api/triggertypes/", None).await;
     if status == 200 {
@@ -610,4 +624,52 @@ async fn seeded_catalogue_fits_the_reference_frontend_and_coexists_with_fixtures
         tool_tags(&other, "r_lint_subworkflow").await,
         BTreeSet::from(["type: init".to_string(), "language: r".to_string()])
     );
+}
+
+/// Every program the demo tools call beside the system's (git, find, sh, curl, python3) is
+/// pinned to one version in `scripts/runner-requirements.txt`, which both the local runner's
+/// virtualenv and the tools image install, so a pipeline finds the same tools in both places.
+#[test]
+fn the_demo_tools_programs_are_pinned_for_the_venv_and_the_image() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let pins: Vec<(String, String)> =
+        std::fs::read_to_string(root.join("scripts/runner-requirements.txt"))
+            .unwrap()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| {
+                let (name, version) = l
+                    .split_once("==")
+                    .unwrap_or_else(|| panic!("{l}: not pinned with =="));
+                (name.to_string(), version.to_string())
+            })
+            .collect();
+    let catalogue = seed::catalogue().unwrap();
+    for (program, package) in [
+        ("ruff check", "ruff"),
+        ("bandit --format json", "bandit"),
+        ("flake8 --format=json", "flake8-json"),
+        ("pylint --output-format json", "pylint"),
+        ("papermill.execute_notebook", "papermill"),
+        ("papermill.execute_notebook", "ipykernel"),
+        ("\"eoap-validator\"", "eoap-validator"),
+    ] {
+        assert!(
+            catalogue
+                .command_line_tools
+                .iter()
+                .any(|t| t.definition.contains(program)),
+            "no demo tool calls {program}"
+        );
+        assert!(
+            pins.iter().any(|(name, _)| name == package),
+            "{package} is not pinned"
+        );
+    }
+    let dockerfile = std::fs::read_to_string(root.join("scripts/images/tools.Dockerfile")).unwrap();
+    assert!(dockerfile.contains("-r /opt/tools/requirements.txt"));
+    assert!(dockerfile.contains("COPY runner-requirements.txt"));
+    let images = std::fs::read_to_string(root.join("scripts/images.sh")).unwrap();
+    assert!(images.contains("-f scripts/images/tools.Dockerfile scripts\n"));
 }

@@ -972,6 +972,13 @@ async fn demo_pipelines_render_their_golden_cwl() {
     for (name, file) in [
         ("Notebook static analysis", "notebook-static-analysis.cwl"),
         ("Python lint", "python-lint.cwl"),
+        ("Python pipeline", "python-pipeline.cwl"),
+        ("Notebook execution", "notebook-execution.cwl"),
+        ("Notebook pipeline", "notebook-pipeline.cwl"),
+        (
+            "Application Package validation",
+            "application-package-validation.cwl",
+        ),
     ] {
         let p = pipeline::Entity::find()
             .filter(pipeline::Column::Name.eq(name))
@@ -999,7 +1006,7 @@ async fn demo_pipelines_render_their_golden_cwl() {
         assert_eq!(cwl, golden, "{name}: rendered CWL differs from {file}");
         seen += 1;
     }
-    assert_eq!(seen, 2);
+    assert_eq!(seen, 6);
 }
 
 /// A template error is a clear failed run, not a panic or a 500.

@@ -364,9 +364,15 @@ async fn notebook_and_lint_pipelines_run_and_report_exactly_their_findings() {
     assert!(run["usage_report"]["cpu_user_seconds"].as_f64().unwrap() > 0.0);
     assert!(run["output"].is_object(), "cwltool's output object: {run}");
     let reports = t.reports(notebook_run).await;
-    assert_eq!(reports.len(), 1, "{reports:?}");
-    let report = &reports[0]["output"];
+    assert_eq!(reports.len(), 2, "nbcheck and Ruff: {reports:?}");
+    let report = &reports
+        .iter()
+        .find(|r| r["name"] == "nbcheck")
+        .expect("the notebook checker's report")["output"];
     assert_eq!(report["tool"], "nbcheck");
+    // Ruff on the notebooks' code cells: nothing among its default rules.
+    let ruff = reports.iter().find(|r| r["name"] == "ruff").unwrap();
+    assert_eq!(ruff["output"], json!([]), "{ruff}");
     assert_eq!(
         report["files"],
         json!([
@@ -644,14 +650,20 @@ async fn events_run_on_the_local_runner_too() {
     assert_eq!(reply.status, 200, "{:?}", reply.body);
     let push_run = reply.body["run_ids"][0].as_i64().unwrap();
 
-    for (id, tool) in [(exec_run, None), (push_run, Some("nbcheck"))] {
+    for (id, names) in [
+        (exec_run, ["ruff"].as_slice()),
+        (push_run, &["nbcheck", "ruff"]),
+    ] {
         let run = t.wait(id, None).await;
         assert_eq!(run["status"], "succeeded", "{run}");
-        let reports = t.reports(id).await;
-        assert_eq!(reports.len(), 1);
-        if let Some(tool) = tool {
-            assert_eq!(reports[0]["output"]["tool"], tool);
-        }
+        let mut reports: Vec<String> = t
+            .reports(id)
+            .await
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect();
+        reports.sort();
+        assert_eq!(reports, names);
     }
     // The push's run: `pending` when launched (queued on the local runner), then its verdict
     // once it ended, never an early "ended" status for the queued run.

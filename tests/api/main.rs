@@ -16,6 +16,7 @@ mod hostile;
 mod hostile_data;
 mod image;
 mod k8s_runs;
+mod local_catalogue;
 mod local_runs;
 mod manifests;
 mod metrics;

@@ -368,7 +368,7 @@ fn seed_and_import_fixtures_from_the_command_line() {
     assert!(first.status.success(), "{}", text(&first.stderr));
     let out = text(&first.stdout);
     assert!(
-        out.contains("(created 23, updated 0, unchanged 0)"),
+        out.contains("(created 42, updated 0, unchanged 0)"),
         "{out}"
     );
     let ids: Vec<&str> = out.lines().filter(|l| l.contains(": pipeline ")).collect();
@@ -376,13 +376,17 @@ fn seed_and_import_fixtures_from_the_command_line() {
         ids,
         [
             "Notebook static analysis: pipeline 1",
-            "Python lint: pipeline 2"
+            "Python lint: pipeline 2",
+            "Python pipeline: pipeline 3",
+            "Notebook execution: pipeline 4",
+            "Notebook pipeline: pipeline 5",
+            "Application Package validation: pipeline 6"
         ]
     );
     let second = run(command(&url, &[]).arg("seed"), None);
     assert!(second.status.success());
     assert!(
-        text(&second.stdout).contains("(created 0, updated 0, unchanged 23)"),
+        text(&second.stdout).contains("(created 0, updated 0, unchanged 42)"),
         "{}",
         text(&second.stdout)
     );

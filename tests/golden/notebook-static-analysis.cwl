@@ -36,6 +36,16 @@ $graph:
       label: "Require a title cell"
       doc: "Warn when the first cell is not a Markdown heading."
       default: true
+    ruff_ipynb_subworkflow.filter.regex:
+      type: string
+      label: "File pattern"
+      doc: "POSIX regular expression matched against paths such as ./docs/intro.ipynb."
+      default: ".*\\.ipynb"
+    ruff_ipynb_subworkflow.ruff.select:
+      type: string
+      label: "Rules"
+      doc: "Comma-separated Ruff rule codes or prefixes (e.g. E,F,B); empty for Ruff\u0027s defaults."
+      default: "E4,E7,E9,F"
   outputs: []
   steps:
     clone_step:
@@ -55,6 +65,16 @@ $graph:
         nbcheck.require_title: notebook_validation_subworkflow.nbcheck.require_title
         nbcheck.allow_error_outputs: notebook_validation_subworkflow.nbcheck.allow_error_outputs
         nbcheck.max_cell_lines: notebook_validation_subworkflow.nbcheck.max_cell_lines
+      out: [report]
+    ruff_ipynb_step:
+      run: '#ruff_ipynb_subworkflow'
+      in:
+        source_directory: clone_step/repo_directory
+        server_url: server_url
+        pipeline_id: pipeline_id
+        run_id: run_id
+        filter.regex: ruff_ipynb_subworkflow.filter.regex
+        ruff.select: ruff_ipynb_subworkflow.ruff.select
       out: [report]
 - class: Workflow
   id: clone_subworkflow
@@ -372,6 +392,21 @@ $graph:
                   counters["info"] = int(totals.get("SEVERITY.LOW", 0))
                   counters["warning"] = int(totals.get("SEVERITY.MEDIUM", 0))
                   counters["error"] = int(totals.get("SEVERITY.HIGH", 0))
+                  counters["undefined"] = int(totals.get("SEVERITY.UNDEFINED", 0))
+              elif name == "flake8":
+                  # The reference counted nothing here; flake8's codes (pycodestyle E/W,
+                  # pyflakes F, mccabe C90) are the ones Ruff took over, so Ruff's table.
+                  for violations in report.values():
+                      for item in violations:
+                          code = item.get("code") or ""
+                          if code:
+                              counters[ruff_category(code)] += 1
+              elif name == "papermill":
+                  # A notebook that did not run to its end (an error in a cell, its time
+                  # limit, a kernel that would not start) is one error.
+                  summary = report.get("metadata", {}).get("execution_summary", {})
+                  if summary.get("status") != "succeeded":
+                      counters["error"] += 1
               elif name == "ap_validator":
                   for issue in report.get("issues", []):
                       category = AP_VALIDATOR.get(issue.get("type"))
@@ -462,3 +497,92 @@ $graph:
   - $(inputs.server_url + '/api/pipelines/' + encodeURIComponent(inputs.pipeline_id) + '/runs/' + encodeURIComponent(inputs.run_id) + '/jobreports/?name=' + encodeURIComponent(inputs.name) + '&instance=' + encodeURIComponent(inputs.instance))
   - $(inputs.report.path)
   - "$(inputs.digest ? inputs.digest.path : '')"
+- class: Workflow
+  id: ruff_ipynb_subworkflow
+  label: Ruff on notebooks
+  inputs:
+    source_directory: Directory
+    server_url: string
+    pipeline_id: string
+    run_id: string
+    filter.regex: string
+    ruff.select: string
+  outputs:
+    report:
+      type: File
+      outputSource: analyse/report
+  steps:
+    select:
+      run: '#filter_tool'
+      in:
+        source_directory: source_directory
+        regex: filter.regex
+      out: [file_list]
+    analyse:
+      run: '#ruff_tool'
+      in:
+        source_directory: source_directory
+        file_list: select/file_list
+        select: ruff.select
+      out: [report]
+    digest:
+      run: '#digest_tool'
+      in:
+        report: analyse/report
+        name:
+          default: ruff
+      out: [digest]
+    save:
+      run: '#save_tool'
+      in:
+        report: analyse/report
+        digest: digest/digest
+        name:
+          default: ruff
+        server_url: server_url
+        pipeline_id: pipeline_id
+        run_id: run_id
+      out: []
+- class: CommandLineTool
+  id: ruff_tool
+  label: Lint Python files with Ruff
+  doc: |-
+    Runs `ruff check` on the selected files and writes Ruff's JSON diagnostics. `select` is a
+    comma-separated list of rule codes or prefixes (empty: Ruff's default rules). Findings do
+    not fail the step.
+  hints:
+    DockerRequirement:
+      dockerPull: ghcr.io/astral-sh/ruff:0.8.6-alpine
+  inputs:
+    source_directory: Directory
+    file_list:
+      type: string[]
+      inputBinding:
+        position: 1
+    select: string
+  outputs:
+    report:
+      type: File
+      outputBinding:
+        glob: ruff.json
+  baseCommand: sh
+  arguments:
+  - -c
+  - |-
+    set -eu
+    out="$PWD/ruff.json"
+    root="$1"
+    rules="$2"
+    shift 2
+    cd "$root"
+    if [ "$#" -eq 0 ]; then
+      echo "[]" > "$out"
+      exit 0
+    fi
+    if [ -n "$rules" ]; then
+      set -- --select "$rules" "$@"
+    fi
+    ruff check --exit-zero --no-cache --output-format json "$@" > "$out"
+  - ruff
+  - $(inputs.source_directory.path)
+  - $(inputs.select)

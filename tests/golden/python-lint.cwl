@@ -295,6 +295,21 @@ $graph:
                   counters["info"] = int(totals.get("SEVERITY.LOW", 0))
                   counters["warning"] = int(totals.get("SEVERITY.MEDIUM", 0))
                   counters["error"] = int(totals.get("SEVERITY.HIGH", 0))
+                  counters["undefined"] = int(totals.get("SEVERITY.UNDEFINED", 0))
+              elif name == "flake8":
+                  # The reference counted nothing here; flake8's codes (pycodestyle E/W,
+                  # pyflakes F, mccabe C90) are the ones Ruff took over, so Ruff's table.
+                  for violations in report.values():
+                      for item in violations:
+                          code = item.get("code") or ""
+                          if code:
+                              counters[ruff_category(code)] += 1
+              elif name == "papermill":
+                  # A notebook that did not run to its end (an error in a cell, its time
+                  # limit, a kernel that would not start) is one error.
+                  summary = report.get("metadata", {}).get("execution_summary", {})
+                  if summary.get("status") != "succeeded":
+                      counters["error"] += 1
               elif name == "ap_validator":
                   for issue in report.get("issues", []):
                       category = AP_VALIDATOR.get(issue.get("type"))

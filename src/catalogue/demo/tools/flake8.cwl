@@ -1,0 +1,37 @@
+- class: CommandLineTool
+  id: flake8_tool
+  label: Check Python style with Flake8
+  doc: |-
+    Runs `flake8` on the selected files with the JSON formatter (flake8-json): an object from
+    file name to its violations (`code`, `line_number`, `column_number`, `text`,
+    `physical_line`). Findings do not fail the step. One process (`--jobs 1`): its parallel mode
+    needs POSIX semaphores, which the local runner's sandbox does not offer to a run's user.
+  hints:
+    DockerRequirement:
+      dockerPull: aq-local/tools:1
+  inputs:
+    source_directory: Directory
+    file_list:
+      type: string[]
+      inputBinding:
+        position: 1
+  outputs:
+    report:
+      type: File
+      outputBinding:
+        glob: flake8.json
+  baseCommand: sh
+  arguments:
+  - -c
+  - |-
+    set -eu
+    out="$PWD/flake8.json"
+    cd "$1"
+    shift
+    if [ "$#" -eq 0 ]; then
+      echo '{}' > "$out"
+      exit 0
+    fi
+    flake8 --format=json --output-file="$out" --exit-zero --jobs=1 "$@"
+  - flake8
+  - $(inputs.source_directory.path)
