@@ -105,6 +105,21 @@ cat > "$WORK/src/demo.ipynb" <<'NB'
   {"id": "c", "cell_type": "code", "metadata": {}, "execution_count": 1, "outputs": [],
    "source": ["import os\n", "print(1 + 1)"]}]}
 NB
+# An Application Package for the package validator: one valid CommandLineTool.
+cat > "$WORK/src/tool.cwl" <<'CWL'
+cwlVersion: v1.2
+$namespaces:
+  s: https://schema.org/
+s:softwareVersion: 0.1.0
+class: CommandLineTool
+id: main
+label: Echo
+doc: Prints its message.
+baseCommand: echo
+inputs:
+  message: {type: string, inputBinding: {position: 1}}
+outputs: []
+CWL
 git -C "$WORK/src" init -q -b main
 git -C "$WORK/src" -c user.name=e2e -c user.email=e2e@localhost add .
 git -C "$WORK/src" -c user.name=e2e -c user.email=e2e@localhost commit -qm demo
