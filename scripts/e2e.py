@@ -189,6 +189,21 @@ def serve_hanging():
     return srv
 
 
+def watch(proc):
+    """The objects of a `kubectl get --watch -o json` process, one by one (its output is a
+    stream of pretty-printed JSON documents, not one per line)."""
+    dec, buf = json.JSONDecoder(), ""
+    for line in proc.stdout:
+        buf += line
+        while buf.strip():
+            try:
+                obj, end = dec.raw_decode(buf.lstrip())
+            except ValueError:
+                break
+            buf = buf.lstrip()[end:]
+            yield obj
+
+
 class Relay(threading.Thread):
     """Plays the ApiServerSource: watches the runs' Jobs and sends each change to the service as
     the event Knative would (type dev.knative.apiserver.resource.update, data = the Job)."""
@@ -204,16 +219,8 @@ class Relay(threading.Thread):
         self.proc = subprocess.Popen([KUBECTL, "get", "jobs", "-n", RUNS_NS, "--watch", "-o", "json",
                                       "-l", "app.kubernetes.io/managed-by=application-quality-api"],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        dec, buf = json.JSONDecoder(), ""
-        for line in self.proc.stdout:
-            buf += line
-            while buf.strip():
-                try:
-                    job, end = dec.raw_decode(buf.lstrip())
-                except ValueError:
-                    break
-                buf = buf.lstrip()[end:]
-                self.relay(job)
+        for job in watch(self.proc):
+            self.relay(job)
 
     def relay(self, job):
         run_id = int(job["metadata"]["labels"].get("application-quality.eoepca.org/run-id", "0"))
@@ -298,16 +305,8 @@ class PodWatch(threading.Thread):
     def run(self):
         self.proc = subprocess.Popen([KUBECTL, "get", "pods", "-n", RUNS_NS, "--watch", "-o", "json"],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        dec, buf = json.JSONDecoder(), ""
-        for line in self.proc.stdout:
-            buf += line
-            while buf.strip():
-                try:
-                    pod, end = dec.raw_decode(buf.lstrip())
-                except ValueError:
-                    break
-                buf = buf.lstrip()[end:]
-                self.observe(pod, time.monotonic())
+        for pod in watch(self.proc):
+            self.observe(pod, time.monotonic())
 
     def observe(self, pod, now):
         name = pod["metadata"]["name"]
