@@ -196,9 +196,10 @@ impl Inner {
         self.data_dir.join("sandbox").join("schemas.pickle")
     }
 
-    /// Writes the schema cache once, in the background, after the first launch (which has
-    /// written the sandbox's `init.py`): that run starts cold, the following ones read it.
-    /// Parsing the schemas costs about a second of CPU; never on a request's path.
+    /// Writes the schema cache once per process, in the background, after the first launch
+    /// (which has written the sandbox's `init.py`): that run starts cold, the following ones
+    /// read it. Rewritten at every start, so an upgraded cwltool (which means a restart) never
+    /// keeps meeting a cache of the old one. About a second of CPU; never on a request's path.
     fn ensure_schema_cache(&self) {
         let Some(sandbox) = self.engine.sandbox.clone().filter(|s| s.in_process) else {
             return;
@@ -211,9 +212,6 @@ impl Inner {
             self.schema_cache_path(),
         );
         tokio::task::spawn_blocking(move || {
-            if out.exists() {
-                return;
-            }
             match sandbox.write_schema_cache(&init, &out) {
                 Ok(()) => {
                     tracing::debug!(path = %out.display(), "local runner: cwltool's schemas cached")
