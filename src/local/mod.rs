@@ -142,8 +142,13 @@ struct Inner {
     service: OnceLock<Weak<RunServiceInner>>,
     active: Mutex<HashMap<i64, Arc<Active>>>,
     sweeping: AtomicBool,
-    /// The cache of cwltool's parsed schemas is being (or was) written.
+    /// The cache of cwltool's parsed schemas (see [`schema_cache_path`]), and whether it is
+    /// being (or was) written.
+    schema_cache: PathBuf,
     schema_cache_started: AtomicBool,
+    /// Held while the sandbox's shared files are checked and written: launches never replace
+    /// them under one another.
+    shared_files: Arc<Mutex<()>>,
     started_at: DateTime<Utc>,
 }
 
@@ -159,6 +164,7 @@ impl Inner {
         let data_dir = data_dir(config);
         engine.sandbox = engine.sandbox.map(|s| s.for_data_dir(&data_dir));
         let concurrency = config.local.local_concurrency();
+        let schema_cache = schema_cache_path(&data_dir, &engine);
         let secs = |s: i32| Duration::from_secs(s.max(0) as u64);
         Self {
             engine,
@@ -182,7 +188,9 @@ impl Inner {
             service: OnceLock::new(),
             active: Mutex::new(HashMap::new()),
             sweeping: AtomicBool::new(false),
+            schema_cache,
             schema_cache_started: AtomicBool::new(false),
+            shared_files: Arc::new(Mutex::new(())),
             started_at: Utc::now(),
         }
     }
@@ -191,15 +199,9 @@ impl Inner {
         self.service.get().and_then(RunService::upgrade)
     }
 
-    /// The cache of cwltool's parsed schemas, in the sandbox's shared directory.
-    fn schema_cache_path(&self) -> PathBuf {
-        self.data_dir.join("sandbox").join("schemas.pickle")
-    }
-
-    /// Writes the schema cache once per process, in the background, after the first launch
-    /// (which has written the sandbox's `init.py`): that run starts cold, the following ones
-    /// read it. Rewritten at every start, so an upgraded cwltool (which means a restart) never
-    /// keeps meeting a cache of the old one. About a second of CPU; never on a request's path.
+    /// Writes the schema cache in the background after the first launch (which has written
+    /// the sandbox's `init.py`) when it does not exist yet: that run starts cold, the following
+    /// ones read it. About a second of CPU, once per installation; never on a request's path.
     fn ensure_schema_cache(&self) {
         let Some(sandbox) = self.engine.sandbox.clone().filter(|s| s.in_process) else {
             return;
@@ -209,9 +211,12 @@ impl Inner {
         }
         let (init, out) = (
             self.data_dir.join("sandbox").join("init.py"),
-            self.schema_cache_path(),
+            self.schema_cache.clone(),
         );
         tokio::task::spawn_blocking(move || {
+            if out.exists() {
+                return;
+            }
             match sandbox.write_schema_cache(&init, &out) {
                 Ok(()) => {
                     tracing::debug!(path = %out.display(), "local runner: cwltool's schemas cached")
@@ -246,6 +251,7 @@ impl Inner {
             .sandbox
             .is_some()
             .then(|| self.data_dir.join("sandbox"));
+        let shared_lock = self.shared_files.clone();
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
             let mkdir = |p: &Path| {
@@ -288,8 +294,11 @@ impl Inner {
             }
             if let Some(shared) = shared {
                 // The sandbox's own files, readable by every run's user (the service's data
-                // directory above them stays owner-only). Replaced by rename, so a run that
-                // is binding them never sees half a file.
+                // directory above them stays owner-only). Written only when missing or
+                // different (another version of the service): replacing a file while another
+                // run's bubblewrap binds it fails that run ("Can't bind mount ... (deleted)").
+                // Replaced by rename, so nothing ever sees half a file.
+                let _guard = shared_lock.lock().unwrap_or_else(|e| e.into_inner());
                 std::fs::DirBuilder::new()
                     .recursive(true)
                     .mode(0o711)
@@ -298,10 +307,19 @@ impl Inner {
                     ("init.py", sandbox::INIT),
                     ("gitconfig", sandbox::GITCONFIG),
                 ] {
-                    // Named after the run: concurrent launches never share a temporary file.
+                    let path = shared.join(name);
+                    let current = std::fs::metadata(&path).ok().and_then(|m| {
+                        use std::os::unix::fs::PermissionsExt;
+                        (m.permissions().mode() & 0o7777 == 0o644)
+                            .then(|| std::fs::read(&path).ok())
+                            .flatten()
+                    });
+                    if current.as_deref() == Some(content.as_bytes()) {
+                        continue;
+                    }
                     let tmp = shared.join(format!(".{name}.{run_id}"));
                     write(&tmp, content.as_bytes(), 0o644)?;
-                    std::fs::rename(&tmp, shared.join(name))?;
+                    std::fs::rename(&tmp, path)?;
                 }
             }
             Ok(())
@@ -496,7 +514,7 @@ impl Inner {
                     repositories: file_repositories(&req.params, &self.file_roots),
                     hidden: self.hidden.clone(),
                     argv,
-                    schema_cache: Some(self.schema_cache_path()).filter(|p| p.is_file()),
+                    schema_cache: Some(self.schema_cache.clone()).filter(|p| p.is_file()),
                 };
                 let mut cmd = std::process::Command::new(&sandbox.bwrap);
                 cmd.args(sandbox.args(&spec));
@@ -787,6 +805,24 @@ async fn sandbox_usage(path: &Path) -> Option<(process::Usage, Option<&'static s
         },
         schemas,
     ))
+}
+
+/// The cache of cwltool's parsed schemas, in the sandbox's shared directory, named after the
+/// installation it comes from (size and time of cwltool's script and interpreter: an upgrade
+/// rewrites them), so a file once written is never replaced under a run binding it.
+fn schema_cache_path(data_dir: &Path, engine: &Engine) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let python = engine.sandbox.as_ref().map(|s| s.python.clone());
+    for file in [Some(engine.cwltool.clone()), python].into_iter().flatten() {
+        file.hash(&mut h);
+        if let Ok(m) = std::fs::metadata(&file) {
+            (m.len(), m.modified().ok()).hash(&mut h);
+        }
+    }
+    data_dir
+        .join("sandbox")
+        .join(format!("schemas-{:016x}.pickle", h.finish()))
 }
 
 /// The service's own files a repository bound into a sandbox may contain: its data directory

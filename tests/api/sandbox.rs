@@ -349,15 +349,11 @@ async fn cwltools_schemas_are_cached_for_later_runs_and_a_damaged_cache_is_ignor
     };
     let parsed = run_once("parsed").await;
 
-    let cache = t.data_dir.path().join("sandbox/schemas.pickle");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !cache.is_file() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no schema cache written"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let cache = schema_cache_file(t.data_dir.path()).await;
+    // The sandbox's shared files are written once: replacing one while another run's
+    // bubblewrap binds it failed that run ("Can't bind mount ... (deleted)").
+    let init = t.data_dir.path().join("sandbox/init.py");
+    let inode = std::fs::metadata(&init).unwrap().ino();
     let meta = std::fs::metadata(&cache).unwrap();
     assert_eq!(
         meta.mode() & 0o777,
@@ -373,6 +369,41 @@ async fn cwltools_schemas_are_cached_for_later_runs_and_a_damaged_cache_is_ignor
         "same findings from cached schemas"
     );
 
+    assert_eq!(
+        std::fs::metadata(&init).unwrap().ino(),
+        inode,
+        "init.py never replaced"
+    );
+    assert_eq!(
+        std::fs::metadata(&cache).unwrap().ino(),
+        meta.ino(),
+        "nor the cache"
+    );
+
     std::fs::write(&cache, b"not a pickle").unwrap();
     assert_eq!(run_once("parsed").await, parsed);
+}
+
+/// The runner's schema cache in `data_dir`, once there is one (its name depends on the
+/// installation).
+async fn schema_cache_file(data_dir: &Path) -> std::path::PathBuf {
+    let dir = data_dir.join("sandbox");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let found = std::fs::read_dir(&dir).ok().and_then(|entries| {
+            entries.flatten().map(|e| e.path()).find(|p| {
+                p.extension().is_some_and(|x| x == "pickle")
+                    && p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("schemas-"))
+            })
+        });
+        if let Some(path) = found {
+            return path;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no schema cache written"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
