@@ -7,7 +7,7 @@
 //! Runs are grouped (one repository holds the clean, faulty and slow cases of a pipeline) and
 //! started together, so the whole module costs a few runs' time.
 
-use crate::local_runs::{LocalApp, cwltool, git, spawn_local};
+use crate::local_runs::{LocalApp, cwltool, git, notebook, spawn_local};
 use serde_json::{Value, json};
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -448,19 +448,6 @@ async fn python_pipeline_reports_what_bandit_flake8_pylint_and_ruff_print() {
     }
     assert_eq!(counters(&run["digest"]), zero());
     assert_eq!(run["digest_quality"], "unknown", "{run}");
-}
-
-fn notebook(cells: Value) -> String {
-    json!({
-        "nbformat": 4,
-        "nbformat_minor": 5,
-        "metadata": {
-            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-            "language_info": {"name": "python"}
-        },
-        "cells": cells
-    })
-    .to_string()
 }
 
 fn title() -> Value {

@@ -231,7 +231,8 @@ pub fn git(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "git {args:?}: {out:?}");
 }
 
-fn notebook(cells: Value) -> String {
+/// A notebook (nbformat 4, Python 3 kernel) with these cells.
+pub fn notebook(cells: Value) -> String {
     json!({
         "nbformat": 4,
         "nbformat_minor": 5,
