@@ -41,8 +41,7 @@ const FILES: &[(&str, &str)] = &[
         "tools/ap_validator.cwl",
         include_str!("demo/tools/ap_validator.cwl"),
     ),
-    ("tools/digest.cwl", include_str!("demo/tools/digest.cwl")),
-    ("tools/save.cwl", include_str!("demo/tools/save.cwl")),
+    ("tools/report.cwl", include_str!("demo/tools/report.cwl")),
     (
         "subworkflows/clone.cwl.j2",
         include_str!("demo/subworkflows/clone.cwl.j2"),

@@ -183,33 +183,49 @@ fn check_cwl(cwl: &str) -> serde_yaml::Value {
                     callee_inputs.contains_key(input),
                     "{id}/{name}: {target} has no input {input}"
                 );
-                let Some(source) = source.as_str() else {
-                    assert!(
-                        source["default"] != serde_yaml::Value::Null,
-                        "{id}/{name}/{input}"
-                    );
-                    continue;
+                // A source, a list of sources (`{source: [...], linkMerge: ...}`), or a default.
+                let sources: Vec<&str> = match (source.as_str(), source.get("source")) {
+                    (Some(one), _) => vec![one],
+                    (None, Some(many)) => many
+                        .as_sequence()
+                        .map(|list| list.iter().map(|s| s.as_str().unwrap()).collect())
+                        .unwrap_or_else(|| vec![many.as_str().unwrap()]),
+                    (None, None) => {
+                        assert!(
+                            source["default"] != serde_yaml::Value::Null,
+                            "{id}/{name}/{input}"
+                        );
+                        continue;
+                    }
                 };
-                match source.split_once('/') {
-                    None => assert!(
-                        inputs.contains(source),
-                        "{id}/{name}: unknown source {source}"
-                    ),
-                    Some((from, out)) => {
-                        let from_step = &steps[from];
-                        let outs: Vec<&str> = from_step["out"]
-                            .as_sequence()
-                            .unwrap()
-                            .iter()
-                            .map(|o| o.as_str().unwrap())
-                            .collect();
-                        assert!(outs.contains(&out), "{id}/{name}: {from} has no out {out}");
+                for source in sources {
+                    match source.split_once('/') {
+                        None => assert!(
+                            inputs.contains(source),
+                            "{id}/{name}: unknown source {source}"
+                        ),
+                        Some((from, out)) => {
+                            let from_step = &steps[from];
+                            let outs: Vec<&str> = from_step["out"]
+                                .as_sequence()
+                                .unwrap()
+                                .iter()
+                                .map(|o| o.as_str().unwrap())
+                                .collect();
+                            assert!(outs.contains(&out), "{id}/{name}: {from} has no out {out}");
+                        }
                     }
                 }
             }
             // Inputs without a default in the callee must be wired.
             for (input, spec) in callee_inputs {
-                let optional = spec.get("default").is_some();
+                // A default, or a type that admits null (`File?`, `['null', ...]`).
+                let ty = spec.get("type").unwrap_or(spec);
+                let optional = spec.get("default").is_some()
+                    || ty.as_str().is_some_and(|t| t.ends_with('?'))
+                    || ty
+                        .as_sequence()
+                        .is_some_and(|u| u.iter().any(|t| t.as_str() == Some("null")));
                 assert!(
                     optional || step["in"].get(input).is_some(),
                     "{id}/{name}: required input {input:?} of {target} is not wired"

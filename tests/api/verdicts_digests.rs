@@ -448,21 +448,19 @@ fn demo_tool(file: &str) -> serde_yaml::Value {
     docs[0].clone()
 }
 
-/// The demo catalogue's digest step (python3, standard library) and save step (sh + curl, the
-/// multipart upload), run as processes on real reports, against the running service. The
-/// processes are awaited on a worker thread while the server runs on the other.
+/// The demo catalogue's report step (python3, standard library: the digest and the multipart
+/// upload in one process), run as a process on real reports, against the running service. The
+/// process is awaited on a worker thread while the server runs on the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_digest_and_save_steps_count_and_upload_findings() {
+async fn demo_report_step_counts_and_uploads_findings() {
     let (app, k, token, p) = setup().await;
     let run = start(&app, &token, p).await;
     let dir = tempfile::tempdir().unwrap();
-    let digest_tool = demo_tool("digest.cwl");
-    let script = digest_tool["requirements"]["InitialWorkDirRequirement"]["listing"][0]["entry"]
+    let report_tool = demo_tool("report.cwl");
+    let script = report_tool["requirements"]["InitialWorkDirRequirement"]["listing"][0]["entry"]
         .as_str()
         .unwrap();
-    std::fs::write(dir.path().join("make_digest.py"), script).unwrap();
-    let save_tool = demo_tool("save.cwl");
-    let save_script = save_tool["arguments"][1].as_str().unwrap().to_string();
+    std::fs::write(dir.path().join("report.py"), script).unwrap();
     let codes = [
         "S101", "SIM108", "E501", "F401", "ERA001", "C901", "B006", "X100", "",
     ];
@@ -473,49 +471,43 @@ async fn demo_digest_and_save_steps_count_and_upload_findings() {
     let nbcheck = json!({"tool": "nbcheck", "files": [{"path": "a.ipynb", "issues": [
         {"severity": "error", "message": "x"}, {"severity": "warning", "message": "y"},
         {"severity": "warning", "message": "z"}]}]});
-    for (name, instance, report) in [
-        ("ruff", "src/a b.py", ruff.into()),
-        ("nbcheck", "", nbcheck),
-        ("pylint", "", json!("not a list")),
+    // The test suite's Python when set (any python3 has the standard library).
+    let python = std::env::var("AQ_PYTHON").unwrap_or_else(|_| "python3".into());
+    for (name, instances, reports) in [
+        ("ruff", vec!["src/a b.py"], vec![Value::from(ruff)]),
+        // Two reports of one tool in one step, as a scattered step sends them.
+        (
+            "nbcheck",
+            vec!["x.ipynb", "y&z.ipynb"],
+            vec![nbcheck.clone(), nbcheck],
+        ),
+        ("pylint", vec![], vec![json!("not a list")]),
     ] {
-        let work = dir.path().join(name);
-        std::fs::create_dir_all(&work).unwrap();
-        std::fs::copy(
-            dir.path().join("make_digest.py"),
-            work.join("make_digest.py"),
-        )
-        .unwrap();
-        std::fs::write(work.join("report.json"), report.to_string()).unwrap();
-        // The test suite's Python when set (any python3 has the standard library).
-        let python = std::env::var("AQ_PYTHON").unwrap_or_else(|_| "python3".into());
-        let out = std::process::Command::new(python)
-            .current_dir(&work)
-            .args(["make_digest.py", name, instance, "", "report.json"])
+        let mut args = vec![
+            "report.py".to_string(),
+            "--name".into(),
+            name.into(),
+            "--server-url".into(),
+            format!("{}/", app.base),
+            "--pipeline-id".into(),
+            p.to_string(),
+            "--run-id".into(),
+            run.to_string(),
+        ];
+        for (i, report) in reports.iter().enumerate() {
+            let file = dir.path().join(format!("{name}-{i}.json"));
+            std::fs::write(&file, report.to_string()).unwrap();
+            args.extend(["--report".into(), file.display().to_string()]);
+        }
+        for instance in instances {
+            args.extend(["--instance".into(), instance.to_string()]);
+        }
+        let out = std::process::Command::new(&python)
+            .current_dir(dir.path())
+            .env("AQ_CALLBACK_TOKEN", k.token(run))
+            .args(&args)
             .output()
             .expect("python3");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let url = format!(
-            "{}/api/pipelines/{p}/runs/{run}/jobreports/?name={name}&instance={}",
-            app.base,
-            url::form_urlencoded::byte_serialize(instance.as_bytes()).collect::<String>()
-        );
-        let out = std::process::Command::new("sh")
-            .current_dir(&work)
-            .env("AQ_CALLBACK_TOKEN", k.token(run))
-            .args([
-                "-c",
-                &save_script,
-                "save",
-                &url,
-                "report.json",
-                "digest.json",
-            ])
-            .output()
-            .expect("sh and curl");
         assert!(
             out.status.success(),
             "{}{}",
@@ -523,6 +515,39 @@ async fn demo_digest_and_save_steps_count_and_upload_findings() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // Without the run's token the step fails and says why; with another run's, the service
+    // refuses the report and the step fails with its answer.
+    let file = dir.path().join("ruff-0.json");
+    let base = [
+        "report.py".to_string(),
+        "--name".into(),
+        "ruff".into(),
+        "--server-url".into(),
+        app.base.clone(),
+        "--pipeline-id".into(),
+        p.to_string(),
+        "--run-id".into(),
+        run.to_string(),
+        "--report".into(),
+        file.display().to_string(),
+    ];
+    let out = std::process::Command::new(&python)
+        .current_dir(dir.path())
+        .env_remove("AQ_CALLBACK_TOKEN")
+        .args(&base)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AQ_CALLBACK_TOKEN is not set"));
+    let out = std::process::Command::new(&python)
+        .current_dir(dir.path())
+        .env("AQ_CALLBACK_TOKEN", k.token(run + 1000))
+        .args(&base)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the job report was refused: HTTP 40"), "{err}");
     let (_, reports) = app
         .get(
             &format!("/api/pipelines/{p}/runs/{run}/jobreports/"),
@@ -548,10 +573,18 @@ async fn demo_digest_and_save_steps_count_and_upload_findings() {
     // Longest prefix: SIM is security (S), ERA info, C90 convention, B critical, unknown warning.
     assert_eq!(r["digest"]["issues"], counters([1, 1, 1, 2, 2, 1]));
     assert_eq!(r["output"].as_array().unwrap().len(), codes.len());
-    assert_eq!(
-        by("nbcheck")["digest"]["issues"],
-        counters([0, 0, 2, 1, 0, 0])
-    );
+    let notebooks: Vec<&Value> = reports
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["name"] == "nbcheck")
+        .collect();
+    assert_eq!(notebooks.len(), 2);
+    for (r, instance) in notebooks.iter().zip(["x.ipynb", "y&z.ipynb"]) {
+        assert_eq!(r["instance"], instance);
+        assert_eq!(r["digest"]["tool"]["instance"], instance);
+        assert_eq!(r["digest"]["issues"], counters([0, 0, 2, 1, 0, 0]));
+    }
     let broken = by("pylint");
     assert!(
         broken["digest"]["status"]
@@ -562,6 +595,6 @@ async fn demo_digest_and_save_steps_count_and_upload_findings() {
     assert_eq!(broken["digest"]["issues"], counters([0; 6]));
     finish_job(&app, run, "Complete").await;
     let done = run_json(&app, &token, run).await;
-    assert_eq!(done["digest"]["issues"], counters([1, 1, 3, 3, 2, 1]));
+    assert_eq!(done["digest"]["issues"], counters([1, 1, 5, 4, 2, 1]));
     assert_eq!(done["digest_quality"], "fail");
 }

@@ -111,6 +111,8 @@ $graph:
 - class: Workflow
   id: python_lint_subworkflow
   label: Python lint
+  requirements:
+    MultipleInputFeatureRequirement: {}
   inputs:
     source_directory: Directory
     server_url: string
@@ -123,31 +125,19 @@ $graph:
       type: File
       outputSource: lint/report
   steps:
-    select:
-      run: '#filter_tool'
-      in:
-        source_directory: source_directory
-        regex: filter.regex
-      out: [file_list]
     lint:
       run: '#ruff_tool'
       in:
         source_directory: source_directory
-        file_list: select/file_list
+        regex: filter.regex
         select: ruff.select
       out: [report]
-    digest:
-      run: '#digest_tool'
+    send:
+      run: '#report_tool'
       in:
-        report: lint/report
-        name:
-          default: ruff
-      out: [digest]
-    save:
-      run: '#save_tool'
-      in:
-        report: lint/report
-        digest: digest/digest
+        reports:
+          source: [lint/report]
+          linkMerge: merge_flattened
         name:
           default: ruff
         server_url: server_url
@@ -155,53 +145,18 @@ $graph:
         run_id: run_id
       out: []
 - class: CommandLineTool
-  id: filter_tool
-  label: Select files by regular expression
-  doc: |-
-    Lists the files of `source_directory` whose path (relative, starting with `./`) matches
-    the POSIX regular expression `regex`, one per line, sorted.
-  hints:
-    DockerRequirement:
-      dockerPull: alpine:3.21
-  requirements:
-    InlineJavascriptRequirement: {}
-  inputs:
-    source_directory: Directory
-    regex: string
-  outputs:
-    file_list:
-      type: string[]
-      outputBinding:
-        glob: files.txt
-        loadContents: true
-        outputEval: $(self[0].contents.split('\n').filter(function (line) { return line.length > 0; }))
-  baseCommand: sh
-  arguments:
-  - -c
-  - |-
-    set -eu
-    out="$PWD/files.txt"
-    cd "$1"
-    find . -type f -regex "$2" | sort > "$out"
-  - filter
-  - $(inputs.source_directory.path)
-  - $(inputs.regex)
-- class: CommandLineTool
   id: ruff_tool
   label: Lint Python files with Ruff
   doc: |-
-    Runs `ruff check` on the selected files and writes Ruff's JSON diagnostics. `select` is a
-    comma-separated list of rule codes or prefixes (empty: Ruff's default rules). Findings do
-    not fail the step.
+    Runs `ruff check` on the files of `source_directory` whose path matches `regex` and writes
+    Ruff's JSON diagnostics. `select` is a comma-separated list of rule codes or prefixes
+    (empty: Ruff's default rules). Findings do not fail the step.
   hints:
     DockerRequirement:
       dockerPull: ghcr.io/astral-sh/ruff:0.8.6-alpine
   inputs:
     source_directory: Directory
-    file_list:
-      type: string[]
-      inputBinding:
-        position: 1
+    regex: string
     select: string
   outputs:
     report:
@@ -214,10 +169,18 @@ $graph:
   - |-
     set -eu
     out="$PWD/ruff.json"
-    root="$1"
-    rules="$2"
-    shift 2
-    cd "$root"
+    cd "$1"
+    regex="$2"
+    rules="$3"
+    # The files to analyse: those under the root whose path (./dir/name) matches the
+    # POSIX regular expression, sorted; selection and analysis are one step (one pod).
+    list=`find . -type f -regex "$regex" | sort`
+    set --
+    while IFS= read -r file; do
+      if [ -n "$file" ]; then set -- "$@" "$file"; fi
+    done <<EOF
+    $list
+    EOF
     if [ "$#" -eq 0 ]; then
       echo "[]" > "$out"
       exit 0
@@ -228,33 +191,45 @@ $graph:
     ruff check --exit-zero --no-cache --output-format json "$@" > "$out"
   - ruff
   - $(inputs.source_directory.path)
+  - $(inputs.regex)
   - $(inputs.select)
 - class: CommandLineTool
-  id: digest_tool
-  label: Count a report's findings by severity
+  id: report_tool
+  label: Digest job reports and send them to the Application Quality API
   doc: |-
-    Reads one tool report and writes `digest.json`: the six counters (info, convention, warning,
-    error, security, critical) the run's verdict is computed from, with the Python standard
-    library only. The mapping of each tool's findings is in docs/verdicts.md. A report
-    that cannot be read gives zero counters and a `status` saying why; the step never fails.
+    For each of `reports` (with the matching entry of `instances`, or none): counts the
+    report's findings into the six counters (info, convention, warning, error, security,
+    critical) the run's verdict is computed from, as docs/verdicts.md maps each tool's
+    findings, and POSTs the report with that digest to the run's job-report endpoint as
+    `multipart/form-data` (parts `report` and `digest`, as the reference's upload step). A
+    report that cannot be read gets zero counters and a digest `status` saying why. One step
+    for both, with the Python standard library only: digest and upload were two step pods.
+    The per-run callback token comes from the AQ_CALLBACK_TOKEN environment variable of the
+    step pod; it is never a CWL input, so it appears neither in the parameters nor in the
+    stored CWL. Names and instances are URL-encoded by the script, never by a shell.
   hints:
     DockerRequirement:
       dockerPull: python:3.13-alpine
   requirements:
-    InlineJavascriptRequirement: {}
+    NetworkAccess:
+      networkAccess: true
     InitialWorkDirRequirement:
       listing:
-      - entryname: make_digest.py
+      - entryname: report.py
         entry: |-
+          """Digests each report and posts it with its digest to the run's job-report endpoint."""
+          import argparse
           import datetime
           import json
+          import os
           import sys
+          import time
+          import urllib.error
+          import urllib.parse
+          import urllib.request
+          import uuid
 
-          name, instance, version, report_path = sys.argv[1:5]
-          counters = dict.fromkeys(
-              ["info", "convention", "warning", "error", "security", "critical"], 0)
-          status = "ok"
-
+          CATEGORIES = ["info", "convention", "warning", "error", "security", "critical"]
           # Longest prefix wins (ERA before E, FIX before F, C90 before C4), as the reference.
           RUFF = [("ERA", "info"), ("T20", "info"), ("FIX", "info"), ("C90", "convention"),
                   ("C4", "convention"), ("UP", "convention"), ("S", "security"),
@@ -265,15 +240,15 @@ $graph:
           NBCHECK = {"error": "error", "warning": "warning", "info": "info"}
           AP_VALIDATOR = {"error": "error", "hint": "convention", "note": "info"}
 
+
           def ruff_category(code):
               for prefix, category in sorted(RUFF, key=lambda p: -len(p[0])):
                   if code.startswith(prefix):
                       return category
               return "warning"
 
-          try:
-              with open(report_path, encoding="utf-8") as handle:
-                  report = json.load(handle)
+
+          def count(name, report, counters):
               if name == "ruff":
                   for item in report:
                       code = item.get("code") or ""
@@ -297,16 +272,16 @@ $graph:
                   counters["error"] = int(totals.get("SEVERITY.HIGH", 0))
                   counters["undefined"] = int(totals.get("SEVERITY.UNDEFINED", 0))
               elif name == "flake8":
-                  # The reference counted nothing here; flake8's codes (pycodestyle E/W,
-                  # pyflakes F, mccabe C90) are the ones Ruff took over, so Ruff's table.
+                  # The reference counted nothing here; flake8's codes (pycodestyle E/W, pyflakes F,
+                  # mccabe C90) are the ones Ruff took over, so Ruff's table.
                   for violations in report.values():
                       for item in violations:
                           code = item.get("code") or ""
                           if code:
                               counters[ruff_category(code)] += 1
               elif name == "papermill":
-                  # A notebook that did not run to its end (an error in a cell, its time
-                  # limit, a kernel that would not start) is one error.
+                  # A notebook that did not run to its end (an error in a cell, its time limit, a
+                  # kernel that would not start) is one error.
                   summary = report.get("metadata", {}).get("execution_summary", {})
                   if summary.get("status") != "succeeded":
                       counters["error"] += 1
@@ -316,87 +291,134 @@ $graph:
                       if category:
                           counters[category] += 1
               else:
-                  status = "Unsupported tool: " + name
-          except Exception as err:  # any unreadable report: zero counters, and say why
-              counters = dict.fromkeys(counters, 0)
-              status = "Failed to generate the digest: " + str(err)
+                  return "Unsupported tool: " + name
+              return "ok"
 
-          with open("digest.json", "w", encoding="utf-8") as out:
-              json.dump({
+
+          def digest(name, instance, version, data):
+              counters = dict.fromkeys(CATEGORIES, 0)
+              try:
+                  status = count(name, json.loads(data), counters)
+              except Exception as err:  # any unreadable report: zero counters, and say why
+                  counters = dict.fromkeys(CATEGORIES, 0)
+                  status = "Failed to generate the digest: " + str(err)
+              return {
                   "tool": {"name": name, "instance": instance, "version": version},
                   "issues": counters,
                   "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                   "status": status,
-              }, out)
+              }
+
+
+          def multipart(parts):
+              boundary = uuid.uuid4().hex
+              body = b""
+              for field, content in parts:
+                  body += (
+                      "--%s\r\nContent-Disposition: form-data; name=\"%s\"; filename=\"%s.json\"\r\n"
+                      "Content-Type: application/json\r\n\r\n" % (boundary, field, field)
+                  ).encode() + content + b"\r\n"
+              body += ("--%s--\r\n" % boundary).encode()
+              return body, "multipart/form-data; boundary=" + boundary
+
+
+          def post(url, token, body, content_type):
+              """POSTs once the service answers; retries refused connections and 429/502/503/504
+              (a service starting from zero, a rate limit), about 30 s in all, as `curl --retry 5`."""
+              request = urllib.request.Request(url, data=body, method="POST", headers={
+                  "Authorization": "Bearer " + token, "Content-Type": content_type})
+              for attempt in range(6):
+                  last = attempt == 5
+                  try:
+                      with urllib.request.urlopen(request, timeout=120) as response:
+                          response.read()
+                          return
+                  except urllib.error.HTTPError as err:
+                      detail = err.read()[:2000].decode("utf-8", "replace")
+                      if err.code not in (429, 502, 503, 504) or last:
+                          sys.exit("the job report was refused: HTTP %d %s" % (err.code, detail))
+                      delay = err.headers.get("Retry-After", "")
+                      wait = min(int(delay), 30) if delay.isdigit() else 2 ** attempt
+                  except (urllib.error.URLError, OSError) as err:
+                      if last:
+                          sys.exit("the job report could not be sent: %s" % err)
+                      wait = 2 ** attempt
+                  time.sleep(wait)
+
+
+          def main():
+              parser = argparse.ArgumentParser()
+              parser.add_argument("--name", required=True)
+              parser.add_argument("--version", default="")
+              parser.add_argument("--server-url", required=True)
+              parser.add_argument("--pipeline-id", required=True)
+              parser.add_argument("--run-id", required=True)
+              parser.add_argument("--report", action="append", default=[])
+              parser.add_argument("--instance", action="append", default=[])
+              args = parser.parse_args()
+              token = os.environ.get("AQ_CALLBACK_TOKEN", "")
+              if not token:
+                  sys.exit("AQ_CALLBACK_TOKEN is not set: cannot authenticate the job reports")
+              instances = args.instance or [""] * len(args.report)
+              if len(instances) != len(args.report):
+                  sys.exit("%d reports but %d instances" % (len(args.report), len(instances)))
+              base = "%s/api/pipelines/%s/runs/%s/jobreports/" % (
+                  args.server_url.rstrip("/"), urllib.parse.quote(args.pipeline_id, safe=""),
+                  urllib.parse.quote(args.run_id, safe=""))
+              for path, instance in zip(args.report, instances):
+                  with open(path, "rb") as handle:
+                      data = handle.read()
+                  summary = digest(args.name, instance, args.version, data)
+                  query = urllib.parse.urlencode({"name": args.name, "instance": instance})
+                  body, content_type = multipart([("report", data), ("digest", json.dumps(summary).encode())])
+                  post(base + "?" + query, token, body, content_type)
+                  print("%s %s: %s" % (args.name, instance or "-", json.dumps(summary["issues"])))
+
+
+          main()
   inputs:
-    report: File
-    name: string
-    instance:
+    reports:
+      type:
+        type: array
+        items: File
+        inputBinding:
+          prefix: --report
+      inputBinding:
+        position: 2
+    instances:
+      type:
+      - 'null'
+      - type: array
+        items: string
+        inputBinding:
+          prefix: --instance
+      inputBinding:
+        position: 3
+    name:
       type: string
-      default: ""
+      inputBinding:
+        prefix: --name
+        position: 1
     version:
       type: string
       default: ""
-  outputs:
-    digest:
-      type: File
-      outputBinding:
-        glob: digest.json
-  baseCommand: python3
-  arguments:
-  - make_digest.py
-  - $(inputs.name)
-  - $(inputs.instance)
-  - $(inputs.version)
-  - $(inputs.report.path)
-- class: CommandLineTool
-  id: save_tool
-  label: Send a job report to the Application Quality API
-  doc: |-
-    POSTs the JSON `report` to the run's job-report endpoint, with its `digest` when one is given
-    (then as `multipart/form-data` with the parts `report` and `digest`, as the reference's
-    upload step; an empty digest file counts as `{}`). The per-run callback token comes
-    from the AQ_CALLBACK_TOKEN environment variable of the step pod; it is never a CWL input, so
-    it appears neither in the parameters nor in the stored CWL. `name` and `instance` are
-    URL-encoded, and the URL is passed to curl as one argument (no shell quoting involved).
-  hints:
-    DockerRequirement:
-      dockerPull: curlimages/curl:8.11.1
-  requirements:
-    NetworkAccess:
-      networkAccess: true
-    InlineJavascriptRequirement: {}
-  inputs:
-    report: File
-    digest: File?
-    name: string
-    instance:
+      inputBinding:
+        prefix: --version
+        position: 1
+    server_url:
       type: string
-      default: ""
-    server_url: string
-    pipeline_id: string
-    run_id: string
+      inputBinding:
+        prefix: --server-url
+        position: 1
+    pipeline_id:
+      type: string
+      inputBinding:
+        prefix: --pipeline-id
+        position: 1
+    run_id:
+      type: string
+      inputBinding:
+        prefix: --run-id
+        position: 1
   outputs: []
-  baseCommand: sh
-  arguments:
-  - -c
-  - |-
-    set -e
-    if [ -z "$AQ_CALLBACK_TOKEN" ]; then
-      echo "AQ_CALLBACK_TOKEN is not set: cannot authenticate the job report" >&2
-      exit 1
-    fi
-    if [ -n "$3" ]; then
-      curl --silent --show-error --fail-with-body --retry 5 --retry-connrefused \
-        -X POST -H "Authorization: Bearer $AQ_CALLBACK_TOKEN" \
-        -F "report=@$2;type=application/json" -F "digest=@$3;type=application/json" "$1"
-    else
-      curl --silent --show-error --fail-with-body --retry 5 --retry-connrefused \
-        -X POST -H "Content-Type: application/json" \
-        -H "Authorization: Bearer $AQ_CALLBACK_TOKEN" \
-        --data-binary "@$2" "$1"
-    fi
-  - save
-  - $(inputs.server_url + '/api/pipelines/' + encodeURIComponent(inputs.pipeline_id) + '/runs/' + encodeURIComponent(inputs.run_id) + '/jobreports/?name=' + encodeURIComponent(inputs.name) + '&instance=' + encodeURIComponent(inputs.instance))
-  - $(inputs.report.path)
-  - "$(inputs.digest ? inputs.digest.path : '')"
+  baseCommand: [python3, report.py]

@@ -84,10 +84,7 @@
           print(json.dumps({"tool": "nbcheck", "summary": summary, "files": results}, indent=2))
   inputs:
     source_directory: Directory
-    file_list:
-      type: string[]
-      inputBinding:
-        position: 1
+    regex: string
     require_title: boolean
     allow_error_outputs: boolean
     max_cell_lines: int
@@ -97,10 +94,30 @@
       outputBinding:
         glob: nbcheck.json
   stdout: nbcheck.json
-  baseCommand: python3
+  baseCommand: sh
   arguments:
-  - nbcheck.py
+  - -c
+  - |-
+    set -eu
+    script="$PWD/nbcheck.py"
+    cd "$1"
+    regex="$2"
+    title="$3"
+    errors="$4"
+    longest="$5"
+    # The notebooks to check: those whose path (./dir/name) matches the POSIX regular
+    # expression, sorted; selection and checks are one step (one pod).
+    list=`find . -type f -regex "$regex" | sort`
+    set --
+    while IFS= read -r file; do
+      if [ -n "$file" ]; then set -- "$@" "$file"; fi
+    done <<EOF
+    $list
+    EOF
+    exec python3 "$script" . "$title" "$errors" "$longest" "$@"
+  - nbcheck
   - $(inputs.source_directory.path)
+  - $(inputs.regex)
   - "$(inputs.require_title ? 'yes' : 'no')"
   - "$(inputs.allow_error_outputs ? 'yes' : 'no')"
   - $(inputs.max_cell_lines)

@@ -2,18 +2,15 @@
   id: ruff_tool
   label: Lint Python files with Ruff
   doc: |-
-    Runs `ruff check` on the selected files and writes Ruff's JSON diagnostics. `select` is a
-    comma-separated list of rule codes or prefixes (empty: Ruff's default rules). Findings do
-    not fail the step.
+    Runs `ruff check` on the files of `source_directory` whose path matches `regex` and writes
+    Ruff's JSON diagnostics. `select` is a comma-separated list of rule codes or prefixes
+    (empty: Ruff's default rules). Findings do not fail the step.
   hints:
     DockerRequirement:
       dockerPull: ghcr.io/astral-sh/ruff:0.8.6-alpine
   inputs:
     source_directory: Directory
-    file_list:
-      type: string[]
-      inputBinding:
-        position: 1
+    regex: string
     select: string
   outputs:
     report:
@@ -26,10 +23,18 @@
   - |-
     set -eu
     out="$PWD/ruff.json"
-    root="$1"
-    rules="$2"
-    shift 2
-    cd "$root"
+    cd "$1"
+    regex="$2"
+    rules="$3"
+    # The files to analyse: those under the root whose path (./dir/name) matches the
+    # POSIX regular expression, sorted; selection and analysis are one step (one pod).
+    list=`find . -type f -regex "$regex" | sort`
+    set --
+    while IFS= read -r file; do
+      if [ -n "$file" ]; then set -- "$@" "$file"; fi
+    done <<EOF
+    $list
+    EOF
     if [ "$#" -eq 0 ]; then
       echo "[]" > "$out"
       exit 0
@@ -40,4 +45,5 @@
     ruff check --exit-zero --no-cache --output-format json "$@" > "$out"
   - ruff
   - $(inputs.source_directory.path)
+  - $(inputs.regex)
   - $(inputs.select)
