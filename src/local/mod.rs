@@ -809,10 +809,12 @@ async fn sandbox_usage(path: &Path) -> Option<(process::Usage, Option<&'static s
 
 /// The cache of cwltool's parsed schemas, in the sandbox's shared directory, named after the
 /// installation it comes from (size and time of cwltool's script and interpreter: an upgrade
-/// rewrites them), so a file once written is never replaced under a run binding it.
+/// rewrites them) and after the script that writes it (a release that caches more schemas
+/// writes a new file), so a file once written is never replaced under a run binding it.
 fn schema_cache_path(data_dir: &Path, engine: &Engine) -> PathBuf {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
+    sandbox::INIT.hash(&mut h);
     let python = engine.sandbox.as_ref().map(|s| s.python.clone());
     for file in [Some(engine.cwltool.clone()), python].into_iter().flatten() {
         file.hash(&mut h);
