@@ -1,5 +1,7 @@
 //! Request extractors with the service's error shapes: JSON bodies must say
-//! `Content-Type: application/json` (415 otherwise) and parse (400 with the parser's position);
+//! `Content-Type: application/json` (415 otherwise), be a JSON object (400
+//! `{"non_field_errors": [...]}`, as DRF answers) and parse into the handler's request type (400
+//! with the parser's message and position);
 //! [`TraceParent`] reads a valid W3C `traceparent` header (invalid ones are ignored).
 
 pub use crate::json::{is_json_content_type, parse_json};
@@ -15,7 +17,8 @@ use axum::{
 use serde::de::DeserializeOwned;
 use std::convert::Infallible;
 
-/// A JSON request body.
+/// A JSON request body: an object, read into `T` (every request body of the API is a JSON
+/// object; serde alone would also read a struct from an array).
 #[derive(Debug, Clone)]
 pub struct JsonBody<T>(pub T);
 
@@ -45,6 +48,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(body_rejection)?;
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first != Some(&b'{') {
+            // Well-formed JSON of another kind gets DRF's answer; anything else the parser's.
+            parse_json::<serde::de::IgnoredAny>(&bytes)?;
+            return Err(AppError::field(
+                "non_field_errors",
+                "Invalid data. Expected a dictionary.",
+            ));
+        }
         parse_json(&bytes).map(JsonBody)
     }
 }
