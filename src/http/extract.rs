@@ -15,6 +15,7 @@ use axum::{
     http::{HeaderMap, header, request::Parts},
 };
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use std::convert::Infallible;
 
 /// A JSON request body: an object, read into `T` (every request body of the API is a JSON
@@ -48,16 +49,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(body_rejection)?;
-        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-        if first != Some(&b'{') {
-            // Well-formed JSON of another kind gets DRF's answer; anything else the parser's.
-            parse_json::<serde::de::IgnoredAny>(&bytes)?;
+        // The whole text is parsed (and so checked: UTF-8, numbers, nesting) before it is read
+        // as `T`, whose unknown fields serde would otherwise skip unchecked.
+        let value: Value = parse_json(&bytes)?;
+        if !value.is_object() {
             return Err(AppError::field(
                 "non_field_errors",
                 "Invalid data. Expected a dictionary.",
             ));
         }
-        parse_json(&bytes).map(JsonBody)
+        serde_json::from_value::<T>(value)
+            .map(JsonBody)
+            .map_err(|e| AppError::BadRequest(format!("JSON parse error - {e}")))
     }
 }
 

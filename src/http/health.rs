@@ -8,19 +8,18 @@ use crate::{
     state::AppState,
 };
 use axum::{
-    Json, extract::State,
+    Json,
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
-use utoipa::ToSchema;
 use std::sync::atomic::Ordering;
+use utoipa::ToSchema;
 
 /// `GET /health/readiness`, `GET /health/liveness`.
 pub fn routes<R: Routes>(routes: R) -> R {
-    routes
-        .add(route!(readiness))
-        .add(route!(liveness))
+    routes.add(route!(readiness)).add(route!(liveness))
 }
 
 /// A probe's answer.

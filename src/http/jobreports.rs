@@ -9,7 +9,6 @@
 //! `(run, name, instance)` is unique, enforced by the database.
 
 use crate::{
-    http::routes::{Routes, route},
     config::Config,
     db::{
         self,
@@ -17,6 +16,7 @@ use crate::{
     },
     error::{AppError, AppResult},
     http::auth::{CurrentUser, RunToken},
+    http::routes::{Routes, route},
     http::{
         extract::{body_rejection, is_json_content_type, parse_json},
         multipart,
@@ -29,7 +29,8 @@ use crate::{
     statuses,
 };
 use axum::{
-    Json, body::Bytes,
+    Json,
+    body::Bytes,
     extract::{
         Path, Query, RawQuery, State,
         rejection::{BytesRejection, QueryRejection},

@@ -22,7 +22,6 @@
 //! 503 when the IAM cannot be reached.
 
 use crate::{
-    http::routes::{Routes, route},
     auth::{
         identity::Iam,
         session::{
@@ -32,6 +31,7 @@ use crate::{
     },
     error::{AppError, AppResult},
     http::auth::{CurrentUser, check_csrf_token, session_of},
+    http::routes::{Routes, route},
     state::AppState,
 };
 use axum::{
@@ -42,8 +42,8 @@ use axum::{
     routing::any,
 };
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// How long a started sign-in may take at the IAM.
 const LOGIN_TTL_SECS: u64 = 600;
@@ -410,7 +410,7 @@ fn html_escape(s: &str) -> String {
     tag = "sign-in",
     operation_id = "oidc_logout_page",
     responses(
-        (status = 200, description = "An HTML page: a Sign out button (a form posting to /oidc/logout/ with the CSRF token), or a note that nobody is signed in", content_type = "text/html"),
+        (status = 200, description = "An HTML page: a Sign out button (a form posting to /oidc/logout/ with the CSRF token), or a note that nobody is signed in", body = String, content_type = "text/html"),
     )
 )]
 async fn logout_page(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {

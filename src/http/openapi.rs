@@ -11,7 +11,6 @@
 //! `embedded_document_is_current` and embedded in the binary (see [`EMBEDDED`]): nothing is
 //! built at start-up or on a request.
 
-
 use crate::{
     http::routes::{Routes, route},
     state::AppState,

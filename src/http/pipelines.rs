@@ -11,7 +11,6 @@
 //! reference let NULL versions collide freely). The database's unique index backs the check.
 
 use crate::{
-    http::routes::{Routes, route},
     config::Config,
     db::{
         self,
@@ -19,6 +18,7 @@ use crate::{
     },
     error::{AppError, AppResult, FieldErrors},
     http::auth::CurrentUser,
+    http::routes::{Routes, route},
     http::{
         extract::JsonBody,
         serialize::{self, iso},
@@ -28,7 +28,8 @@ use crate::{
     state::AppState,
 };
 use axum::{
-    Json, extract::{Path, State},
+    Json,
+    extract::{Path, State},
     http::StatusCode,
 };
 use chrono::{SubsecRound, Utc};
@@ -39,11 +40,11 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use utoipa::ToSchema;
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
 };
+use utoipa::ToSchema;
 
 /// The CWL template given to pipelines created without one.
 pub const DEFAULT_TEMPLATE: &str = include_str!("../pipelines/default_template.cwl.jinja");
@@ -631,8 +632,8 @@ async fn list_all<C: ConnectionTrait>(db: &C) -> AppResult<Vec<(Option<i64>, Val
                 quality_rules: r.quality_rules,
             };
             // Kept serialised: the list is answered from this cache (see `state::PipelineList`).
-            let json = serde_json::to_value(Pipeline::new(&p, tools, r.owner_name))
-                .unwrap_or(Value::Null);
+            let json =
+                serde_json::to_value(Pipeline::new(&p, tools, r.owner_name)).unwrap_or(Value::Null);
             (p.owner_id, json)
         })
         .collect())

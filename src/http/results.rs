@@ -10,17 +10,18 @@
 //! (curl retries, a replayed pod) are acknowledged and ignored.
 
 use crate::{
-    http::routes::{Routes, route},
     db::entities::pipeline_run,
     error::{AppError, AppResult},
     http::auth::RunToken,
     http::extract::JsonBody,
     http::openapi::{ErrorDetail, FieldErrors},
+    http::routes::{Routes, route},
     runs,
     state::AppState,
 };
 use axum::{
-    Json, extract::{Path, State},
+    Json,
+    extract::{Path, State},
 };
 use sea_orm::EntityTrait;
 use serde::{Deserialize, Serialize};

@@ -123,6 +123,9 @@ mod tests {
         assert_eq!(routed_path("/api/"), "/api");
         assert_eq!(routed_path("/"), "/");
         assert_eq!(routed_path("/api/openapi.json"), "/api/openapi.json");
-        assert_eq!(routed_path("/{namespace}/{broker}"), "/{namespace}/{broker}");
+        assert_eq!(
+            routed_path("/{namespace}/{broker}"),
+            "/{namespace}/{broker}"
+        );
     }
 }

@@ -6,9 +6,9 @@
 //! 404 says how to read.
 
 use crate::{
-    http::routes::{Routes, route},
     error::{AppError, AppResult},
     http::auth::CurrentUser,
+    http::routes::{Routes, route},
     http::runs::find_visible_run,
     local::{self, LOG_SERVE_MAX},
     runs::RunStatus,
@@ -36,7 +36,7 @@ pub fn routes<R: Routes>(routes: R) -> R {
     security(("bearer" = [])),
     params(("pipeline" = String, Path, description = "Pipeline id, or `_` / `-` for every pipeline"), ("run" = String, Path, description = "Run id")),
     responses(
-        (status = 200, description = "The log of a local run (cwltool and its tools), at most its last 4 MiB", content_type = "text/plain"),
+        (status = 200, description = "The log of a local run (cwltool and its tools), at most its last 4 MiB", body = String, content_type = "text/plain"),
         (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::ErrorDetail),
         (status = 404, description = "No such run visible to the caller, or no log kept for it (not executed, not started yet, on Kubernetes, or removed after its retention)", body = crate::http::openapi::ErrorDetail),
     )

@@ -377,10 +377,7 @@ async fn create(
         triggered_by: None,
     };
     let run = runs::create_run(&state.runs, &req, traceparent).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(run_of(&state.db, &run).await?),
-    ))
+    Ok((StatusCode::CREATED, Json(run_of(&state.db, &run).await?)))
 }
 
 /// `GET /api/pipelines/{id|_|-}/runs/{run}/`: one run (its starter or staff), reconciled with
@@ -482,6 +479,9 @@ mod tests {
         let parse = |v: Value| serde_json::from_value::<RunCreate>(v).unwrap().parameters;
         assert_eq!(parse(json!({})), None);
         assert_eq!(parse(json!({"parameters": null})), None);
-        assert_eq!(parse(json!({"parameters": {"a": {}}})), Some(json!({"a": {}})));
+        assert_eq!(
+            parse(json!({"parameters": {"a": {}}})),
+            Some(json!({"a": {}}))
+        );
     }
 }

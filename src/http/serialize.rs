@@ -183,8 +183,8 @@ pub fn with_run_extras(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
     use chrono::TimeZone;
+    use chrono::Utc;
 
     #[test]
     fn datetimes_have_microseconds_and_z() {

@@ -1,15 +1,16 @@
 //! `GET /api/tags/` and `GET /api/tags/{id}/`: the labels of tools. Anyone may read them.
 
 use crate::{
-    http::routes::{Routes, route},
     db::entities::tag,
     error::{AppError, AppResult},
     http::auth::MaybeUser,
+    http::routes::{Routes, route},
     http::serialize,
     state::AppState,
 };
 use axum::{
-    Json, extract::{Path, State},
+    Json,
+    extract::{Path, State},
 };
 use sea_orm::{EntityTrait, QueryOrder};
 use serde::Serialize;
@@ -17,9 +18,7 @@ use utoipa::ToSchema;
 
 /// Routes of this resource.
 pub fn routes<R: Routes>(routes: R) -> R {
-    routes
-        .add(route!(list))
-        .add(route!(read))
+    routes.add(route!(list)).add(route!(read))
 }
 
 /// A tag of tools.

@@ -10,7 +10,6 @@
 //! ([`crate::auth::login_limit`]); the limit is checked before any database or hashing work.
 
 use crate::{
-    http::routes::{Routes, route},
     auth::{
         jwt::{TokenError, TokenType},
         password::{self, Verified},
@@ -19,10 +18,12 @@ use crate::{
     db::entities::user,
     error::{AppError, AppResult, FieldErrors},
     http::extract::{body_rejection, is_json_content_type, parse_json},
+    http::routes::{Routes, route},
     state::AppState,
 };
 use axum::{
-    Extension, Json, body::Bytes,
+    Extension, Json,
+    body::Bytes,
     extract::{ConnectInfo, State, rejection::BytesRejection},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
@@ -30,8 +31,8 @@ use axum::{
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use utoipa::ToSchema;
 use std::net::{IpAddr, SocketAddr};
+use utoipa::ToSchema;
 
 /// Longest accepted password: bounds the hashing work one request can cause.
 pub const MAX_PASSWORD_LEN: usize = 4096;
@@ -41,9 +42,7 @@ const MAX_TOKEN_LEN: usize = 4096;
 
 /// Routes of this resource.
 pub fn routes<R: Routes>(routes: R) -> R {
-    routes
-        .add(route!(obtain))
-        .add(route!(refresh))
+    routes.add(route!(obtain)).add(route!(refresh))
 }
 
 /// `POST /api/token/` body (JSON or `application/x-www-form-urlencoded`), read field by field

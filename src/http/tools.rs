@@ -2,20 +2,21 @@
 //! Anyone may read them; only staff see tools that are not `available`.
 
 use crate::{
-    http::routes::{Routes, route},
     db::entities::{subworkflow, subworkflow_tag, subworkflow_tool},
     error::{AppError, AppResult},
     http::auth::MaybeUser,
+    http::routes::{Routes, route},
     state::AppState,
 };
 use axum::{
-    Json, extract::{Path, State},
+    Json,
+    extract::{Path, State},
 };
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Select};
 use serde::Serialize;
 use serde_json::Value;
-use utoipa::ToSchema;
 use std::collections::HashMap;
+use utoipa::ToSchema;
 
 /// A tool (subworkflow) pipelines are made of; its CWL `definition` and `pipeline_step` stay
 /// internal.
@@ -42,9 +43,7 @@ const MAX_SLUG_LEN: usize = 50;
 
 /// Routes of this resource.
 pub fn routes<R: Routes>(routes: R) -> R {
-    routes
-        .add(route!(list))
-        .add(route!(read))
+    routes.add(route!(list)).add(route!(read))
 }
 
 fn visible(user: &MaybeUser) -> Select<subworkflow::Entity> {

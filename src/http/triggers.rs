@@ -70,7 +70,10 @@ pub struct Trigger {
 }
 
 /// Triggers with their type's name, pipeline and owner (three extra queries).
-async fn triggers_of<C: ConnectionTrait>(db: &C, items: &[trigger::Model]) -> AppResult<Vec<Trigger>> {
+async fn triggers_of<C: ConnectionTrait>(
+    db: &C,
+    items: &[trigger::Model],
+) -> AppResult<Vec<Trigger>> {
     let owners = svc::users_by_id(db, items.iter().filter_map(|t| t.owner_id)).await?;
     let types: HashMap<String, trigger_type::Model> = trigger_type::Entity::find()
         .filter(trigger_type::Column::Slug.is_in(items.iter().map(|t| t.trigger_type_id.clone())))

@@ -46,9 +46,7 @@ impl From<trigger_type::Model> for TriggerType {
 
 /// Routes of this resource.
 pub fn routes<R: Routes>(routes: R) -> R {
-    routes
-        .add(route!(list))
-        .add(route!(one))
+    routes.add(route!(list)).add(route!(one))
 }
 
 fn is_staff(user: &MaybeUser) -> bool {

@@ -223,7 +223,9 @@ async fn every_body_has_a_real_schema() {
                     && path != "/api/openapi.json"
                     && path != "/api/settings/"
                 {
-                    problems.push(format!("{method} {path} {what}: an object without properties"));
+                    problems.push(format!(
+                        "{method} {path} {what}: an object without properties"
+                    ));
                 }
             }
         }
@@ -309,5 +311,5 @@ async fn every_documented_operation_is_routed() {
             assert!(status < 500, "{method} {url}: {status} {body}");
         }
     }
-    assert!(operations >= 50, "{operations} operations");
+    assert!(operations >= 49, "{operations} operations");
 }
