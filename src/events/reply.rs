@@ -146,19 +146,28 @@ impl Reply {
     }
 }
 
-/// The reply's data: `{status, processed_id, pipeline_id, message, timestamp, run_id? |
-/// run_ids?}`.
-#[derive(Serialize)]
-struct ReplyData<'a> {
-    status: &'static str,
-    processed_id: &'a str,
-    pipeline_id: Option<i64>,
-    message: &'a str,
-    timestamp: i64,
+/// The data of the reply CloudEvent: `{status, processed_id, pipeline_id, message, timestamp,
+/// run_id? | run_ids?}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReplyData<'a> {
+    /// `ok`, `accepted`, `duplicate` or `ignored` (the suffix of the reply's type).
+    #[schema(value_type = String)]
+    pub status: &'static str,
+    /// The incoming event's id.
+    #[schema(value_type = String)]
+    pub processed_id: &'a str,
+    pub pipeline_id: Option<i64>,
+    #[schema(value_type = String)]
+    pub message: &'a str,
+    /// Unix time of the reply.
+    pub timestamp: i64,
+    /// The run a `pipeline.execute` event created.
     #[serde(skip_serializing_if = "Option::is_none")]
-    run_id: Option<i64>,
+    pub run_id: Option<i64>,
+    /// The runs the triggers matching the event created.
     #[serde(skip_serializing_if = "Option::is_none")]
-    run_ids: Option<&'a Vec<i64>>,
+    #[schema(value_type = Option<Vec<i64>>)]
+    pub run_ids: Option<&'a Vec<i64>>,
 }
 
 /// Adapter from the SDK's HTTP serializer to an axum response.

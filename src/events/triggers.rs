@@ -10,7 +10,7 @@
 
 use super::cql2::{self, Context};
 use crate::{
-    db::entities::{pipeline, pipeline_run, trigger, trigger_event, trigger_type, user},
+    db::entities::{pipeline, trigger, trigger_type, user},
     error::{AppError, AppResult, FieldErrors},
     pipelines::{PipelineGraph, params, repos},
     runs::pipeline_visible,
@@ -187,39 +187,55 @@ pub async fn candidates<C: ConnectionTrait>(
         .collect())
 }
 
-/// What a client may send to create or update a trigger (all optional; required ones are
-/// checked on create).
-#[derive(Debug, Default, Deserialize)]
+/// What a client may send to create or update a trigger (all optional; `slug`, `pipeline` and
+/// `trigger_type` are required on create). Any other field is refused; `null` is refused for
+/// typed fields. Filters, defaults and mappings are validated when saved (400 with field
+/// errors).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerInput {
+    /// Letters, digits, `-` and `_`, at most 50 characters; the trigger's key.
     #[serde(default, deserialize_with = "present")]
     pub slug: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     pub status: Option<String>,
     #[serde(default, deserialize_with = "present")]
     pub enabled: Option<bool>,
-    /// `null` is the empty filter.
+    /// A CQL2-JSON filter on the event (`ce.<attribute>`, `data.<path>`); `null` is the empty
+    /// filter, which matches every event of the trigger type.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
     pub cql2_filter: Option<Value>,
+    /// Run parameters `{subworkflow: {tool: {input: value}}}`.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
     pub params_default: Option<Value>,
+    /// `{"subworkflow.tool.input": "data.path"}`: parameters taken from the event.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
     pub params_mapping: Option<Value>,
+    /// Pipeline id; visible to the owner.
     #[serde(default, deserialize_with = "present")]
     pub pipeline: Option<i64>,
     /// Accepted as `pipeline_id` too (the read shape's name).
     #[serde(default, deserialize_with = "present")]
     pub pipeline_id: Option<i64>,
+    /// Trigger type slug.
     #[serde(default, deserialize_with = "present")]
     pub trigger_type: Option<String>,
     /// Username or user id; staff only. `null` removes the owner (staff only).
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub owner: Option<Value>,
     /// Read-only fields of the representation, accepted and ignored so a GET body can be PUT back.
+    #[schema(value_type = Option<String>)]
     pub trigger_type_name: Option<Value>,
+    #[schema(value_type = Option<String>)]
     pub pipeline_name: Option<Value>,
+    #[schema(value_type = Option<String>)]
     pub pipeline_version: Option<Value>,
 }
 
@@ -508,46 +524,8 @@ fn given_values(parameters: &Value) -> Vec<(String, &Value)> {
     out
 }
 
-/// The reference's Trigger shape, plus `enabled`.
-pub async fn to_json_many<C: ConnectionTrait>(
-    db: &C,
-    items: &[trigger::Model],
-) -> AppResult<Vec<Value>> {
-    let owners = users_by_id(db, items.iter().filter_map(|t| t.owner_id)).await?;
-    let types: HashMap<String, trigger_type::Model> = trigger_type::Entity::find()
-        .filter(trigger_type::Column::Slug.is_in(items.iter().map(|t| t.trigger_type_id.clone())))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|t| (t.slug.clone(), t))
-        .collect();
-    let pipelines = pipelines_by_id(db, items.iter().map(|t| t.pipeline_id)).await?;
-    Ok(items
-        .iter()
-        .map(|t| {
-            let mut v = json!({
-                "slug": t.slug,
-                "description": t.description,
-                "status": t.status,
-                "enabled": t.enabled,
-                "cql2_filter": t.cql2_filter,
-                "params_default": t.params_default,
-                "params_mapping": t.params_mapping,
-                "trigger_type": t.trigger_type_id,
-                "trigger_type_name": types.get(&t.trigger_type_id).map(|x| x.name.clone()),
-                "pipeline_id": t.pipeline_id,
-                "pipeline_name": pipelines.get(&t.pipeline_id).map(|p| p.name.clone()),
-                "pipeline_version": pipelines.get(&t.pipeline_id).and_then(|p| p.version.clone()),
-            });
-            if let Some(u) = t.owner_id.and_then(|id| owners.get(&id)) {
-                v["owner"] = json!(u.username);
-            }
-            v
-        })
-        .collect())
-}
-
-async fn users_by_id<C: ConnectionTrait>(
+/// Users by id (one query).
+pub async fn users_by_id<C: ConnectionTrait>(
     db: &C,
     ids: impl Iterator<Item = i64>,
 ) -> AppResult<HashMap<i64, user::Model>> {
@@ -564,7 +542,8 @@ async fn users_by_id<C: ConnectionTrait>(
         .collect())
 }
 
-async fn pipelines_by_id<C: ConnectionTrait>(
+/// Pipelines by id (one query).
+pub async fn pipelines_by_id<C: ConnectionTrait>(
     db: &C,
     ids: impl Iterator<Item = i64>,
 ) -> AppResult<HashMap<i64, pipeline::Model>> {
@@ -578,85 +557,6 @@ async fn pipelines_by_id<C: ConnectionTrait>(
         .await?
         .into_iter()
         .map(|p| (p.id, p))
-        .collect())
-}
-
-/// The TriggerType shape: `{slug, name, description, status, data}`.
-pub fn trigger_type_json(t: &trigger_type::Model) -> Value {
-    json!({
-        "slug": t.slug,
-        "name": t.name,
-        "description": t.description,
-        "status": t.status,
-        "data": t.data,
-    })
-}
-
-/// The reference's TriggerEvent shape (`pipeline_*` and `user` omitted without a run).
-pub async fn trigger_events_json<C: ConnectionTrait>(
-    db: &C,
-    items: &[trigger_event::Model],
-) -> AppResult<Vec<Value>> {
-    let triggers: HashMap<String, trigger::Model> = trigger::Entity::find()
-        .filter(trigger::Column::Slug.is_in(items.iter().map(|e| e.trigger_id.clone())))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|t| (t.slug.clone(), t))
-        .collect();
-    let types: HashMap<String, trigger_type::Model> = trigger_type::Entity::find()
-        .filter(
-            trigger_type::Column::Slug.is_in(triggers.values().map(|t| t.trigger_type_id.clone())),
-        )
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|t| (t.slug.clone(), t))
-        .collect();
-    let run_ids: Vec<i64> = items.iter().filter_map(|e| e.pipeline_run_id).collect();
-    let runs: HashMap<i64, pipeline_run::Model> = if run_ids.is_empty() {
-        HashMap::new()
-    } else {
-        pipeline_run::Entity::find()
-            .filter(pipeline_run::Column::Id.is_in(run_ids))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|r| (r.id, r))
-            .collect()
-    };
-    let pipelines = pipelines_by_id(db, runs.values().map(|r| r.pipeline_id)).await?;
-    let users = users_by_id(db, runs.values().filter_map(|r| r.started_by_id)).await?;
-    Ok(items
-        .iter()
-        .map(|e| {
-            let ty = triggers
-                .get(&e.trigger_id)
-                .and_then(|t| types.get(&t.trigger_type_id));
-            let mut v = json!({
-                "id": e.id,
-                "source": e.source,
-                "event_time": e.event_time,
-                "event_type": e.event_type,
-                "event_headers": e.event_headers,
-                "event_body": e.event_body,
-                "trigger": e.trigger_id,
-                "trigger_type": ty.map(|t| t.slug.clone()),
-                "trigger_type_name": ty.map(|t| t.name.clone()),
-            });
-            if let Some(run) = e.pipeline_run_id.and_then(|id| runs.get(&id)) {
-                v["pipeline_run_id"] = json!(run.id);
-                v["pipeline_id"] = json!(run.pipeline_id);
-                if let Some(p) = pipelines.get(&run.pipeline_id) {
-                    v["pipeline_name"] = json!(p.name);
-                    v["pipeline_version"] = json!(p.version);
-                }
-                if let Some(u) = run.started_by_id.and_then(|id| users.get(&id)) {
-                    v["user"] = json!(u.username);
-                }
-            }
-            v
-        })
         .collect())
 }
 

@@ -11,51 +11,174 @@
 
 use crate::{
     auth::oidc::EventSender,
-    db::entities::received_event,
+    db::{entities::received_event, iso},
     error::{AppError, AppResult},
-    events::{decode::IncomingEvent, dispatch, received_event_json},
+    events::{decode::IncomingEvent, dispatch},
     http::auth::StaffUser,
     http::{
         middleware,
-        paging::{ListQuery, ListUrl, Listing},
+        openapi::ErrorDetail,
+        paging::{ListQuery, ListUrl, Listing, PageParams},
+        routes::{Routes, route},
     },
     state::AppState,
 };
 use axum::{
-    Router,
     body::Bytes,
     extract::{FromRequest, Path, RawQuery, Request, State},
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::post,
+    routing::MethodRouter,
 };
 use futures::future::BoxFuture;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, IntoResponses, ToSchema};
 
 /// `/api/events/`: the Knative Trigger's subscriber path and the staff list of received
 /// events. It sits with the REST routes (the browser frontend reads the list, so CORS
 /// preflights must be answered); the `Host` check exempts its `POST`.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/events", post(receive).get(list))
+pub fn routes<R: Routes>(routes: R) -> R {
+    routes.add(route!(receive)).add(route!(list))
 }
 
 /// The other CloudEvents ingress routes, `POST /` and `POST /<namespace>/<broker>`, which
 /// skip CORS and the `Host` check (see [`crate::http::router`]): brokers deliver with whatever
 /// `Host` their subscriber URI has, and browsers cannot post CloudEvents cross-origin without
 /// a preflight, which is never granted.
-pub fn ingress_router() -> Router<AppState> {
-    Router::new()
-        .route("/", post(receive))
+pub fn ingress_routes<R: Routes>(routes: R) -> R {
+    routes
+        .add(route!(receive_root))
+        .add(route!(receive_broker_path))
         // Other methods on two-segment paths stay plain 404s.
-        .route(
+        .not_an_operation(
             "/{namespace}/{broker}",
-            post(receive_broker_path).fallback(middleware::not_found),
+            MethodRouter::new().fallback(middleware::not_found),
         )
 }
 
+/// A CloudEvent 1.0 in structured mode (`Content-Type: application/cloudevents+json`), as the
+/// CloudEvents SDK reads it. In binary mode the attributes are `ce-*` headers (`ce-id`,
+/// `ce-source`, `ce-type`, `ce-specversion`, ...) and the body is the data. Types handled:
+/// `*.pipeline.execute`, `*.health`, Kubernetes Job events from an ApiServerSource, the
+/// commit-status wake-up (`dev.knative.sources.ping`,
+/// `org.eoepca.application-quality.events.wakeup`), and any type a trigger's CQL2-JSON filter
+/// matches. Redelivery of an already seen (`source`, `id`) is harmless.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({
+    "specversion": "1.0",
+    "id": "b7c1-0001",
+    "source": "https://ci.example.org",
+    "type": "org.eoepca.application-quality.pipeline.execute",
+    "data": {"pipeline_id": 2, "parameters": {}}
+}))]
+pub struct CloudEvent {
+    /// Always `1.0`.
+    pub specversion: String,
+    /// With `source`, the key of exactly-once processing (at most 255 characters).
+    pub id: String,
+    /// At most 255 characters.
+    pub source: String,
+    /// At most 255 characters.
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub subject: Option<String>,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
+    pub time: Option<String>,
+    pub datacontenttype: Option<String>,
+    /// The user a `pipeline.execute` event starts its run as (senders in
+    /// `EVENTS_USER_SENDERS` only).
+    pub user: Option<String>,
+    /// The event's data: for `pipeline.execute`, `{pipeline_id, parameters?, user?}`.
+    pub data: Option<Value>,
+}
+
+/// What the ingress answers. Every failure is `{"detail": ...}`.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+enum IngressResponses {
+    /// Processed: a binary-mode reply CloudEvent (`ce-type` ends in `.ok`, `.accepted`,
+    /// `.duplicate` or `.ignored`; `ce-subject` is the run id, or the run ids, when there are
+    /// any), its data the body.
+    #[response(status = 200)]
+    Processed(crate::events::reply::ReplyData<'static>),
+    /// Not a valid CloudEvent.
+    #[response(status = 400)]
+    NotAnEvent(ErrorDetail),
+    /// Sender authentication is on (`EVENTS_AUTH=oidc`) and the sender's OIDC token is missing
+    /// or invalid.
+    #[response(status = 401)]
+    Unauthenticated(ErrorDetail),
+    /// The sender may not send events, or may not name a `user` (`EVENTS_ALLOWED_SENDERS`,
+    /// `EVENTS_USER_SENDERS`); or, without sender authentication, the event comes from beyond
+    /// this machine and `EVENTS_TRUST_NETWORK` is off.
+    #[response(status = 403)]
+    Forbidden(ErrorDetail),
+    /// The same event is being processed; retry later.
+    #[response(status = 409)]
+    InProgress(ErrorDetail),
+    /// Body too large.
+    #[response(status = 413)]
+    TooLarge(ErrorDetail),
+    /// Unsupported content type (batched CloudEvents among them).
+    #[response(status = 415)]
+    UnsupportedType(ErrorDetail),
+    /// Well-formed but cannot succeed (unknown user, pipeline or parameters).
+    #[response(status = 422)]
+    Unprocessable(ErrorDetail),
+    /// The user the run would start as (the named user, or a matching trigger's owner) has as
+    /// many runs executing or waiting as allowed (`RUNS_MAX_ACTIVE_PER_USER`,
+    /// `RUNS_MAX_QUEUED_PER_USER`); nothing was recorded, retried.
+    #[response(status = 429)]
+    TooManyRuns(ErrorDetail),
+    /// The database, the Kubernetes API or the signing keys of sender tokens are unavailable;
+    /// retried.
+    #[response(status = 503)]
+    Unavailable(ErrorDetail),
+}
+
+/// `POST /api/events/`: the Knative Trigger's subscriber path.
+#[utoipa::path(
+    post,
+    path = "/api/events/",
+    tag = "events",
+    operation_id = "events_receive",
+    summary = "Receive a CloudEvent (Trigger subscriber)",
+    request_body(content(
+        (CloudEvent = "application/cloudevents+json"),
+        (CloudEvent = "application/json"),
+    )),
+    responses(IngressResponses)
+)]
+async fn receive(state: State<AppState>, sender: EventSender, event: IncomingEvent) -> Response {
+    handle(state, sender, event).await
+}
+
+/// `POST /`: where `kn func invoke` sends.
+#[utoipa::path(
+    post,
+    path = "/",
+    tag = "events",
+    operation_id = "events_receive_root",
+    summary = "Receive a CloudEvent (`kn func invoke`)",
+    request_body(content(
+        (CloudEvent = "application/cloudevents+json"),
+        (CloudEvent = "application/json"),
+    )),
+    responses(IngressResponses)
+)]
+async fn receive_root(
+    state: State<AppState>,
+    sender: EventSender,
+    event: IncomingEvent,
+) -> Response {
+    handle(state, sender, event).await
+}
+
 /// Decodes, dispatches and replies with a binary-mode CloudEvent (errors: plain JSON).
-async fn receive(
+async fn handle(
     State(state): State<AppState>,
     sender: EventSender,
     event: IncomingEvent,
@@ -74,6 +197,24 @@ async fn receive(
     response
 }
 
+/// `POST /<namespace>/<broker>`: broker-ingress shaped, so the broker test scripts work when
+/// pointed at the service.
+#[utoipa::path(
+    post,
+    path = "/{namespace}/{broker}",
+    tag = "events",
+    operation_id = "events_receive_broker_path",
+    summary = "Receive a CloudEvent at a broker-ingress shaped path (namespaces `api` and `oidc` are 404)",
+    params(
+        ("namespace" = String, Path, description = "Any namespace name but `api` and `oidc`"),
+        ("broker" = String, Path, description = "Any broker name"),
+    ),
+    request_body(content(
+        (CloudEvent = "application/cloudevents+json"),
+        (CloudEvent = "application/json"),
+    )),
+    responses(IngressResponses)
+)]
 async fn receive_broker_path(
     State(state): State<AppState>,
     Path((namespace, _broker)): Path<(String, String)>,
@@ -84,7 +225,7 @@ async fn receive_broker_path(
     if namespace == "api" || namespace == "oidc" {
         return AppError::NotFound("Not found.".into()).into_response();
     }
-    receive(State(state), sender, event).await
+    handle(State(state), sender, event).await
 }
 
 /// Starting a run as the user named in `ce-user` is impersonation: only senders trusted with
@@ -106,23 +247,102 @@ fn check_user_naming(sender: &EventSender, event: &IncomingEvent) -> Result<(), 
     )))
 }
 
+/// A received CloudEvent, as staff see it (`GET /api/events/`).
+#[derive(Serialize, ToSchema)]
+pub struct ReceivedEvent {
+    pub id: i64,
+    pub source: String,
+    /// The CloudEvent's `id`.
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub subject: Option<String>,
+    #[schema(format = DateTime)]
+    pub time: Option<String>,
+    /// The `user` extension attribute, as sent.
+    pub user: Option<String>,
+    /// `accepted`, `ignored`, `rejected` or `processing`.
+    pub outcome: String,
+    pub message: Option<String>,
+    /// Ids of the runs the event created.
+    #[schema(value_type = Vec<i64>)]
+    pub run_ids: Value,
+    pub pipeline_id: Option<i64>,
+    #[schema(format = DateTime)]
+    pub received_at: String,
+    /// The event's data.
+    pub data: Option<Value>,
+    /// The request headers, without credentials.
+    #[schema(value_type = Object)]
+    pub headers: Value,
+}
+
+impl From<received_event::Model> for ReceivedEvent {
+    fn from(e: received_event::Model) -> Self {
+        ReceivedEvent {
+            id: e.id,
+            source: e.source,
+            event_id: e.event_id,
+            event_type: e.event_type,
+            subject: e.subject,
+            time: e.event_time.as_ref().map(iso),
+            user: e.user,
+            outcome: e.outcome,
+            message: e.message,
+            run_ids: e.run_ids,
+            pipeline_id: e.pipeline_id,
+            received_at: iso(&e.received_at),
+            data: e.data,
+            headers: e.headers,
+        }
+    }
+}
+
 fn serialise_events(
     _db: &DatabaseConnection,
     rows: Vec<received_event::Model>,
-) -> BoxFuture<'_, AppResult<Vec<(i64, Value)>>> {
-    Box::pin(async move {
-        Ok(rows
-            .iter()
-            .map(|e| (e.id, received_event_json(e)))
-            .collect())
-    })
+) -> BoxFuture<'_, AppResult<Vec<(i64, ReceivedEvent)>>> {
+    Box::pin(async move { Ok(rows.into_iter().map(|e| (e.id, e.into())).collect()) })
+}
+
+/// Filters of the received-event list (all optional, combined with AND).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct EventFilters {
+    /// Event type prefix.
+    #[param(rename = "type")]
+    ty: Option<String>,
+    /// Exact event source.
+    source: Option<String>,
+    /// Exact outcome.
+    outcome: Option<String>,
+    /// Received at or after this time (RFC 3339).
+    received_after: Option<String>,
+    /// Received before this time (RFC 3339).
+    received_before: Option<String>,
 }
 
 /// `GET /api/events/?type=<prefix>&source=&outcome=`: staff only, newest first; the whole list
 /// streamed, or pages (see [`crate::http::paging`]).
+#[utoipa::path(
+    get,
+    path = "/api/events/",
+    tag = "events",
+    operation_id = "events_list",
+    summary = "Received events, newest first (staff)",
+    security(("bearer" = [])),
+    params(EventFilters, PageParams),
+    responses(
+        (status = 200, description = "Received events: all of them as an array (streamed) without paging parameters, else a `Page` of them", body = Vec<ReceivedEvent>),
+        (status = 400, description = "Malformed filter or paging parameter", body = ErrorDetail),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorDetail),
+        (status = 403, description = "The caller is not staff", body = ErrorDetail),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
-    StaffUser(_): StaffUser,
+    _staff: StaffUser,
     RawQuery(raw): RawQuery,
     url: ListUrl,
 ) -> AppResult<Response> {

@@ -1,5 +1,7 @@
 //! Request extractors with the service's error shapes: JSON bodies must say
-//! `Content-Type: application/json` (415 otherwise) and parse (400 with the parser's position);
+//! `Content-Type: application/json` (415 otherwise), be a JSON object (400
+//! `{"non_field_errors": [...]}`, as DRF answers) and parse into the handler's request type (400
+//! with the parser's message and position);
 //! [`TraceParent`] reads a valid W3C `traceparent` header (invalid ones are ignored).
 
 pub use crate::json::{is_json_content_type, parse_json};
@@ -13,9 +15,11 @@ use axum::{
     http::{HeaderMap, header, request::Parts},
 };
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use std::convert::Infallible;
 
-/// A JSON request body.
+/// A JSON request body: an object, read into `T` (every request body of the API is a JSON
+/// object; serde alone would also read a struct from an array).
 #[derive(Debug, Clone)]
 pub struct JsonBody<T>(pub T);
 
@@ -45,7 +49,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(body_rejection)?;
-        parse_json(&bytes).map(JsonBody)
+        // The whole text is parsed (and so checked: UTF-8, numbers, nesting) before it is read
+        // as `T`, whose unknown fields serde would otherwise skip unchecked.
+        let value: Value = parse_json(&bytes)?;
+        if !value.is_object() {
+            return Err(AppError::field(
+                "non_field_errors",
+                "Invalid data. Expected a dictionary.",
+            ));
+        }
+        serde_json::from_value::<T>(value)
+            .map(JsonBody)
+            .map_err(|e| AppError::BadRequest(format!("JSON parse error - {e}")))
     }
 }
 

@@ -1,9 +1,20 @@
 //! `GET /api/`: the API root, listing the collections as absolute URLs built from `PUBLIC_URL`
 //! (like the reference's router root). Anyone may read it.
 
-use crate::{http::auth::MaybeUser, state::AppState};
-use axum::{Json, Router, extract::State, routing::get};
-use serde_json::{Map, Value};
+use crate::{
+    http::auth::MaybeUser,
+    http::routes::{Routes, route},
+    state::AppState,
+};
+use axum::{Json, extract::State};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+/// The API root: collection name -> absolute URL.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"pipelines": "https://aq.example.org/api/pipelines/"}))]
+pub struct ApiRoot(BTreeMap<&'static str, String>);
 
 /// Collections listed at the API root, in the reference's order, plus ours.
 const COLLECTIONS: [&str; 8] = [
@@ -18,8 +29,8 @@ const COLLECTIONS: [&str; 8] = [
 ];
 
 /// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api", get(index))
+pub fn routes<R: Routes>(routes: R) -> R {
+    routes.add(route!(index))
 }
 
 /// `GET /api/`: the collections, as absolute URLs.
@@ -29,13 +40,14 @@ pub fn router() -> Router<AppState> {
     tag = "service",
     operation_id = "api_root",
     security((), ("bearer" = [])),
-    responses((status = 200, description = "Collection name -> URL", body = crate::http::openapi::schemas::ApiRoot))
+    responses((status = 200, description = "Collection name -> URL", body = ApiRoot))
 )]
-async fn index(State(state): State<AppState>, _user: MaybeUser) -> Json<Value> {
+async fn index(State(state): State<AppState>, _user: MaybeUser) -> Json<ApiRoot> {
     let base = state.config.server.public_url.trim_end_matches('/');
-    let links: Map<String, Value> = COLLECTIONS
-        .iter()
-        .map(|c| ((*c).to_string(), Value::String(format!("{base}/api/{c}/"))))
-        .collect();
-    Json(Value::Object(links))
+    Json(ApiRoot(
+        COLLECTIONS
+            .iter()
+            .map(|c| (*c, format!("{base}/api/{c}/")))
+            .collect(),
+    ))
 }

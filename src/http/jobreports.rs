@@ -16,19 +16,20 @@ use crate::{
     },
     error::{AppError, AppResult},
     http::auth::{CurrentUser, RunToken},
+    http::routes::{Routes, route},
     http::{
         extract::{body_rejection, is_json_content_type, parse_json},
         multipart,
         paging::{ListQuery, ListUrl, Listing},
         runs::{find_visible_run, run_not_found},
-        serialize::{self, PipelineScope},
+        serialize::{self, PipelineScope, iso},
     },
     quality,
     state::AppState,
     statuses,
 };
 use axum::{
-    Json, Router,
+    Json,
     body::Bytes,
     extract::{
         Path, Query, RawQuery, State,
@@ -36,7 +37,6 @@ use axum::{
     },
     http::{HeaderMap, StatusCode, header},
     response::Response,
-    routing::get,
 };
 use chrono::Utc;
 use futures::future::BoxFuture;
@@ -44,8 +44,9 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
     DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, Statement, TransactionTrait,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// Longest report name (a slug, the column's size).
 pub const MAX_NAME_LEN: usize = 50;
@@ -53,16 +54,61 @@ pub const MAX_NAME_LEN: usize = 50;
 pub const MAX_INSTANCE_LEN: usize = 200;
 
 /// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/pipelines/{pipeline}/runs/{run}/jobreports",
-            get(list).post(create),
-        )
-        .route(
-            "/api/pipelines/{pipeline}/runs/{run}/jobreports/{id}",
-            get(read),
-        )
+pub fn routes<R: Routes>(routes: R) -> R {
+    routes
+        .add(route!(list))
+        .add(route!(create))
+        .add(route!(read))
+}
+
+/// A job report sent by a pipeline step.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobReport {
+    pub id: i64,
+    /// The tool's slug.
+    pub name: String,
+    pub instance: String,
+    #[schema(required = true, format = DateTime)]
+    pub created_at: Option<String>,
+    /// The report document, verbatim.
+    #[schema(value_type = ReportDocument)]
+    pub output: Value,
+    /// The tool's counters as its digest step wrote them (`{}` when none was uploaded).
+    #[schema(value_type = Object)]
+    pub digest: Value,
+    /// Run id.
+    pub run: i64,
+}
+
+impl From<&job_report::Model> for JobReport {
+    fn from(j: &job_report::Model) -> Self {
+        JobReport {
+            id: j.id,
+            name: j.name.clone(),
+            instance: j.instance.clone(),
+            created_at: j.created_at.as_ref().map(iso),
+            output: j.output.clone(),
+            digest: j.digest.clone(),
+            run: j.run_id,
+        }
+    }
+}
+
+/// A tool's report: any JSON document (SARIF, a linter's JSON output, ...), stored verbatim.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ReportDocument(Value);
+
+/// The multipart upload of a job report (`curl -F report=@r.json -F digest=@digest.json`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ReportUpload {
+    /// The report document (JSON).
+    #[schema(format = Binary)]
+    report: String,
+    /// The digest (a JSON object; an empty file counts as `{}`).
+    #[schema(format = Binary)]
+    digest: String,
 }
 
 /// `?name=&instance=`.
@@ -80,13 +126,8 @@ fn query_of(q: Result<Query<ReportQuery>, QueryRejection>) -> AppResult<ReportQu
 fn serialise_reports(
     _db: &DatabaseConnection,
     rows: Vec<job_report::Model>,
-) -> BoxFuture<'_, AppResult<Vec<(i64, Value)>>> {
-    Box::pin(async move {
-        Ok(rows
-            .iter()
-            .map(|j| (j.id, serialize::job_report(j)))
-            .collect())
-    })
+) -> BoxFuture<'_, AppResult<Vec<(i64, JobReport)>>> {
+    Box::pin(async move { Ok(rows.iter().map(|j| (j.id, JobReport::from(j))).collect()) })
 }
 
 /// `GET .../jobreports/?name=&instance=`: the run's reports (its starter or staff), oldest
@@ -97,12 +138,12 @@ fn serialise_reports(
     tag = "jobreports",
     operation_id = "jobreports_list",
     security(("bearer" = [])),
-    params(("pipeline" = String, Path, description = "Pipeline id, or `_` / `-` for every pipeline"), ("run" = String, Path, description = "Run id"), ("name" = Option<String>, Query, description = "Tool slug"), ("instance" = Option<String>, Query, description = "Instance (e.g. a file)"), crate::http::openapi::schemas::PageParams),
+    params(("pipeline" = String, Path, description = "Pipeline id, or `_` / `-` for every pipeline"), ("run" = String, Path, description = "Run id"), ("name" = Option<String>, Query, description = "Tool slug"), ("instance" = Option<String>, Query, description = "Instance (e.g. a file)"), crate::http::paging::PageParams),
     responses(
-        (status = 200, description = "Job reports: an array without paging parameters, else a `Page` of them", body = Vec<crate::http::openapi::schemas::JobReport>),
-        (status = 400, description = "Malformed query string", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 404, description = "No such pipeline or run visible to the caller", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 200, description = "Job reports: an array without paging parameters, else a `Page` of them", body = Vec<JobReport>),
+        (status = 400, description = "Malformed query string", body = crate::http::openapi::ErrorDetail),
+        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::ErrorDetail),
+        (status = 404, description = "No such pipeline or run visible to the caller", body = crate::http::openapi::ErrorDetail),
     )
 )]
 async fn list(
@@ -140,16 +181,16 @@ async fn list(
     security(("bearer" = [])),
     params(("pipeline" = String, Path, description = "Pipeline id, or `_` / `-` for every pipeline"), ("run" = String, Path, description = "Run id"), ("id" = String, Path, description = "Job report id")),
     responses(
-        (status = 200, description = "The job report", body = crate::http::openapi::schemas::JobReport),
-        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 404, description = "No such pipeline, run or report visible to the caller", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 200, description = "The job report", body = JobReport),
+        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::ErrorDetail),
+        (status = 404, description = "No such pipeline, run or report visible to the caller", body = crate::http::openapi::ErrorDetail),
     )
 )]
 async fn read(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path((pipeline, run, id)): Path<(String, String, String)>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<JobReport>> {
     let run = find_visible_run(&state.db, &user, &pipeline, &run).await?;
     let id = serialize::parse_id(&id)?;
     let report = job_report::Entity::find_by_id(id)
@@ -157,7 +198,7 @@ async fn read(
         .await?
         .filter(|j| j.run_id == run.id)
         .ok_or_else(|| AppError::NotFound("No JobReport matches the given query.".into()))?;
-    Ok(Json(serialize::job_report(&report)))
+    Ok(Json(JobReport::from(&report)))
 }
 
 /// Checks `name` (required slug) and `instance` (optional, bounded).
@@ -271,20 +312,20 @@ async fn multipart_body(body: Bytes, boundary: &str) -> AppResult<(Value, Value)
     request_body(
         description = "The report, any JSON (`curl -d` form and missing content types are read as JSON; the digest is then `{}`), or a multipart upload with a `report` part and a `digest` part (`curl -F report=@r.json -F digest=@digest.json`)",
         content(
-            (serde_json::Value = "application/json"),
-            (serde_json::Value = "application/x-www-form-urlencoded"),
-            (crate::http::openapi::schemas::ReportUpload = "multipart/form-data"),
+            (ReportDocument = "application/json"),
+            (ReportDocument = "application/x-www-form-urlencoded"),
+            (ReportUpload = "multipart/form-data"),
         )
     ),
     responses(
-        (status = 201, description = "Stored", body = crate::http::openapi::schemas::JobReport),
-        (status = 400, description = "Bad JSON, a missing or malformed multipart part, a digest that is not an object, missing or invalid `name`, or a duplicate (name, instance)", body = crate::http::openapi::schemas::FieldErrors),
-        (status = 401, description = "Missing or malformed callback token", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 403, description = "The token does not belong to this run, or its run ended longer than `CALLBACK_GRACE_SECS` ago", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 404, description = "No such run in this pipeline", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 413, description = "Body too large, or the run's reports would exceed `CALLBACK_MAX_REPORT_BYTES_PER_RUN`", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 415, description = "Unsupported content type", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 429, description = "The run posted `CALLBACK_MAX_REPORTS_PER_RUN` reports already", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 201, description = "Stored", body = JobReport),
+        (status = 400, description = "Bad JSON, a missing or malformed multipart part, a digest that is not an object, missing or invalid `name`, or a duplicate (name, instance)", body = crate::http::openapi::FieldErrors),
+        (status = 401, description = "Missing or malformed callback token", body = crate::http::openapi::ErrorDetail),
+        (status = 403, description = "The token does not belong to this run, or its run ended longer than `CALLBACK_GRACE_SECS` ago", body = crate::http::openapi::ErrorDetail),
+        (status = 404, description = "No such run in this pipeline", body = crate::http::openapi::ErrorDetail),
+        (status = 413, description = "Body too large, or the run's reports would exceed `CALLBACK_MAX_REPORT_BYTES_PER_RUN`", body = crate::http::openapi::ErrorDetail),
+        (status = 415, description = "Unsupported content type", body = crate::http::openapi::ErrorDetail),
+        (status = 429, description = "The run posted `CALLBACK_MAX_REPORTS_PER_RUN` reports already", body = crate::http::openapi::ErrorDetail),
     )
 )]
 async fn create(
@@ -294,7 +335,7 @@ async fn create(
     query: Result<Query<ReportQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> AppResult<(StatusCode, Json<Value>)> {
+) -> AppResult<(StatusCode, Json<JobReport>)> {
     let (output, digest) = callback_body(&headers, body.map_err(body_rejection)?).await?;
     let scope = PipelineScope::parse(&pipeline)?;
     let run_id = serialize::parse_id(&run)?;
@@ -334,7 +375,7 @@ async fn create(
     if queued {
         statuses::kick(&state.runs.notifier);
     }
-    Ok((StatusCode::CREATED, Json(serialize::job_report(&report))))
+    Ok((StatusCode::CREATED, Json(JobReport::from(&report))))
 }
 
 /// The run's report quota: at most `CALLBACK_MAX_REPORTS_PER_RUN` reports (429 beyond) and

@@ -31,17 +31,19 @@ use crate::{
     },
     error::{AppError, AppResult},
     http::auth::{CurrentUser, check_csrf_token, session_of},
+    http::routes::{Routes, route},
     state::AppState,
 };
 use axum::{
-    Json, Router,
+    Json,
     extract::{Query, State, rejection::QueryRejection},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{any, get},
+    routing::any,
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 /// How long a started sign-in may take at the IAM.
 const LOGIN_TTL_SECS: u64 = 600;
@@ -49,14 +51,15 @@ const LOGIN_TTL_SECS: u64 = 600;
 const MAX_PARAM_LEN: usize = 2048;
 
 /// Routes of the sign-in.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/oidc/authenticate", get(authenticate))
-        .route("/oidc/callback", get(callback))
-        .route("/oidc/user-details", get(user_details))
-        .route("/oidc/logout", get(logout_page).post(logout))
+pub fn routes<R: Routes>(routes: R) -> R {
+    routes
+        .add(route!(authenticate))
+        .add(route!(callback))
+        .add(route!(user_details))
+        .add(route!(logout_page))
+        .add(route!(logout))
         // Anything else under /oidc/ is a 404, never the broker-shaped event route.
-        .route("/oidc/{*rest}", any(crate::http::middleware::not_found))
+        .not_an_operation("/oidc/{*rest}", any(crate::http::middleware::not_found))
 }
 
 fn iam(state: &AppState) -> AppResult<&Iam> {
@@ -90,8 +93,8 @@ fn redirect(location: &str, cookies: Vec<String>) -> Response {
     operation_id = "oidc_authenticate",
     responses(
         (status = 302, description = "To the IAM's authorization endpoint; sets the pre-login cookie"),
-        (status = 404, description = "OIDC_ENABLED is off", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 503, description = "The IAM's discovery document cannot be fetched", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 404, description = "OIDC_ENABLED is off", body = crate::http::openapi::ErrorDetail),
+        (status = 503, description = "The IAM's discovery document cannot be fetched", body = crate::http::openapi::ErrorDetail),
     )
 )]
 async fn authenticate(State(state): State<AppState>) -> AppResult<Response> {
@@ -163,9 +166,9 @@ struct TokenAnswer {
     ),
     responses(
         (status = 302, description = "Signed in: session and csrftoken cookies set, to LOGIN_REDIRECT_URL"),
-        (status = 400, description = "No sign-in of this browser, or a wrong state", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 401, description = "The IAM refused the code, or the ID token does not verify", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 503, description = "The IAM cannot be reached", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 400, description = "No sign-in of this browser, or a wrong state", body = crate::http::openapi::ErrorDetail),
+        (status = 401, description = "The IAM refused the code, or the ID token does not verify", body = crate::http::openapi::ErrorDetail),
+        (status = 503, description = "The IAM cannot be reached", body = crate::http::openapi::ErrorDetail),
     )
 )]
 async fn callback(
@@ -323,6 +326,23 @@ async fn exchange_code(iam: &Iam, code: &str, verifier: &str) -> AppResult<Strin
         .ok_or_else(|| AppError::Unauthorized("The IAM's token answer carries no ID token.".into()))
 }
 
+/// The signed-in user, in the shape the frontend reads.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": 3, "username": "alice", "email": "alice@example.org", "first_name": "Alice", "last_name": "", "is_active": true, "is_admin": false, "is_superuser": false}))]
+pub struct UserDetails {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    /// From the IAM's ID token, kept in the session.
+    pub first_name: String,
+    pub last_name: String,
+    pub is_active: bool,
+    /// Same as `is_staff`.
+    pub is_admin: bool,
+    /// Same as `is_staff`: staff may do everything.
+    pub is_superuser: bool,
+}
+
 /// `GET /oidc/user-details/`: the signed-in user in the shape the frontend reads.
 #[utoipa::path(
     get,
@@ -331,32 +351,31 @@ async fn exchange_code(iam: &Iam, code: &str, verifier: &str) -> AppResult<Strin
     operation_id = "oidc_user_details",
     security(("session" = []), ("bearer" = [])),
     responses(
-        (status = 200, description = "The user", body = Object, example = json!({"id": 3, "username": "alice", "email": "alice@example.org", "first_name": "Alice", "last_name": "", "is_active": true, "is_admin": false, "is_superuser": false})),
-        (status = 401, description = "Not signed in", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 200, description = "The user", body = UserDetails),
+        (status = 401, description = "Not signed in", body = crate::http::openapi::ErrorDetail),
     )
 )]
 async fn user_details(
     State(state): State<AppState>,
     headers: HeaderMap,
     CurrentUser(user): CurrentUser,
-) -> Json<Value> {
+) -> Json<UserDetails> {
     // Names live in the session (there are no columns for them).
     let session = session_of(&headers, &state, true).ok().flatten();
     let (first, last) = match &session {
         Some(s) if s.uid == user.id => (s.first_name.as_str(), s.last_name.as_str()),
         _ => ("", ""),
     };
-    Json(json!({
-        "id": user.id,
-        "username": user.username,
-        "email": user.email,
-        "first_name": first,
-        "last_name": last,
-        "is_active": user.is_active,
-        "is_admin": user.is_staff,
-        // No separate superuser flag here: staff may do everything.
-        "is_superuser": user.is_staff,
-    }))
+    Json(UserDetails {
+        id: user.id,
+        username: user.username.clone(),
+        email: user.email.clone(),
+        first_name: first.to_owned(),
+        last_name: last.to_owned(),
+        is_active: user.is_active,
+        is_admin: user.is_staff,
+        is_superuser: user.is_staff,
+    })
 }
 
 /// The session of a request if it is live: sealed by us, not expired, not signed out.
@@ -391,7 +410,7 @@ fn html_escape(s: &str) -> String {
     tag = "sign-in",
     operation_id = "oidc_logout_page",
     responses(
-        (status = 200, description = "An HTML page: a Sign out button (a form posting to /oidc/logout/ with the CSRF token), or a note that nobody is signed in", content_type = "text/html"),
+        (status = 200, description = "An HTML page: a Sign out button (a form posting to /oidc/logout/ with the CSRF token), or a note that nobody is signed in", body = String, content_type = "text/html"),
     )
 )]
 async fn logout_page(State(state): State<AppState>, headers: HeaderMap) -> AppResult<Response> {
@@ -450,8 +469,8 @@ fn submitted_csrf(headers: &HeaderMap, body: &[u8]) -> String {
     request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`csrfmiddlewaretoken=<the csrftoken cookie>` (or send it as X-CSRFToken)"),
     responses(
         (status = 303, description = "Session signed out (a copy of its cookie is refused everywhere), cookies cleared; to the IAM's end-session endpoint or LOGOUT_REDIRECT_URL. Without a live session only the cookies are cleared"),
-        (status = 403, description = "A live session without the right CSRF token or from another origin", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 503, description = "The database cannot record the sign-out; nothing was changed, retry", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 403, description = "A live session without the right CSRF token or from another origin", body = crate::http::openapi::ErrorDetail),
+        (status = 503, description = "The database cannot record the sign-out; nothing was changed, retry", body = crate::http::openapi::ErrorDetail),
     )
 )]
 async fn logout(

@@ -12,7 +12,7 @@
 //!   rows are added, for clients that walk everything.
 //!
 //! Each list supplies its filtered [`Select`] and a batch serialiser (one function turning its
-//! rows into JSON, used for every shape); ordering is by primary key, ascending or descending.
+//! rows into its response type, used for every shape); ordering is by primary key, ascending or descending.
 
 use crate::error::{AppError, AppResult};
 use axum::{
@@ -27,8 +27,9 @@ use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
     QuerySelect, Select, sea_query::Expr,
 };
-use serde_json::{Value, json};
+use serde::Serialize;
 use std::{convert::Infallible, sync::Arc};
+use utoipa::{IntoParams, ToSchema};
 
 /// Rows per statement when streaming a whole list.
 pub const BATCH: u64 = 500;
@@ -230,12 +231,51 @@ impl<S: Send + Sync> FromRequestParts<S> for ListUrl {
     }
 }
 
-/// Turns one batch of rows into `(id, JSON)` pairs (may look up related rows for the batch).
-pub type Serialise<M> =
-    for<'a> fn(&'a DatabaseConnection, Vec<M>) -> BoxFuture<'a, AppResult<Vec<(i64, Value)>>>;
+/// Turns one batch of rows into `(id, item)` pairs (may look up related rows for the batch).
+pub type Serialise<M, T> =
+    for<'a> fn(&'a DatabaseConnection, Vec<M>) -> BoxFuture<'a, AppResult<Vec<(i64, T)>>>;
+
+/// Paging parameters of every list that grows with use. Without any of them the whole list is
+/// returned as an array (streamed, as the reference's frontend expects).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct PageParams {
+    /// Page size, 1 to 1000 (larger values are clamped; 100 when only `offset` or `cursor` is
+    /// given). Selects the `LimitOffsetPagination` shape `{count, next, previous, results}`.
+    limit: Option<u64>,
+    /// Rows to skip (with `limit`).
+    offset: Option<u64>,
+    /// Keyset paging: empty for the first page, then the `next` link's value. Pages
+    /// `{next, previous: null, results}` that neither skip nor repeat rows while rows are
+    /// added. Not together with `offset`.
+    cursor: Option<String>,
+}
+
+/// A page of a list (`?limit=&offset=`), as DRF's `LimitOffsetPagination`.
+#[derive(Serialize, ToSchema)]
+pub struct Page<T> {
+    /// Number of rows matching the filters.
+    pub count: u64,
+    /// URL of the next page; null on the last.
+    pub next: Option<String>,
+    /// URL of the previous page; null on the first.
+    pub previous: Option<String>,
+    pub results: Vec<T>,
+}
+
+/// A keyset page of a list (`?cursor=`).
+#[derive(Serialize, ToSchema)]
+pub struct CursorPage<T> {
+    /// URL of the next page; null after the last row.
+    pub next: Option<String>,
+    /// Always null (keyset pages go forward).
+    pub previous: Option<String>,
+    pub results: Vec<T>,
+}
 
 /// One list: its filtered rows, primary key, direction and serialiser.
-pub struct Listing<E: EntityTrait, M> {
+pub struct Listing<E: EntityTrait, M, T> {
     /// Filtered (and, for extra columns, decorated) select; no order, limit or offset.
     pub select: Select<E>,
     /// The primary key column (the keyset and the order).
@@ -243,14 +283,15 @@ pub struct Listing<E: EntityTrait, M> {
     /// Newest first.
     pub descending: bool,
     /// Serialiser of a batch.
-    pub serialise: Serialise<M>,
+    pub serialise: Serialise<M, T>,
 }
 
-impl<E, M> Listing<E, M>
+impl<E, M, T> Listing<E, M, T>
 where
     E: EntityTrait,
     E::Column: Send + Sync,
     M: FromQueryResult + Send + Sync + 'static,
+    T: Serialize + Send + Sync + 'static,
 {
     /// The rows after `after` (in list order), `offset`, at most `limit` of them.
     async fn batch(
@@ -259,7 +300,7 @@ where
         after: Option<i64>,
         offset: Option<u64>,
         limit: u64,
-    ) -> AppResult<Vec<(i64, Value)>> {
+    ) -> AppResult<Vec<(i64, T)>> {
         let rows = self
             .page_select(after, offset, limit)
             .into_model::<M>()
@@ -368,12 +409,12 @@ where
                     }
                     link(url, query, &extra)
                 });
-                Ok(axum::Json(json!({
-                    "count": count,
-                    "next": next,
-                    "previous": previous,
-                    "results": results.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
-                }))
+                Ok(axum::Json(Page {
+                    count,
+                    next,
+                    previous,
+                    results: results.into_iter().map(|(_, v)| v).collect(),
+                })
                 .into_response())
             }
             Mode::Cursor { limit, after } => {
@@ -389,11 +430,11 @@ where
                     )),
                     _ => None,
                 };
-                Ok(axum::Json(json!({
-                    "next": next,
-                    "previous": Value::Null,
-                    "results": rows.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
-                }))
+                Ok(axum::Json(CursorPage {
+                    next,
+                    previous: None,
+                    results: rows.into_iter().map(|(_, v)| v).collect(),
+                })
                 .into_response())
             }
         }
@@ -414,11 +455,11 @@ fn json_response(body: Body) -> Response {
 }
 
 /// State of a streamed list between two batches.
-struct Walk<E: EntityTrait, M> {
-    listing: Arc<Listing<E, M>>,
+struct Walk<E: EntityTrait, M, T> {
+    listing: Arc<Listing<E, M, T>>,
     db: DatabaseConnection,
     /// Rows read but not yet written (the first batch, read before answering).
-    pending: Option<Vec<(i64, Value)>>,
+    pending: Option<Vec<(i64, T)>>,
     after: Option<i64>,
     wrote_any: bool,
     done: bool,
@@ -427,15 +468,16 @@ struct Walk<E: EntityTrait, M> {
 /// The whole list as a streamed JSON array: `[`, each batch's items, `]`. A database error
 /// after the first batch aborts the response (the client sees a cut-off body, never a
 /// well-formed but incomplete list) and is logged.
-fn stream_all<E, M>(
-    listing: Arc<Listing<E, M>>,
+fn stream_all<E, M, T>(
+    listing: Arc<Listing<E, M, T>>,
     db: DatabaseConnection,
-    first: Vec<(i64, Value)>,
+    first: Vec<(i64, T)>,
 ) -> Body
 where
     E: EntityTrait + 'static,
     E::Column: Send + Sync,
     M: FromQueryResult + Send + Sync + 'static,
+    T: Serialize + Send + Sync + 'static,
 {
     let walk = Walk {
         listing,
@@ -468,7 +510,7 @@ where
             if w.wrote_any {
                 buf.push(b',');
             }
-            // Serialising a `Value` into a Vec cannot fail.
+            // Serialising these types (strings, numbers, JSON values) into a Vec cannot fail.
             let _ = serde_json::to_writer(&mut buf, item);
             w.wrote_any = true;
             w.after = Some(*id);

@@ -18,16 +18,19 @@ use crate::{
     },
     error::{AppError, AppResult, FieldErrors},
     http::auth::CurrentUser,
-    http::{extract::JsonBody, serialize},
+    http::routes::{Routes, route},
+    http::{
+        extract::JsonBody,
+        serialize::{self, iso},
+    },
     pipelines::params,
     runs::{pipeline_not_found, pipeline_visible},
     state::AppState,
 };
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
     http::StatusCode,
-    routing::get,
 };
 use chrono::{SubsecRound, Utc};
 use sea_orm::{
@@ -35,11 +38,13 @@ use sea_orm::{
     EntityTrait, FromQueryResult, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, TransactionTrait, sea_query::Expr,
 };
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
 };
+use utoipa::ToSchema;
 
 /// The CWL template given to pipelines created without one.
 pub const DEFAULT_TEMPLATE: &str = include_str!("../pipelines/default_template.cwl.jinja");
@@ -57,13 +62,110 @@ const DUPLICATE_ON_CREATE: &str = "A pipeline with this name, version, and owner
 const DUPLICATE_ON_UPDATE: &str = "The fields name, owner, version must make a unique set.";
 
 /// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/pipelines", get(list).post(create))
-        .route(
-            "/api/pipelines/{id}",
-            get(read).put(replace).patch(update).delete(remove),
-        )
+pub fn routes<R: Routes>(routes: R) -> R {
+    routes
+        .add(route!(list))
+        .add(route!(create))
+        .add(route!(read))
+        .add(route!(replace))
+        .add(route!(update))
+        .add(route!(remove))
+}
+
+/// Body of `POST`, `PUT` (`name` required) and `PATCH` (all optional) on pipelines. Each field
+/// is read as sent (absent, `null` or a value) and checked by [`parse_changes`], which reports
+/// every field's problem at once with the reference's (DRF's) messages. Other fields, such as
+/// the read-only ones of [`Pipeline`] that the frontend sends back, are ignored.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct PipelineWrite {
+    /// At most 50 characters; required on `POST` and `PUT`.
+    #[serde(default, deserialize_with = "sent")]
+    #[schema(value_type = Option<String>, max_length = 50)]
+    name: Option<Value>,
+    /// At most 10,000 characters.
+    #[serde(default, deserialize_with = "sent")]
+    #[schema(value_type = Option<String>, max_length = 10000)]
+    description: Option<Value>,
+    /// At most 50 characters.
+    #[serde(default, deserialize_with = "sent")]
+    #[schema(value_type = Option<String>, max_length = 50)]
+    version: Option<Value>,
+    /// Tool (subworkflow) slugs, in order: at most 100, no repeats.
+    #[serde(default, deserialize_with = "sent")]
+    #[schema(value_type = Option<Vec<String>>, max_items = 100)]
+    tools: Option<Value>,
+    /// `{subworkflow: {tool: {input: {"default": value}}}}` or null.
+    #[serde(default, deserialize_with = "sent")]
+    #[schema(value_type = Option<Object>)]
+    default_inputs: Option<Value>,
+    /// `{"pass": rule, "pass_with_comments": rule}` or null; each rule is parsed when saved
+    /// (400 naming the problem; see docs/verdicts.md).
+    #[serde(default, deserialize_with = "sent")]
+    #[schema(value_type = Option<Object>)]
+    quality_rules: Option<Value>,
+    /// Owner's user id, null for a public pipeline. Staff only (others may send their own id
+    /// or the current value).
+    #[serde(default, deserialize_with = "sent")]
+    #[schema(value_type = Option<i64>)]
+    owner: Option<Value>,
+    /// Jinja CWL template, at most 256 KiB; staff only.
+    #[serde(default, deserialize_with = "sent")]
+    #[schema(value_type = Option<String>)]
+    template: Option<Value>,
+}
+
+/// A field that was sent, `null` included (`Some(Value::Null)`); absent fields stay `None`.
+fn sent<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// A pipeline.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Pipeline {
+    pub id: i64,
+    pub name: String,
+    #[schema(required = true)]
+    pub description: Option<String>,
+    /// Slugs of its tools (subworkflows), in order.
+    pub tools: Vec<String>,
+    /// `{subworkflow: {tool: {input: {"default": value}}}}`.
+    #[schema(value_type = Object)]
+    pub default_inputs: Option<Value>,
+    /// `{"pass": rule, "pass_with_comments": rule}` (see docs/verdicts.md).
+    #[schema(required = true, value_type = Option<Object>)]
+    pub quality_rules: Option<Value>,
+    /// Owner's user id; `null` for a public pipeline.
+    #[schema(required = true)]
+    pub owner: Option<i64>,
+    /// Owner's username; absent for public pipelines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_name: Option<String>,
+    #[schema(required = true, format = DateTime)]
+    pub created_at: Option<String>,
+    #[schema(required = true, format = DateTime)]
+    pub edited_at: Option<String>,
+    #[schema(required = true)]
+    pub version: Option<String>,
+}
+
+impl Pipeline {
+    /// A pipeline with its tools and owner's name (omitted for public pipelines, as in the
+    /// reference).
+    pub fn new(p: &pipeline::Model, tools: Vec<String>, owner_name: Option<String>) -> Self {
+        Pipeline {
+            id: p.id,
+            name: p.name.clone(),
+            description: p.description.clone(),
+            tools,
+            default_inputs: p.default_inputs.clone(),
+            quality_rules: p.quality_rules.clone(),
+            owner: p.owner_id,
+            owner_name,
+            created_at: p.created_at.as_ref().map(iso),
+            edited_at: p.edited_at.as_ref().map(iso),
+            version: p.version.clone(),
+        }
+    }
 }
 
 /// What a create or update request asks to change (absent fields are `None`).
@@ -165,19 +267,12 @@ async fn check_defaults_against<C: ConnectionTrait>(
     }
 }
 
-/// Parses the request body into [`Changes`], collecting every field error. Unknown and
-/// read-only fields (`id`, `owner_name`, `created_at`, ...) are ignored, as the frontend sends them.
-fn parse_changes(body: &Value, require_name: bool) -> AppResult<Changes> {
-    let Some(body) = body.as_object() else {
-        return Err(AppError::field(
-            "non_field_errors",
-            "Invalid data. Expected a dictionary.",
-        ));
-    };
+/// Checks the request body into [`Changes`], collecting every field error.
+fn parse_changes(body: &PipelineWrite, require_name: bool) -> AppResult<Changes> {
     let mut errors = FieldErrors::new();
     let mut err = |field: &str, msg: String| errors.insert(field.to_string(), vec![msg]);
     let mut c = Changes::default();
-    match body.get("name") {
+    match body.name.as_ref() {
         None if require_name => {
             err("name", "This field is required.".into());
         }
@@ -189,7 +284,7 @@ fn parse_changes(body: &Value, require_name: bool) -> AppResult<Changes> {
             }
         },
     }
-    if let Some(v) = body.get("description") {
+    if let Some(v) = body.description.as_ref() {
         match string_field(v, MAX_DESCRIPTION_LEN, true, true) {
             Ok(d) => c.description = Some(d),
             Err(m) => {
@@ -197,7 +292,7 @@ fn parse_changes(body: &Value, require_name: bool) -> AppResult<Changes> {
             }
         }
     }
-    if let Some(v) = body.get("version") {
+    if let Some(v) = body.version.as_ref() {
         match string_field(v, MAX_NAME_LEN, true, true) {
             Ok(d) => c.version = Some(d),
             Err(m) => {
@@ -205,7 +300,7 @@ fn parse_changes(body: &Value, require_name: bool) -> AppResult<Changes> {
             }
         }
     }
-    if let Some(v) = body.get("tools") {
+    if let Some(v) = body.tools.as_ref() {
         match parse_tools(v) {
             Ok(t) => c.tools = Some(t),
             Err(m) => {
@@ -213,7 +308,7 @@ fn parse_changes(body: &Value, require_name: bool) -> AppResult<Changes> {
             }
         }
     }
-    if let Some(v) = body.get("default_inputs") {
+    if let Some(v) = body.default_inputs.as_ref() {
         match check_default_inputs(v) {
             Ok(d) => c.default_inputs = Some(d),
             Err((field, m)) => {
@@ -221,7 +316,7 @@ fn parse_changes(body: &Value, require_name: bool) -> AppResult<Changes> {
             }
         }
     }
-    if let Some(v) = body.get("quality_rules") {
+    if let Some(v) = body.quality_rules.as_ref() {
         // Checked here, so a bad rule is a 400 now rather than an `exception` verdict later.
         match crate::quality::validate_rules(v) {
             Ok(()) => c.quality_rules = Some((!v.is_null()).then(|| v.clone())),
@@ -230,7 +325,7 @@ fn parse_changes(body: &Value, require_name: bool) -> AppResult<Changes> {
             }
         }
     }
-    if let Some(v) = body.get("owner") {
+    if let Some(v) = body.owner.as_ref() {
         match v {
             Value::Null => c.owner = Some(None),
             Value::Number(n) if n.as_i64().is_some() => c.owner = Some(n.as_i64()),
@@ -242,7 +337,7 @@ fn parse_changes(body: &Value, require_name: bool) -> AppResult<Changes> {
             }
         }
     }
-    if let Some(v) = body.get("template") {
+    if let Some(v) = body.template.as_ref() {
         match v {
             Value::String(t) if t.len() > MAX_TEMPLATE_LEN => {
                 err("template", too_long(MAX_TEMPLATE_LEN));
@@ -380,7 +475,7 @@ async fn set_tools<C: ConnectionTrait>(
 async fn serialize_all<C: ConnectionTrait>(
     db: &C,
     pipelines: &[pipeline::Model],
-) -> AppResult<Value> {
+) -> AppResult<Vec<Pipeline>> {
     let ids: Vec<i64> = pipelines.iter().map(|p| p.id).collect();
     let mut tools: HashMap<i64, Vec<String>> = HashMap::new();
     if !ids.is_empty() {
@@ -401,21 +496,19 @@ async fn serialize_all<C: ConnectionTrait>(
     Ok(pipelines
         .iter()
         .map(|p| {
-            serialize::pipeline(
+            Pipeline::new(
                 p,
-                tools.get(&p.id).map_or(&[][..], Vec::as_slice),
-                p.owner_id.and_then(|o| owners.get(&o)).map(String::as_str),
+                tools.remove(&p.id).unwrap_or_default(),
+                p.owner_id.and_then(|o| owners.get(&o)).cloned(),
             )
         })
         .collect())
 }
 
-async fn serialize_one<C: ConnectionTrait>(db: &C, p: &pipeline::Model) -> AppResult<Value> {
+async fn serialize_one<C: ConnectionTrait>(db: &C, p: &pipeline::Model) -> AppResult<Pipeline> {
     let mut list = serialize_all(db, std::slice::from_ref(p)).await?;
-    Ok(list
-        .as_array_mut()
-        .and_then(|a| a.pop())
-        .unwrap_or(Value::Null))
+    list.pop()
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("pipeline {} not serialised", p.id)))
 }
 
 /// The pipeline `raw_id` if the caller may see it (404 otherwise, also for non-numeric ids).
@@ -440,14 +533,14 @@ pub async fn find_visible<C: ConnectionTrait>(
     operation_id = "pipelines_list",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Pipelines", body = Vec<crate::http::openapi::schemas::Pipeline>),
-        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 200, description = "Pipelines", body = Vec<Pipeline>),
+        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::ErrorDetail),
     )
 )]
 async fn list(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<Vec<Value>>> {
     let all = match state.pipeline_list.get() {
         Some(all) => all,
         None => {
@@ -457,12 +550,12 @@ async fn list(
             all
         }
     };
-    Ok(Json(Value::Array(
+    Ok(Json(
         all.iter()
             .filter(|(owner, _)| user.is_staff || owner.is_none() || *owner == Some(user.id))
             .map(|(_, p)| p.clone())
             .collect(),
-    )))
+    ))
 }
 
 /// The columns a list shows (never the large `template`), the owner's name and the ordered
@@ -538,10 +631,10 @@ async fn list_all<C: ConnectionTrait>(db: &C) -> AppResult<Vec<(Option<i64>, Val
                 default_inputs: r.default_inputs,
                 quality_rules: r.quality_rules,
             };
-            (
-                p.owner_id,
-                serialize::pipeline(&p, &tools, r.owner_name.as_deref()),
-            )
+            // Kept serialised: the list is answered from this cache (see `state::PipelineList`).
+            let json =
+                serde_json::to_value(Pipeline::new(&p, tools, r.owner_name)).unwrap_or(Value::Null);
+            (p.owner_id, json)
         })
         .collect())
 }
@@ -555,16 +648,16 @@ async fn list_all<C: ConnectionTrait>(db: &C) -> AppResult<Vec<(Option<i64>, Val
     security(("bearer" = [])),
     params(("id" = String, Path, description = "Pipeline id")),
     responses(
-        (status = 200, description = "The pipeline", body = crate::http::openapi::schemas::Pipeline),
-        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 404, description = "No such pipeline visible to the caller", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 200, description = "The pipeline", body = Pipeline),
+        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::ErrorDetail),
+        (status = 404, description = "No such pipeline visible to the caller", body = crate::http::openapi::ErrorDetail),
     )
 )]
 async fn read(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<Pipeline>> {
     let p = find_visible(&state.db, &user, &id).await?;
     Ok(Json(serialize_one(&state.db, &p).await?))
 }
@@ -580,21 +673,21 @@ fn staff_only(what: &str) -> AppError {
     tag = "pipelines",
     operation_id = "pipelines_create",
     security(("bearer" = [])),
-    request_body = crate::http::openapi::schemas::PipelineWrite,
+    request_body = PipelineWrite,
     responses(
-        (status = 201, description = "Created", body = crate::http::openapi::schemas::Pipeline),
-        (status = 400, description = "Field errors, or a duplicate (name, owner, version) as `{detail}`", body = crate::http::openapi::schemas::FieldErrors),
-        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 403, description = "`owner` or `template` set by a non-staff caller", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 413, description = "Body too large", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 415, description = "Not JSON", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 201, description = "Created", body = Pipeline),
+        (status = 400, description = "Field errors, or a duplicate (name, owner, version) as `{detail}`", body = crate::http::openapi::FieldErrors),
+        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::ErrorDetail),
+        (status = 403, description = "`owner` or `template` set by a non-staff caller", body = crate::http::openapi::ErrorDetail),
+        (status = 413, description = "Body too large", body = crate::http::openapi::ErrorDetail),
+        (status = 415, description = "Not JSON", body = crate::http::openapi::ErrorDetail),
     )
 )]
 async fn create(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    JsonBody(body): JsonBody<Value>,
-) -> AppResult<(StatusCode, Json<Value>)> {
+    JsonBody(body): JsonBody<PipelineWrite>,
+) -> AppResult<(StatusCode, Json<Pipeline>)> {
     let c = parse_changes(&body, true)?;
     let owner = match c.owner {
         None => Some(user.id),
@@ -662,23 +755,23 @@ async fn create(
     operation_id = "pipelines_replace",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "Pipeline id")),
-    request_body = crate::http::openapi::schemas::PipelineWrite,
+    request_body = PipelineWrite,
     responses(
-        (status = 200, description = "Updated", body = crate::http::openapi::schemas::Pipeline),
-        (status = 400, description = "Field errors (also for a duplicate)", body = crate::http::openapi::schemas::FieldErrors),
-        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 403, description = "Not the owner or staff, or `owner`/`template` changed by a non-staff caller", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 404, description = "No such pipeline visible to the caller", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 413, description = "Body too large", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 415, description = "Not JSON", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 200, description = "Updated", body = Pipeline),
+        (status = 400, description = "Field errors (also for a duplicate)", body = crate::http::openapi::FieldErrors),
+        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::ErrorDetail),
+        (status = 403, description = "Not the owner or staff, or `owner`/`template` changed by a non-staff caller", body = crate::http::openapi::ErrorDetail),
+        (status = 404, description = "No such pipeline visible to the caller", body = crate::http::openapi::ErrorDetail),
+        (status = 413, description = "Body too large", body = crate::http::openapi::ErrorDetail),
+        (status = 415, description = "Not JSON", body = crate::http::openapi::ErrorDetail),
     )
 )]
 async fn replace(
     state: State<AppState>,
     user: CurrentUser,
     id: Path<String>,
-    body: JsonBody<Value>,
-) -> AppResult<Json<Value>> {
+    body: JsonBody<PipelineWrite>,
+) -> AppResult<Json<Pipeline>> {
     apply_update(state, user, id, body, true).await
 }
 
@@ -690,23 +783,23 @@ async fn replace(
     operation_id = "pipelines_update",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "Pipeline id")),
-    request_body = crate::http::openapi::schemas::PipelineWrite,
+    request_body = PipelineWrite,
     responses(
-        (status = 200, description = "Updated", body = crate::http::openapi::schemas::Pipeline),
-        (status = 400, description = "Field errors (also for a duplicate)", body = crate::http::openapi::schemas::FieldErrors),
-        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 403, description = "Not the owner or staff, or `owner`/`template` changed by a non-staff caller", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 404, description = "No such pipeline visible to the caller", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 413, description = "Body too large", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 415, description = "Not JSON", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 200, description = "Updated", body = Pipeline),
+        (status = 400, description = "Field errors (also for a duplicate)", body = crate::http::openapi::FieldErrors),
+        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::ErrorDetail),
+        (status = 403, description = "Not the owner or staff, or `owner`/`template` changed by a non-staff caller", body = crate::http::openapi::ErrorDetail),
+        (status = 404, description = "No such pipeline visible to the caller", body = crate::http::openapi::ErrorDetail),
+        (status = 413, description = "Body too large", body = crate::http::openapi::ErrorDetail),
+        (status = 415, description = "Not JSON", body = crate::http::openapi::ErrorDetail),
     )
 )]
 async fn update(
     state: State<AppState>,
     user: CurrentUser,
     id: Path<String>,
-    body: JsonBody<Value>,
-) -> AppResult<Json<Value>> {
+    body: JsonBody<PipelineWrite>,
+) -> AppResult<Json<Pipeline>> {
     apply_update(state, user, id, body, false).await
 }
 
@@ -714,9 +807,9 @@ async fn apply_update(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path(id): Path<String>,
-    JsonBody(body): JsonBody<Value>,
+    JsonBody(body): JsonBody<PipelineWrite>,
     full: bool,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<Pipeline>> {
     let p = find_visible(&state.db, &user, &id).await?;
     if !user.owns_or_staff(p.owner_id) {
         return Err(AppError::forbidden());
@@ -804,9 +897,9 @@ async fn apply_update(
     params(("id" = String, Path, description = "Pipeline id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 403, description = "Not the owner or staff", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 404, description = "No such pipeline visible to the caller", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::ErrorDetail),
+        (status = 403, description = "Not the owner or staff", body = crate::http::openapi::ErrorDetail),
+        (status = 404, description = "No such pipeline visible to the caller", body = crate::http::openapi::ErrorDetail),
     )
 )]
 async fn remove(
@@ -953,6 +1046,11 @@ mod tests {
         g.subworkflows.clear();
         let doc: Value = serde_yaml::from_str(&render::render(&g).unwrap()).unwrap();
         assert_eq!(doc["$graph"][0]["steps"], json!([]));
+    }
+
+    fn parse_changes(body: &Value, require_name: bool) -> AppResult<Changes> {
+        let body: PipelineWrite = serde_json::from_value(body.clone()).unwrap();
+        super::parse_changes(&body, require_name)
     }
 
     fn fields_of(err: &AppError) -> Vec<String> {

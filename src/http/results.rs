@@ -14,34 +14,51 @@ use crate::{
     error::{AppError, AppResult},
     http::auth::RunToken,
     http::extract::JsonBody,
+    http::openapi::{ErrorDetail, FieldErrors},
+    http::routes::{Routes, route},
     runs,
     state::AppState,
 };
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
-    routing::post,
 };
 use sea_orm::EntityTrait;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 /// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/api/pipelines/{pipeline}/runs/{run}/results",
-        post(store_results),
-    )
+pub fn routes<R: Routes>(routes: R) -> R {
+    routes.add(route!(store_results))
 }
 
-/// What the report container sends.
-#[derive(Debug, Deserialize)]
+/// What the report container sends (any other field is refused).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Results {
+#[schema(example = json!({"output": {"report": {"class": "File"}}, "usage_report": {"children": []}}))]
+pub struct Results {
+    /// The CWL output document (`output.json`), or null.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     output: Option<Value>,
+    /// Calrissian's usage report (`report.json`), or null.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     usage_report: Option<Value>,
+}
+
+/// The answer: whether this delivery was stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Stored {
+    /// Run id.
+    id: i64,
+    /// `false` when results were stored before, or both fields are null.
+    stored: bool,
+    /// Why nothing was stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    detail: Option<&'static str>,
 }
 
 fn not_found() -> AppError {
@@ -59,22 +76,34 @@ fn ids(pipeline: &str, run: &str) -> AppResult<(Option<i64>, i64)> {
 }
 
 /// `POST .../results/`: stores the run's CWL output and Calrissian usage report.
+#[utoipa::path(
+    post,
+    path = "/api/pipelines/{pipeline}/runs/{run}/results/",
+    tag = "callbacks",
+    operation_id = "runs_results",
+    summary = "Store a run's CWL output and usage report (the first delivery wins)",
+    security(("run_token" = [])),
+    params(
+        ("pipeline" = String, Path, description = "Pipeline id, or `_` / `-`"),
+        ("run" = String, Path, description = "Run id"),
+    ),
+    request_body = Results,
+    responses(
+        (status = 200, description = "Stored, or acknowledged and ignored", body = Stored),
+        (status = 400, description = "Not an object, or an unknown field", body = FieldErrors),
+        (status = 401, description = "Missing or malformed callback token", body = ErrorDetail),
+        (status = 403, description = "The token does not belong to this run, or its run ended longer than `CALLBACK_GRACE_SECS` ago", body = ErrorDetail),
+        (status = 404, description = "No such run in this pipeline", body = ErrorDetail),
+        (status = 413, description = "Body too large", body = ErrorDetail),
+        (status = 415, description = "Not JSON", body = ErrorDetail),
+    )
+)]
 async fn store_results(
     State(state): State<AppState>,
     RunToken(token): RunToken,
     Path((pipeline, run)): Path<(String, String)>,
-    JsonBody(body): JsonBody<Value>,
-) -> AppResult<Json<Value>> {
-    // Parsed from a `Value` because serde also reads a struct from a JSON array (`[]` would be
-    // an empty report); only an object is a report.
-    if !body.is_object() {
-        return Err(AppError::field(
-            "non_field_errors",
-            "Invalid data. Expected a dictionary.",
-        ));
-    }
-    let body: Results = serde_json::from_value(body)
-        .map_err(|e| AppError::BadRequest(format!("JSON parse error - {e}")))?;
+    JsonBody(body): JsonBody<Results>,
+) -> AppResult<Json<Stored>> {
     let (pipeline_id, run_id) = ids(&pipeline, &run)?;
     let run = pipeline_run::Entity::find_by_id(run_id)
         .one(&state.db)
@@ -93,12 +122,18 @@ async fn store_results(
         } else {
             "Nothing to store: output and usage_report are both null."
         };
-        return Ok(Json(
-            json!({"id": run.id, "stored": false, "detail": detail}),
-        ));
+        return Ok(Json(Stored {
+            id: run.id,
+            stored: false,
+            detail: Some(detail),
+        }));
     }
     tracing::info!(run_id = run.id, "run results stored");
-    Ok(Json(json!({"id": run.id, "stored": true})))
+    Ok(Json(Stored {
+        id: run.id,
+        stored: true,
+        detail: None,
+    }))
 }
 
 #[cfg(test)]

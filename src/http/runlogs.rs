@@ -8,24 +8,23 @@
 use crate::{
     error::{AppError, AppResult},
     http::auth::CurrentUser,
+    http::routes::{Routes, route},
     http::runs::find_visible_run,
     local::{self, LOG_SERVE_MAX},
     runs::RunStatus,
     state::AppState,
 };
 use axum::{
-    Router,
     body::Body,
     extract::{Path, State},
     http::header,
     response::{IntoResponse, Response},
-    routing::get,
 };
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 /// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/pipelines/{pipeline}/runs/{run}/log", get(read))
+pub fn routes<R: Routes>(routes: R) -> R {
+    routes.add(route!(read))
 }
 
 /// `GET /api/pipelines/{id|_|-}/runs/{run}/log/`: the run's log as text (its starter or staff).
@@ -37,9 +36,9 @@ pub fn router() -> Router<AppState> {
     security(("bearer" = [])),
     params(("pipeline" = String, Path, description = "Pipeline id, or `_` / `-` for every pipeline"), ("run" = String, Path, description = "Run id")),
     responses(
-        (status = 200, description = "The log of a local run (cwltool and its tools), at most its last 4 MiB", content_type = "text/plain"),
-        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 404, description = "No such run visible to the caller, or no log kept for it (not executed, not started yet, on Kubernetes, or removed after its retention)", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 200, description = "The log of a local run (cwltool and its tools), at most its last 4 MiB", body = String, content_type = "text/plain"),
+        (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::ErrorDetail),
+        (status = 404, description = "No such run visible to the caller, or no log kept for it (not executed, not started yet, on Kubernetes, or removed after its retention)", body = crate::http::openapi::ErrorDetail),
     )
 )]
 async fn read(

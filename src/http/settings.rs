@@ -2,16 +2,19 @@
 //! Public and credential-free (the frontend reads it before anyone logs in). A missing file is
 //! `{}` (the reference sent an empty body); an unreadable or invalid one is logged and `{}`.
 
-use crate::state::AppState;
-use axum::{Json, Router, extract::State, routing::get};
+use crate::{
+    http::routes::{Routes, route},
+    state::AppState,
+};
+use axum::{Json, extract::State};
 use serde_json::{Value, json};
 
 /// Largest settings file read; larger files are treated as invalid.
 const MAX_SETTINGS_BYTES: u64 = 256 * 1024;
 
 /// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/settings", get(settings))
+pub fn routes<R: Routes>(routes: R) -> R {
+    routes.add(route!(settings))
 }
 
 /// `GET /api/settings/`: the frontend's settings (public).
@@ -23,7 +26,7 @@ pub fn router() -> Router<AppState> {
     path = "/api/settings/",
     tag = "service",
     operation_id = "settings",
-    responses((status = 200, description = "The settings file as JSON (`{}` when absent or invalid)", body = serde_json::Value))
+    responses((status = 200, description = "The settings file as JSON (`{}` when absent or invalid)", body = Object))
 )]
 async fn settings(State(state): State<AppState>) -> Json<Value> {
     Json(load(&state.config.server.settings_file).await)

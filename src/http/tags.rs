@@ -4,22 +4,37 @@ use crate::{
     db::entities::tag,
     error::{AppError, AppResult},
     http::auth::MaybeUser,
+    http::routes::{Routes, route},
     http::serialize,
     state::AppState,
 };
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
-    routing::get,
 };
 use sea_orm::{EntityTrait, QueryOrder};
-use serde_json::Value;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/tags", get(list))
-        .route("/api/tags/{id}", get(read))
+pub fn routes<R: Routes>(routes: R) -> R {
+    routes.add(route!(list)).add(route!(read))
+}
+
+/// A tag of tools.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Tag {
+    pub id: i64,
+    pub name: String,
+}
+
+impl From<&tag::Model> for Tag {
+    fn from(t: &tag::Model) -> Self {
+        Tag {
+            id: t.id,
+            name: t.name.clone(),
+        }
+    }
 }
 
 /// `GET /api/tags/`: every tag.
@@ -29,14 +44,14 @@ pub fn router() -> Router<AppState> {
     tag = "catalogue",
     operation_id = "tags_list",
     security((), ("bearer" = [])),
-    responses((status = 200, description = "Tags", body = Vec<crate::http::openapi::schemas::Tag>))
+    responses((status = 200, description = "Tags", body = Vec<Tag>))
 )]
-async fn list(State(state): State<AppState>, _user: MaybeUser) -> AppResult<Json<Value>> {
+async fn list(State(state): State<AppState>, _user: MaybeUser) -> AppResult<Json<Vec<Tag>>> {
     let tags = tag::Entity::find()
         .order_by_asc(tag::Column::Id)
         .all(&state.db)
         .await?;
-    Ok(Json(tags.iter().map(serialize::tag).collect()))
+    Ok(Json(tags.iter().map(Tag::from).collect()))
 }
 
 /// `GET /api/tags/{id}/`: one tag.
@@ -48,19 +63,19 @@ async fn list(State(state): State<AppState>, _user: MaybeUser) -> AppResult<Json
     security((), ("bearer" = [])),
     params(("id" = i64, Path, description = "Tag id")),
     responses(
-        (status = 200, description = "The tag", body = crate::http::openapi::schemas::Tag),
-        (status = 404, description = "No such tag", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 200, description = "The tag", body = Tag),
+        (status = 404, description = "No such tag", body = crate::http::openapi::ErrorDetail),
     )
 )]
 async fn read(
     State(state): State<AppState>,
     _user: MaybeUser,
     Path(id): Path<String>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<Tag>> {
     let id = serialize::parse_id(&id)?;
     let t = tag::Entity::find_by_id(id)
         .one(&state.db)
         .await?
         .ok_or_else(|| AppError::NotFound("No Tag matches the given query.".into()))?;
-    Ok(Json(serialize::tag(&t)))
+    Ok(Json(Tag::from(&t)))
 }

@@ -18,19 +18,21 @@ use crate::{
     db::entities::user,
     error::{AppError, AppResult, FieldErrors},
     http::extract::{body_rejection, is_json_content_type, parse_json},
+    http::routes::{Routes, route},
     state::AppState,
 };
 use axum::{
-    Extension, Json, Router,
+    Extension, Json,
     body::Bytes,
     extract::{ConnectInfo, State, rejection::BytesRejection},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::post,
 };
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
 use std::net::{IpAddr, SocketAddr};
+use utoipa::ToSchema;
 
 /// Longest accepted password: bounds the hashing work one request can cause.
 pub const MAX_PASSWORD_LEN: usize = 4096;
@@ -39,10 +41,56 @@ pub const MAX_PASSWORD_LEN: usize = 4096;
 const MAX_TOKEN_LEN: usize = 4096;
 
 /// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/token", post(obtain))
-        .route("/api/token/refresh", post(refresh))
+pub fn routes<R: Routes>(routes: R) -> R {
+    routes.add(route!(obtain)).add(route!(refresh))
+}
+
+/// `POST /api/token/` body (JSON or `application/x-www-form-urlencoded`), read field by field
+/// by [`required_strings`] so that each missing, blank or too long field gets DRF's message.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TokenRequest {
+    #[schema(max_length = 150)]
+    username: String,
+    #[schema(max_length = 4096)]
+    password: String,
+}
+
+/// `POST /api/token/refresh/` body (JSON or form), read like [`TokenRequest`].
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct RefreshRequest {
+    /// A refresh token from `POST /api/token/`.
+    #[schema(max_length = 4096)]
+    refresh: String,
+}
+
+/// A new token pair.
+#[derive(Serialize, ToSchema)]
+pub struct TokenPair {
+    /// Refresh token (JWT, HS256, `token_type: refresh`).
+    refresh: String,
+    /// Access token (JWT, HS256, `token_type: access`): send it as `Authorization: Bearer`.
+    access: String,
+}
+
+/// A new access token.
+#[derive(Serialize, ToSchema)]
+pub struct AccessToken {
+    /// Access token (JWT).
+    access: String,
+}
+
+/// simplejwt's rejection of a refresh token.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"detail": "Token is expired", "code": "token_not_valid"}))]
+pub struct TokenNotValid {
+    /// `Token is invalid`, `Token is expired` or `Token has wrong type`.
+    #[schema(value_type = String)]
+    detail: &'static str,
+    /// Always `token_not_valid`.
+    #[schema(value_type = String)]
+    code: &'static str,
 }
 
 /// Reads a JSON object or a form-urlencoded body into a map of fields.
@@ -162,16 +210,16 @@ fn too_many_attempts(retry_after: u64) -> AppError {
     tag = "tokens",
     operation_id = "token_obtain",
     request_body(content(
-        (crate::http::openapi::schemas::TokenRequest = "application/json"),
-        (crate::http::openapi::schemas::TokenRequest = "application/x-www-form-urlencoded"),
+        (TokenRequest = "application/json"),
+        (TokenRequest = "application/x-www-form-urlencoded"),
     )),
     responses(
-        (status = 200, description = "A new token pair", body = crate::http::openapi::schemas::TokenPair),
-        (status = 400, description = "Missing, blank or too long fields", body = crate::http::openapi::schemas::FieldErrors),
-        (status = 401, description = "Wrong password, unknown or inactive user", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 413, description = "Body too large", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 415, description = "Neither JSON nor a form", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 429, description = "Too many failed attempts for this username or address", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 200, description = "A new token pair", body = TokenPair),
+        (status = 400, description = "Missing, blank or too long fields", body = crate::http::openapi::FieldErrors),
+        (status = 401, description = "Wrong password, unknown or inactive user", body = crate::http::openapi::ErrorDetail),
+        (status = 413, description = "Body too large", body = crate::http::openapi::ErrorDetail),
+        (status = 415, description = "Neither JSON nor a form", body = crate::http::openapi::ErrorDetail),
+        (status = 429, description = "Too many failed attempts for this username or address", body = crate::http::openapi::ErrorDetail),
     )
 )]
 async fn obtain(
@@ -179,7 +227,7 @@ async fn obtain(
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<TokenPair>> {
     let body = body.map_err(body_rejection)?;
     let fields = fields(&headers, &body)?;
     let values = required_strings(
@@ -220,10 +268,10 @@ async fn obtain(
     if verdict == Verified::YesRehash {
         upgrade_hash(&state, &user, plain.clone()).await;
     }
-    Ok(Json(json!({
-        "refresh": state.jwt.issue(user.id, TokenType::Refresh),
-        "access": state.jwt.issue(user.id, TokenType::Access),
-    })))
+    Ok(Json(TokenPair {
+        refresh: state.jwt.issue(user.id, TokenType::Refresh),
+        access: state.jwt.issue(user.id, TokenType::Access),
+    }))
 }
 
 /// Replaces a legacy (Django) hash by argon2id. A failure only costs a later retry.
@@ -248,10 +296,13 @@ async fn upgrade_hash(state: &AppState, user: &user::Model, plain: String) {
 }
 
 /// A 401 in simplejwt's shape: `{"detail", "code": "token_not_valid"}`.
-fn token_not_valid(detail: &str) -> Response {
+fn token_not_valid(detail: &'static str) -> Response {
     let mut r = (
         StatusCode::UNAUTHORIZED,
-        Json(json!({"detail": detail, "code": "token_not_valid"})),
+        Json(TokenNotValid {
+            detail,
+            code: "token_not_valid",
+        }),
     )
         .into_response();
     r.headers_mut()
@@ -266,15 +317,15 @@ fn token_not_valid(detail: &str) -> Response {
     tag = "tokens",
     operation_id = "token_refresh",
     request_body(content(
-        (crate::http::openapi::schemas::RefreshRequest = "application/json"),
-        (crate::http::openapi::schemas::RefreshRequest = "application/x-www-form-urlencoded"),
+        (RefreshRequest = "application/json"),
+        (RefreshRequest = "application/x-www-form-urlencoded"),
     )),
     responses(
-        (status = 200, description = "A new access token", body = crate::http::openapi::schemas::AccessToken),
-        (status = 400, description = "Missing or blank field", body = crate::http::openapi::schemas::FieldErrors),
-        (status = 401, description = "Invalid, expired or wrong-type token, or inactive user", body = crate::http::openapi::schemas::TokenNotValid),
-        (status = 413, description = "Body too large", body = crate::http::openapi::schemas::ErrorDetail),
-        (status = 415, description = "Neither JSON nor a form", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 200, description = "A new access token", body = AccessToken),
+        (status = 400, description = "Missing or blank field", body = crate::http::openapi::FieldErrors),
+        (status = 401, description = "Invalid, expired or wrong-type token, or inactive user", body = TokenNotValid),
+        (status = 413, description = "Body too large", body = crate::http::openapi::ErrorDetail),
+        (status = 415, description = "Neither JSON nor a form", body = crate::http::openapi::ErrorDetail),
     )
 )]
 async fn refresh(
@@ -292,9 +343,9 @@ async fn refresh(
         Err(TokenError::Invalid) => return Ok(token_not_valid("Token is invalid")),
     };
     match user::Entity::find_by_id(user_id).one(&state.db).await? {
-        Some(u) if u.is_active => Ok(Json(json!({
-            "access": state.jwt.issue(u.id, TokenType::Access),
-        }))
+        Some(u) if u.is_active => Ok(Json(AccessToken {
+            access: state.jwt.issue(u.id, TokenType::Access),
+        })
         .into_response()),
         _ => Ok(token_not_valid("Token is invalid")),
     }
@@ -303,6 +354,7 @@ async fn refresh(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn field_errors_follow_drf() {

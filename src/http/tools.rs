@@ -5,26 +5,45 @@ use crate::{
     db::entities::{subworkflow, subworkflow_tag, subworkflow_tool},
     error::{AppError, AppResult},
     http::auth::MaybeUser,
-    http::serialize,
+    http::routes::{Routes, route},
     state::AppState,
 };
 use axum::{
-    Json, Router,
+    Json,
     extract::{Path, State},
-    routing::get,
 };
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Select};
+use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
+use utoipa::ToSchema;
+
+/// A tool (subworkflow) pipelines are made of; its CWL `definition` and `pipeline_step` stay
+/// internal.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Tool {
+    pub slug: String,
+    pub name: String,
+    #[schema(required = true)]
+    pub description: Option<String>,
+    /// `{tool: {input: {"type", "label", "doc", "default"}}}`.
+    #[schema(value_type = Object)]
+    pub user_params: Value,
+    /// Tag ids.
+    pub tags: Vec<i64>,
+    /// Command-line tool slugs.
+    pub tools: Vec<String>,
+    pub version: String,
+    pub status: String,
+    pub available: bool,
+}
 
 /// Longest subworkflow slug (the column's size).
 const MAX_SLUG_LEN: usize = 50;
 
 /// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/tools", get(list))
-        .route("/api/tools/{slug}", get(read))
+pub fn routes<R: Routes>(routes: R) -> R {
+    routes.add(route!(list)).add(route!(read))
 }
 
 fn visible(user: &MaybeUser) -> Select<subworkflow::Entity> {
@@ -36,7 +55,10 @@ fn visible(user: &MaybeUser) -> Select<subworkflow::Entity> {
 }
 
 /// Serialises tools with their tag ids and command-line tool slugs (two extra queries).
-async fn with_links<C: ConnectionTrait>(db: &C, sws: &[subworkflow::Model]) -> AppResult<Value> {
+async fn with_links<C: ConnectionTrait>(
+    db: &C,
+    sws: &[subworkflow::Model],
+) -> AppResult<Vec<Tool>> {
     let slugs: Vec<String> = sws.iter().map(|s| s.slug.clone()).collect();
     let mut tags: HashMap<String, Vec<i64>> = HashMap::new();
     for t in subworkflow_tag::Entity::find()
@@ -61,12 +83,16 @@ async fn with_links<C: ConnectionTrait>(db: &C, sws: &[subworkflow::Model]) -> A
     }
     Ok(sws
         .iter()
-        .map(|s| {
-            serialize::tool(
-                s,
-                tags.get(&s.slug).map_or(&[][..], Vec::as_slice),
-                tools.get(&s.slug).map_or(&[][..], Vec::as_slice),
-            )
+        .map(|s| Tool {
+            slug: s.slug.clone(),
+            name: s.name.clone(),
+            description: s.description.clone(),
+            user_params: s.user_params.clone(),
+            tags: tags.remove(&s.slug).unwrap_or_default(),
+            tools: tools.remove(&s.slug).unwrap_or_default(),
+            version: s.version.clone(),
+            status: s.status.clone(),
+            available: s.available,
         })
         .collect())
 }
@@ -78,9 +104,9 @@ async fn with_links<C: ConnectionTrait>(db: &C, sws: &[subworkflow::Model]) -> A
     tag = "catalogue",
     operation_id = "tools_list",
     security((), ("bearer" = [])),
-    responses((status = 200, description = "Tools", body = Vec<crate::http::openapi::schemas::Tool>))
+    responses((status = 200, description = "Tools", body = Vec<Tool>))
 )]
-async fn list(State(state): State<AppState>, user: MaybeUser) -> AppResult<Json<Value>> {
+async fn list(State(state): State<AppState>, user: MaybeUser) -> AppResult<Json<Vec<Tool>>> {
     let sws = visible(&user)
         .order_by_asc(subworkflow::Column::Slug)
         .all(&state.db)
@@ -97,15 +123,15 @@ async fn list(State(state): State<AppState>, user: MaybeUser) -> AppResult<Json<
     security((), ("bearer" = [])),
     params(("slug" = String, Path, description = "Tool (subworkflow) slug")),
     responses(
-        (status = 200, description = "The tool", body = crate::http::openapi::schemas::Tool),
-        (status = 404, description = "No such tool visible to the caller", body = crate::http::openapi::schemas::ErrorDetail),
+        (status = 200, description = "The tool", body = Tool),
+        (status = 404, description = "No such tool visible to the caller", body = crate::http::openapi::ErrorDetail),
     )
 )]
 async fn read(
     State(state): State<AppState>,
     user: MaybeUser,
     Path(slug): Path<String>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<Tool>> {
     let not_found = || AppError::NotFound("No Subworkflow matches the given query.".into());
     if slug.len() > MAX_SLUG_LEN {
         return Err(not_found());
@@ -116,9 +142,5 @@ async fn read(
         .await?
         .ok_or_else(not_found)?;
     let mut list = with_links(&state.db, std::slice::from_ref(&sw)).await?;
-    Ok(Json(
-        list.as_array_mut()
-            .and_then(|a| a.pop())
-            .unwrap_or(Value::Null),
-    ))
+    list.pop().map(Json).ok_or_else(not_found)
 }
