@@ -11,7 +11,8 @@
 #   Python       .venv with cloudevents, requests and pytest (the CloudEvents SDK interop
 #                test), exported as AQ_PYTHON; and the local runner's cwltool and the demo
 #                tools (pinned in scripts/runner-requirements.txt), exported as AQ_CWLTOOL, with git, curl
-#                and Node.js (cwltool's JavaScript engine) and bubblewrap (the runs' sandbox)
+#                and Node.js (cwltool's JavaScript engine), bubblewrap (the runs' sandbox) and
+#                a static busybox (the test image of LOCAL_CONTAINERS=images)
 #                from apt when missing.
 #   Kubernetes   scripts/kube.sh start (a local API server, or the cluster KUBECONFIG points
 #                at); exported as KUBECONFIG.
@@ -130,6 +131,8 @@ ensure_runner() {
   command -v node >/dev/null || command -v nodejs >/dev/null || missing+=(nodejs)
   # The local runner's sandbox (every run executes in it, as with scripts/dev.sh).
   command -v bwrap >/dev/null || missing+=(bubblewrap)
+  # A static busybox: the files of the test image of LOCAL_CONTAINERS=images.
+  [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || missing+=(busybox-static)
   if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}" || true; fi
   if [ -x .venv/bin/python ] && ! .venv/bin/python -m pip install -q --disable-pip-version-check \
       -r scripts/runner-requirements.txt; then

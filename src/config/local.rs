@@ -12,6 +12,9 @@ pub enum ContainerMode {
     Auto,
     Docker,
     Podman,
+    /// Each tool in its image's files from the runner's image store (`LOCAL_IMAGES_DIR`),
+    /// with a nested bubblewrap inside the run's sandbox: no engine, no engine socket.
+    Images,
     /// Host tools only (`cwltool --no-container`).
     Off,
 }
@@ -41,9 +44,13 @@ pub struct LocalConfig {
     /// turn. 0: the number of cores.
     #[serde(default)]
     pub local_concurrency: usize,
-    /// `auto`, `docker`, `podman` or `off` (host tools).
+    /// `auto`, `docker`, `podman`, `images` or `off` (host tools).
     #[serde(default = "default_local_containers")]
     pub local_containers: ContainerMode,
+    /// The image store of `LOCAL_CONTAINERS=images` (one directory per image, filled by
+    /// `scripts/local-images.sh`); default `<LOCAL_DATA_DIR>/images`.
+    #[serde(default)]
+    pub local_images_dir: Option<String>,
     /// Base URL the local runner's tools call back to; default: this process's own listening
     /// address on loopback.
     #[serde(default)]

@@ -16,6 +16,8 @@ pub enum Containers {
     Docker,
     /// In their images, through podman.
     Podman,
+    /// In their images' files from the runner's image store, nested in the run's sandbox.
+    Images,
     /// On this machine (`cwltool --no-container`): the tools' programs must be installed.
     Host,
 }
@@ -26,6 +28,7 @@ impl Containers {
         match self {
             Containers::Docker => "docker",
             Containers::Podman => "podman",
+            Containers::Images => "images",
             Containers::Host => "host",
         }
     }
@@ -41,6 +44,8 @@ pub struct Engine {
     pub sandbox: Option<Sandbox>,
     /// What git gets from the repository policy (timeouts, allowed protocols), for every step.
     pub git_env: Vec<(String, String)>,
+    /// The image store of [`Containers::Images`] (absolute).
+    pub images_dir: Option<PathBuf>,
 }
 
 /// Resolves `name` like a shell does: a path is taken as it is, a bare name is looked up in
@@ -97,10 +102,20 @@ pub fn detect(config: &Config) -> Result<Engine, String> {
             }
         ));
     }
+    let images_dir = (config.local.local_containers == ContainerMode::Images)
+        .then(|| images_dir(config))
+        .transpose()?;
+    if images_dir.is_some() && sandbox.is_none() {
+        return Err(
+            "LOCAL_CONTAINERS=images runs each tool nested in the run's sandbox: it needs LOCAL_SANDBOX=bwrap"
+                .into(),
+        );
+    }
     let docker = || find_executable("docker").is_some() && docker_daemon_present();
     let podman = || find_executable("podman").is_some();
     let containers = match config.local.local_containers {
         ContainerMode::Off => Containers::Host,
+        ContainerMode::Images => Containers::Images,
         _ if sandbox.is_some() => Containers::Host,
         ContainerMode::Docker if docker() => Containers::Docker,
         ContainerMode::Docker => {
@@ -121,7 +136,72 @@ pub fn detect(config: &Config) -> Result<Engine, String> {
         containers,
         sandbox,
         git_env: crate::pipelines::repos::git_env(config),
+        images_dir,
     })
+}
+
+/// `LOCAL_IMAGES_DIR`, absolute; it must exist (an empty store is a mistake worth a line at
+/// start-up, not a failure at every run).
+fn images_dir(config: &Config) -> Result<PathBuf, String> {
+    let dir = match &config.local.local_images_dir {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(&config.local.local_data_dir).join("images"),
+    };
+    let dir = std::path::absolute(&dir).map_err(|e| format!("LOCAL_IMAGES_DIR: {e}"))?;
+    if !dir.is_dir() {
+        return Err(format!(
+            "LOCAL_CONTAINERS=images but the image store {} does not exist: fill it with scripts/local-images.sh",
+            dir.display()
+        ));
+    }
+    Ok(dir)
+}
+
+/// The directory of `image` in the store: its reference with a tag (`latest` when it has
+/// none), percent-encoded into one file name, as `scripts/local-images.sh` names it.
+pub fn image_dir(store: &Path, image: &str) -> PathBuf {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    let mut name = image.to_string();
+    if !image.contains('@') && !last.contains(':') {
+        name.push_str(":latest");
+    }
+    let encoded: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
+    store.join(encoded)
+}
+
+/// Every image a CWL document's processes name (`dockerPull` of a `DockerRequirement`, in
+/// hints or requirements), sorted, without repeats.
+pub fn docker_images(cwl: &str) -> Vec<String> {
+    let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(cwl) else {
+        return Vec::new();
+    };
+    let processes: Vec<&serde_yaml::Value> = match doc.get("$graph") {
+        Some(serde_yaml::Value::Sequence(items)) => items.iter().collect(),
+        _ => vec![&doc],
+    };
+    let mut out = std::collections::BTreeSet::new();
+    for p in processes {
+        for key in ["hints", "requirements"] {
+            let pulls: Vec<&serde_yaml::Value> = match p.get(key) {
+                Some(serde_yaml::Value::Mapping(m)) => {
+                    m.get("DockerRequirement").into_iter().collect()
+                }
+                Some(serde_yaml::Value::Sequence(items)) => items
+                    .iter()
+                    .filter(|r| {
+                        r.get("class").and_then(|c| c.as_str()) == Some("DockerRequirement")
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for r in pulls {
+                if let Some(image) = r.get("dockerPull").and_then(|v| v.as_str()) {
+                    out.insert(image.to_string());
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// The per-run working directory's layout.
@@ -200,6 +280,15 @@ pub fn cwltool_args(engine: &Engine, dir: &RunDir) -> Vec<OsString> {
     match engine.containers {
         Containers::Host => args.push("--no-container".into()),
         Containers::Podman => args.push("--podman".into()),
+        Containers::Images => {
+            args.push("--user-space-docker-cmd".into());
+            args.push(sandbox::CONTAINER_PATH.into());
+            // Into the steps' images, as a step pod has them on Kubernetes.
+            for var in ["AQ_CALLBACK_URL", "AQ_PIPELINE_ID", "AQ_RUN_ID"] {
+                args.push("--preserve-environment".into());
+                args.push(var.into());
+            }
+        }
         Containers::Docker => {}
     }
     let mut cwl = dir.cwl().into_os_string();
@@ -226,6 +315,10 @@ pub fn child_env(engine: &Engine, token: &str, callback_port: u16) -> Vec<(OsStr
         env.push(("PATH".into(), path));
         env.push(("LANG".into(), "C.UTF-8".into()));
         env.extend(engine.git_env.iter().map(|(k, v)| (k.into(), v.into())));
+        if let Some(store) = &engine.images_dir {
+            // Read by the container command ([`sandbox::CONTAINER`]), not by the tools.
+            env.push((sandbox::IMAGES_VAR.into(), store.into()));
+        }
         env.push((TOKEN_VAR.into(), token.into()));
         return env;
     }
@@ -307,6 +400,7 @@ mod tests {
             containers,
             sandbox: None,
             git_env: vec![("GIT_HTTP_LOW_SPEED_TIME".into(), "30".into())],
+            images_dir: None,
         }
     }
 

@@ -303,14 +303,15 @@ impl Inner {
                     .recursive(true)
                     .mode(0o711)
                     .create(&shared)?;
-                for (name, content) in [
-                    ("init.py", sandbox::INIT),
-                    ("gitconfig", sandbox::GITCONFIG),
+                for (name, content, mode) in [
+                    ("init.py", sandbox::INIT, 0o644),
+                    ("gitconfig", sandbox::GITCONFIG, 0o644),
+                    ("container", sandbox::CONTAINER, 0o755),
                 ] {
                     let path = shared.join(name);
                     let current = std::fs::metadata(&path).ok().and_then(|m| {
                         use std::os::unix::fs::PermissionsExt;
-                        (m.permissions().mode() & 0o7777 == 0o644)
+                        (m.permissions().mode() & 0o7777 == mode)
                             .then(|| std::fs::read(&path).ok())
                             .flatten()
                     });
@@ -318,7 +319,7 @@ impl Inner {
                         continue;
                     }
                     let tmp = shared.join(format!(".{name}.{run_id}"));
-                    write(&tmp, content.as_bytes(), 0o644)?;
+                    write(&tmp, content.as_bytes(), mode)?;
                     std::fs::rename(&tmp, path)?;
                 }
             }
@@ -479,7 +480,30 @@ impl Inner {
             .and_then(|u| url::Url::parse(u).ok())
             .and_then(|u| u.port_or_known_default())
             .unwrap_or(80);
-        let env = engine::child_env(&self.engine, &req.callback_token, callback_port);
+        let mut env = engine::child_env(&self.engine, &req.callback_token, callback_port);
+        if self.engine.images_dir.is_some() {
+            // The run's `file://` repositories, which its steps clone from inside their images
+            // too (bound read-only there, as in the sandbox), one per line.
+            let repos: Vec<String> = file_repositories(&req.params, &self.file_roots)
+                .iter()
+                .filter_map(|p| p.to_str().filter(|s| !s.contains('\n')).map(str::to_string))
+                .collect();
+            env.push((sandbox::REPOSITORIES_VAR.into(), repos.join("\n").into()));
+            // What a Kubernetes step pod has (the run's Secret): the reference's catalogue's
+            // stand-in images use them to authenticate its job reports.
+            let server_url = req.params.get("server_url").and_then(|v| v.as_str());
+            env.extend(
+                [
+                    (
+                        "AQ_CALLBACK_URL",
+                        server_url.unwrap_or_default().to_string(),
+                    ),
+                    ("AQ_PIPELINE_ID", req.pipeline_id.to_string()),
+                    ("AQ_RUN_ID", req.run_id.to_string()),
+                ]
+                .map(|(k, v)| (k.into(), v.into())),
+            );
+        }
         let args = engine::cwltool_args(&self.engine, dir);
         // The run's ways out live as long as this wait.
         let mut _net = None;
@@ -515,6 +539,11 @@ impl Inner {
                     hidden: self.hidden.clone(),
                     argv,
                     schema_cache: Some(self.schema_cache.clone()).filter(|p| p.is_file()),
+                    images: self
+                        .engine
+                        .images_dir
+                        .clone()
+                        .map(|store| (self.data_dir.join("sandbox").join("container"), store)),
                 };
                 let mut cmd = std::process::Command::new(&sandbox.bwrap);
                 cmd.args(sandbox.args(&spec));
@@ -907,6 +936,21 @@ pub fn failure_message(head: &str, log: &str) -> String {
 #[async_trait]
 impl Launcher for LocalLauncher {
     async fn launch(&self, req: &LaunchRequest) -> Result<LaunchOutcome, LaunchError> {
+        if let Some(store) = &self.0.engine.images_dir {
+            // Every image the run names must be in the store, hints included: a step whose
+            // image is missing would fail halfway, after the steps before it ran.
+            let missing: Vec<String> = engine::docker_images(&req.cwl)
+                .into_iter()
+                .filter(|image| !engine::image_dir(store, image).is_dir())
+                .collect();
+            if !missing.is_empty() {
+                return Err(LaunchError::Rejected(format!(
+                    "its images {} are not in the local runner's image store ({}): export them from a container engine with scripts/local-images.sh",
+                    missing.join(", "),
+                    store.display()
+                )));
+            }
+        }
         if self.0.engine.containers == engine::Containers::Host {
             let needs_images = engine::container_only_processes(&req.cwl);
             if !needs_images.is_empty() {
@@ -1019,6 +1063,8 @@ impl Launcher for LocalLauncher {
                 Containers::Host => "on the host (no container engine)",
                 Containers::Docker => "in their images with docker",
                 Containers::Podman => "in their images with podman",
+                Containers::Images =>
+                    "in their images' files from the image store, nested in the sandbox",
             },
             self.0.concurrency,
             self.0.data_dir.display()

@@ -29,10 +29,12 @@ pub const INIT: &str = include_str!("sandbox_init.py");
 /// Users of sandboxed runs when the service runs as root:
 /// `UID_BASE + block * UID_SPAN + run id % UID_SPAN`, where `block` comes from the data
 /// directory (two runners on one machine, such as parallel tests, get different users for
-/// their run 1). Far above the ranges distributions and `subuid` hand out, below 2^32 - 1.
+/// their run 1). Far above the ranges distributions and `subuid` hand out, and below 2^31:
+/// bubblewrap, which also runs each step of `LOCAL_CONTAINERS=images` nested in the sandbox,
+/// writes user ids as signed integers ("setting up uid map: Invalid argument" above).
 pub const UID_BASE: u32 = 2_000_000_000;
 const UID_SPAN: i64 = 100_000;
-const UID_BLOCKS: u32 = 20_000;
+const UID_BLOCKS: u32 = 1_474;
 
 /// Where the egress proxy listens inside the sandbox (`https_proxy`).
 pub const EGRESS_PORT: u16 = 3128;
@@ -43,6 +45,15 @@ pub const USAGE_FILE: &str = "usage.json";
 
 /// Paths inside the sandbox.
 pub const INIT_PATH: &str = "/aq/init.py";
+/// The container command of `LOCAL_CONTAINERS=images` (cwltool's user-space docker): runs a
+/// step in its image's files from the store with a nested bubblewrap.
+pub const CONTAINER: &str = include_str!("container.py");
+/// Where [`CONTAINER`] is inside the sandbox.
+pub const CONTAINER_PATH: &str = "/aq/container";
+/// The variable that tells [`CONTAINER`] where the image store is.
+pub const IMAGES_VAR: &str = "AQ_IMAGES";
+/// The variable that lists the run's `file://` repositories for [`CONTAINER`].
+pub const REPOSITORIES_VAR: &str = "AQ_REPOSITORIES";
 pub const SCHEMA_CACHE_PATH: &str = "/aq/schemas.pickle";
 pub const CALLBACK_SOCKET: &str = "/aq/callback.sock";
 pub const EGRESS_SOCKET: &str = "/aq/egress.sock";
@@ -123,6 +134,9 @@ pub struct RunSpec {
     pub argv: Vec<OsString>,
     /// The service's cache of cwltool's parsed schemas, when it exists (bound read-only).
     pub schema_cache: Option<PathBuf>,
+    /// `LOCAL_CONTAINERS=images`: the host file of [`CONTAINER`] and the image store, both
+    /// bound read-only.
+    pub images: Option<(PathBuf, PathBuf)>,
 }
 
 impl Sandbox {
@@ -220,6 +234,9 @@ impl Sandbox {
         ];
         mounts.extend(self.ro_dirs.iter().map(PathBuf::as_path));
         mounts.extend(run.repositories.iter().map(PathBuf::as_path));
+        if let Some((_, store)) = &run.images {
+            mounts.push(store);
+        }
         for dir in parents(&mounts) {
             a.flags(&["--perms", "0755"]);
             a.one("--dir", dir);
@@ -264,6 +281,10 @@ impl Sandbox {
         a.pair("--ro-bind", &run.egress_socket, EGRESS_SOCKET);
         if let Some(cache) = run.schema_cache.as_ref().filter(|_| self.in_process) {
             a.pair("--ro-bind", cache, SCHEMA_CACHE_PATH);
+        }
+        if let Some((command, store)) = &run.images {
+            a.pair("--ro-bind", command, CONTAINER_PATH);
+            a.pair("--ro-bind", store, store);
         }
         a.flags(&["--chdir", "/"]);
         a.0.push(self.python.clone().into());
@@ -510,6 +531,7 @@ mod tests {
             hidden: vec![],
             argv: vec!["/opt/venv/bin/cwltool".into(), "x.cwl".into()],
             schema_cache: Some("/data/sandbox/schemas.pickle".into()),
+            images: None,
         }
     }
 
@@ -654,7 +676,7 @@ mod tests {
             uid_block: UID_BLOCKS - 1,
             ..top
         };
-        assert!(top.run_uid(i64::MAX).unwrap() < u32::MAX - 1);
+        assert!(top.run_uid(i64::MAX).unwrap() < i32::MAX as u32);
     }
 
     #[test]

@@ -407,3 +407,208 @@ async fn schema_cache_file(data_dir: &Path) -> std::path::PathBuf {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// An image's files as `scripts/local-images.sh` leaves them in the store: a static busybox
+/// as its programs, a marker file, the mount points cwltool uses, and its configuration.
+fn busybox_image(store: &Path, reference: &str) -> Option<()> {
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_file())?;
+    let root =
+        store.join(url::form_urlencoded::byte_serialize(reference.as_bytes()).collect::<String>());
+    for dir in [
+        "bin",
+        "etc",
+        "proc",
+        "dev",
+        "tmp",
+        "var/spool/cwl",
+        "var/lib/cwl",
+    ] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
+    for applet in ["sh", "cat", "id", "ls", "echo", "test", "pwd", "wc"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(
+        root.join("etc/aq-image"),
+        format!("the image {reference}\n"),
+    )
+    .unwrap();
+    let config = serde_json::json!({"Env": ["PATH=/bin", "IMAGE_ONLY=from-the-image"]});
+    std::fs::write(format!("{}.json", root.display()), config.to_string()).unwrap();
+    Some(())
+}
+
+/// `LOCAL_CONTAINERS=images`: a step that requires its image runs in that image's files, in
+/// the run's sandbox, one level further in: it sees the image's programs and files, not the
+/// host's, its own input at the path cwltool chose, the image's environment with cwltool's,
+/// and it runs as the run's user. A run naming an image the store does not have is refused
+/// before anything runs, naming the image.
+#[tokio::test]
+async fn tools_run_in_their_images_from_the_store_nested_in_the_sandbox() {
+    let Some(cwltool) = cwltool() else { return };
+    if which("bwrap").is_none() {
+        assert!(
+            std::env::var("AQ_REQUIRE_CWLTOOL").is_err(),
+            "bubblewrap is required here"
+        );
+        return;
+    }
+    let store = tempfile::tempdir().unwrap();
+    if busybox_image(store.path(), "aq-test/busybox:1").is_none() {
+        assert!(
+            std::env::var("AQ_REQUIRE_CWLTOOL").is_err(),
+            "a static busybox (Debian's busybox-static) is required here"
+        );
+        return;
+    }
+    // The store is read by the runs' users.
+    run_chmod(store.path());
+    let store_path = store.path().display().to_string();
+    let t = spawn_local(
+        &cwltool,
+        &[
+            ("LOCAL_CONTAINERS", "images"),
+            ("LOCAL_IMAGES_DIR", store_path.as_str()),
+        ],
+    )
+    .await;
+    let (_, staff) = t.app.user_with_token("imager", true).await;
+    let template = r#"cwlVersion: v1.2
+$graph:
+- class: Workflow
+  id: main
+  inputs:
+    message:
+      type: string
+      default: "hello from the host"
+  outputs:
+    seen:
+      type: File
+      outputSource: look/seen
+  steps:
+    look:
+      run: '#look_tool'
+      in:
+        message: message
+      out: [seen]
+- class: CommandLineTool
+  id: look_tool
+  requirements:
+    DockerRequirement:
+      dockerPull: aq-test/busybox:1
+  inputs:
+    message: string
+  outputs:
+    seen:
+      type: stdout
+  stdout: seen.txt
+  baseCommand: sh
+  arguments:
+  - -c
+  - |
+    cat /etc/aq-image
+    echo "message: $1"
+    echo "uid: `id -u`"
+    echo "pwd: `pwd`"
+    echo "image env: $IMAGE_ONLY"
+    echo "run: $AQ_RUN_ID"
+    if test -e /usr/bin/python3; then echo "host programs visible"; fi
+    if test -e /etc/os-release; then echo "host /etc visible"; fi
+    ls /
+  - look
+  - $(inputs.message)
+"#;
+    let (status, pipeline) = t
+        .app
+        .post(
+            "/api/pipelines/",
+            Some(&staff),
+            &serde_json::json!({"name": "In an image", "template": template, "owner": null, "version": "1"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{pipeline}");
+    let pipeline = pipeline["id"].as_i64().unwrap();
+    let id = t.start(pipeline, serde_json::json!({})).await;
+    let run = t.wait(id, None).await;
+    assert_eq!(run["status"], "succeeded", "{run}\n{}", t.log(id).await);
+    let location = run["output"]["seen"]["location"].as_str().unwrap();
+    let seen = std::fs::read_to_string(location.trim_start_matches("file://")).unwrap();
+    assert!(seen.contains("the image aq-test/busybox:1"), "{seen}");
+    assert!(seen.contains("message: hello from the host"), "{seen}");
+    // The step's working directory: where cwltool mounted it (a path of its choosing).
+    let pwd = seen.lines().find_map(|l| l.strip_prefix("pwd: /")).unwrap();
+    assert!(!pwd.is_empty() && !pwd.contains('/'), "{seen}");
+    assert!(seen.contains("image env: from-the-image"), "{seen}");
+    // As in a step pod: the run's own ids, for images that post their reports themselves.
+    assert!(seen.contains(&format!("run: {id}\n")), "{seen}");
+    assert!(!seen.contains("host programs visible"), "{seen}");
+    assert!(!seen.contains("host /etc visible"), "{seen}");
+    // Not the service's user: the run's own (root runs them as users of their own).
+    let uid: u32 = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("uid: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    if unsafe { libc::geteuid() } == 0 {
+        assert_ne!(uid, 0, "{seen}");
+    }
+    // An image the store does not have: refused before anything runs, naming it.
+    let missing = template.replace("aq-test/busybox:1", "aq-test/elsewhere:2");
+    let (status, other) = t
+        .app
+        .post(
+            "/api/pipelines/",
+            Some(&staff),
+            &serde_json::json!({"name": "Elsewhere", "template": missing, "owner": null, "version": "1"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{other}");
+    let id = t
+        .start(other["id"].as_i64().unwrap(), serde_json::json!({}))
+        .await;
+    let run = t.wait(id, None).await;
+    assert_eq!(run["status"], "failed");
+    let message = run["status_message"].as_str().unwrap();
+    assert!(
+        message.contains("aq-test/elsewhere:2") && message.contains("image store"),
+        "{message}"
+    );
+}
+
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// World-readable, as `scripts/local-images.sh` leaves the store.
+fn run_chmod(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in walk(dir) {
+        let meta = std::fs::symlink_metadata(&entry).unwrap();
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mode = if meta.is_dir() {
+            0o755
+        } else {
+            0o755 & (meta.permissions().mode() | 0o644)
+        };
+        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    if std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            out.extend(walk(&entry.unwrap().path()));
+        }
+    }
+    out
+}
