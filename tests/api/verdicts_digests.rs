@@ -517,6 +517,7 @@ async fn demo_report_step_counts_and_uploads_findings() {
     }
     // Without the run's token the step fails and says why; with another run's, the service
     // refuses the report and the step fails with its answer.
+    let other = start(&app, &token, p).await;
     let file = dir.path().join("ruff-0.json");
     let base = [
         "report.py".to_string(),
@@ -541,7 +542,7 @@ async fn demo_report_step_counts_and_uploads_findings() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("AQ_CALLBACK_TOKEN is not set"));
     let out = std::process::Command::new(&python)
         .current_dir(dir.path())
-        .env("AQ_CALLBACK_TOKEN", k.token(run + 1000))
+        .env("AQ_CALLBACK_TOKEN", k.token(other))
         .args(&base)
         .output()
         .unwrap();
