@@ -8,7 +8,14 @@
 #   event, and reconcile-on-read) -> outputs and usage stored -> the run's objects collected
 #   after their retention; every demo pipeline timed over repeated runs, with a breakdown of
 #   where the time goes; a failing clone ends `failed` with its reason; cancel removes pods;
-#   and every container a run started, as the node's kernel saw it, ran as a non-root user.
+#   the reference's own catalogue (tests/fixtures/reference/backend.json) imported unchanged
+#   and each of its pipelines run, with its findings and time, those whose tool images cannot
+#   be had here failing at once with the image named (docs/fixtures.md); and every container
+#   a run started, as the node's kernel saw it, ran as a non-root user.
+#
+# Environment: AQ_E2E_REPEAT, AQ_E2E_PIPELINES, AQ_E2E_ONCE (scripts/e2e.py); AQ_E2E_FIXTURES
+# (a fixture file to import instead of the reference's, or 0 to skip that stage);
+# AQ_E2E_ONLY=fixtures runs that stage alone.
 #
 # It starts (and on success, failure or interrupt stops) a control plane and a node of its own
 # (scripts/kube.sh node, with its own state directory and ports, so a control plane the test
@@ -87,14 +94,17 @@ eval "$exports"
 export KUBECONFIG DOCKER_HOST
 stage "node ready"
 
+FIXTURES_FILE=${AQ_E2E_FIXTURES:-tests/fixtures/reference/backend.json}
+[ "$FIXTURES_FILE" = 0 ] || FIXTURES_FILE=$(realpath "$FIXTURES_FILE")
 stage "images (built here, offline)"
-scripts/images.sh all
+if [ "$FIXTURES_FILE" = 0 ]; then scripts/images.sh all; else scripts/images.sh all fixtures; fi
 stage "images ready"
 
-# The repository the pipelines clone: two Python files, one with Ruff findings.
+# The repository the pipelines clone: two Python files, one with findings of every linter
+# (unused imports, an eval).
 REPO=$WORK/git/demo.git
 mkdir -p "$WORK/src"
-printf 'import os\nimport sys\n\n\ndef f():\n    return 1\n' > "$WORK/src/bad.py"
+printf 'import os\nimport sys\n\n\ndef f():\n    return 1\n\n\ndef g(text):\n    return eval(text)\n' > "$WORK/src/bad.py"
 printf 'def good():\n    return 2\n' > "$WORK/src/good.py"
 # A notebook for the notebook pipeline: a title, one executed cell, one unused import.
 cat > "$WORK/src/demo.ipynb" <<'NB'
@@ -132,4 +142,5 @@ NODE_IP=$(AQ_NODE_CIDR=${AQ_NODE_CIDR:-10.213.0.1/24}; echo "${AQ_NODE_CIDR%/*}"
 export KUBECTL DOCKER NODE_IP REPO_DIR=$REPO
 export SERVICE_IMAGE=${AQ_SERVICE_IMAGE:-application-quality-api:local}
 export CALRISSIAN_IMAGE=aq-local/calrissian:0.18.1
+if [ "$FIXTURES_FILE" = 0 ]; then export AQ_E2E_FIXTURES=0; else export AQ_E2E_FIXTURES_FILE=$FIXTURES_FILE; fi
 python3 scripts/e2e.py

@@ -12,8 +12,14 @@
 #                                 every dockerPull name of the demo catalogue and the reporter's
 #   application-quality-api:local the service, built by the repository's Dockerfile on the two
 #                                 local bases above
+#   <the reference's images>      `fixtures` (not in `all`): the tools image plus BusyBox's sh, a
+#                                 conda stand-in and a curl that authenticates job reports
+#                                 (scripts/images/fixtures.Dockerfile), tagged with the names
+#                                 the reference's catalogue pulls (FIXTURE_IMAGES); with
+#                                 AQ_NODE_REGISTRY set (scripts/kube.sh node), those pulled on
+#                                 every start (no tag, `:latest`) are pushed to the node's registry
 #
-# Usage: scripts/images.sh [all|base|pause|calrissian|tools|service]...   (default: all)
+# Usage: scripts/images.sh [all|base|pause|calrissian|tools|service|fixtures]...   (default: all)
 # Images already present are kept (AQ_IMAGES_REBUILD=1 rebuilds); the service is always
 # rebuilt, incrementally (BuildKit cache mounts).
 #
@@ -37,6 +43,14 @@ PAUSE=k8s.gcr.io/pause:3.2
 CALRISSIAN_VERSION=0.18.1
 CALRISSIAN=aq-local/calrissian:$CALRISSIAN_VERSION
 SERVICE=${AQ_SERVICE_IMAGE:-application-quality-api:local}
+FIXTURE_TOOLS=aq-local/fixture-tools:1
+# The images of the reference's catalogue (its fixtures' dockerPull names) this machine can make:
+# each runs the commands and scripts its tool definitions call. The others (the EOEPCA notebook
+# and Application Package validators, Trivy, the SonarQube scanner) have no program to be had
+# from the registries reachable here: docs/fixtures.md.
+FIXTURE_IMAGES=(alpine/git:latest alpine:latest curlimages/curl:latest cytopia/bandit:latest
+  cytopia/pylint:latest eoepca/appquality-flake8-json:v0.1.0 ghcr.io/astral-sh/ruff:alpine
+  continuumio/miniconda3:latest)
 export DOCKER_BUILDKIT=1
 
 say() { printf 'images.sh: %s\n' "$*" >&2; }
@@ -127,7 +141,7 @@ calrissian() {
 # Every image the demo CWL pulls, and the reporter image the Job's last container uses.
 tool_names() {
   { grep -rhoE 'dockerPull: *[^ ]+' src/catalogue/demo | sed 's/dockerPull: *//'
-    cat src/config.rs src/config/*.rs 2>/dev/null | sed -n 's/^ *"\([^"]*curl[^"]*\)"\.into()$/\1/p'; } | sort -u
+    cat src/config.rs src/config/*.rs 2>/dev/null | sed -n 's/^ *"\([^"]*curl[^"]*\)"\.into()$/\1/p' || true; } | sort -u
 }
 
 tools() {
@@ -145,6 +159,33 @@ tools() {
     fi
   done
   for n in "${names[@]:1}"; do "$DOCKER" tag "$first" "$n"; done
+}
+
+fixtures() {
+  tools
+  local names h n
+  mapfile -t names < <(tool_names)
+  h=$(inputs scripts/images/tools.Dockerfile scripts/runner-requirements.txt \
+    scripts/images/fixtures.Dockerfile scripts/images/stand-in/*)
+  if ! have_built "$FIXTURE_TOOLS" "$h"; then
+    build -t "$FIXTURE_TOOLS" --label "$LABEL=$h" --build-arg "TOOLS_IMAGE=${names[0]}" \
+      -f scripts/images/fixtures.Dockerfile scripts/images
+  fi
+  for n in "${FIXTURE_IMAGES[@]}"; do "$DOCKER" tag "$FIXTURE_TOOLS" "$n"; done
+  [ -n "${AQ_NODE_REGISTRY:-}" ] || return 0
+  # A kubelet pulls an image named without a tag or `:latest` at every start; the node's
+  # engine asks its registry mirror first, which must then hold it, under its Docker Hub path.
+  local path
+  for n in "${FIXTURE_IMAGES[@]}"; do
+    [ "${n##*:}" = latest ] || continue
+    path=${n%:latest}
+    case "${path%%/*}" in *.*|*:*) continue ;; esac   # not a Docker Hub name
+    case "$path" in */*) ;; *) path=library/$path ;; esac
+    "$DOCKER" tag "$FIXTURE_TOOLS" "$AQ_NODE_REGISTRY/$path:latest"
+    "$DOCKER" push -q "$AQ_NODE_REGISTRY/$path:latest" >/dev/null
+    "$DOCKER" rmi "$AQ_NODE_REGISTRY/$path:latest" >/dev/null
+  done
+  say "pushed the reference's latest-tagged names to the node's registry $AQ_NODE_REGISTRY"
 }
 
 service() {
@@ -167,7 +208,8 @@ for what in "$@"; do
     calrissian) base; calrissian ;;
     tools) base; tools ;;
     service) base; service ;;
-    *) die "usage: $0 [all|base|pause|calrissian|tools|service]..." ;;
+    fixtures) base; fixtures ;;
+    *) die "usage: $0 [all|base|pause|calrissian|tools|service|fixtures]..." ;;
   esac
 done
 sizes

@@ -12,7 +12,10 @@
 #
 # `node` also starts a node, so pods really run: kube-scheduler, a private dockerd (Debian's
 # docker.io, its own data and socket under the state directory) and a kubelet driving it
-# through the dockershim. Images come from scripts/images.sh, never from a registry. Network:
+# through the dockershim. Images come from scripts/images.sh, never from an outside registry:
+# the engine's registry mirror is a registry of the node's own (Debian's docker-registry, on the
+# bridge), which answers the pulls a kubelet makes for images named without a tag or `:latest`
+# (pulled every time: `imagePullPolicy: Always`) with what was pushed to it. Network:
 # a bridge of our own (AQ_NODE_BRIDGE, default aq-br0, 10.213.0.1/24) for the pods; the API
 # server listens on the bridge address; one DNAT rule makes the `kubernetes` Service address
 # (10.0.0.1:443, what in-cluster clients dial) reach it, as kube-proxy would; a FORWARD rule
@@ -37,7 +40,8 @@
 #                   (default $AQ_KUBE_CACHE/bin); nothing is built when both are there
 #   AQ_KUBE_STATE   run directory: etcd data, certificates, logs, kubeconfig (default $AQ_KUBE_CACHE/run)
 #   AQ_KUBE_PORT    API server port (default 26443); etcd uses AQ_ETCD_PORT (default 22379) and +1;
-#                   the controller-manager +1, the scheduler +2, the kubelet +10 and +11 (healthz)
+#                   the controller-manager +1, the scheduler +2, the kubelet +10 and +11 (healthz),
+#                   the node's registry +12 (on the bridge)
 #   AQ_NODE_BRIDGE, AQ_NODE_CIDR   the pods' bridge and its address (aq-br0, 10.213.0.1/24)
 set -Eeuo pipefail
 
@@ -50,6 +54,7 @@ CM_PORT=$((API_PORT + 1))
 SCHED_PORT=$((API_PORT + 2))
 KUBELET_PORT=$((API_PORT + 10))
 KUBELET_HEALTHZ=$((API_PORT + 11))
+REGISTRY_PORT=$((API_PORT + 12))
 BRIDGE=${AQ_NODE_BRIDGE:-aq-br0}
 NODE_CIDR=${AQ_NODE_CIDR:-10.213.0.1/24}
 NODE_IP=${NODE_CIDR%/*}
@@ -304,10 +309,36 @@ node_packages() {
   command -v ip >/dev/null || want+=(iproute2)
   command -v debootstrap >/dev/null || want+=(debootstrap)
   command -v gcc >/dev/null || want+=(gcc libc6-dev)
-  [ ${#want[@]} -eq 0 ] && return 0
-  say "installing ${want[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
+  if [ ${#want[@]} -gt 0 ]; then
+    say "installing ${want[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
+  fi
+  registry_binary
+}
+
+# The registry (Debian's docker-registry), taken out of its package into the cache: installing
+# the package would register and start a system service.
+registry_binary() {
+  [ -x "$BIN/docker-registry" ] && return 0
+  local d; d=$(mktemp -d)
+  say "fetching Debian's docker-registry package"
+  (cd "$d" && apt-get download -qq docker-registry >/dev/null 2>&1) \
+    || { apt-get update -qq && (cd "$d" && apt-get download -qq docker-registry >/dev/null); } \
+    || { rm -rf "$d"; die "cannot download Debian's docker-registry package"; }
+  dpkg-deb -x "$d"/docker-registry_*.deb "$d/x"
+  mkdir -p "$BIN"
+  install -m 0755 "$d/x/usr/bin/docker-registry" "$BIN/docker-registry"
+  rm -rf "$d"
+}
+
+# The node's registry: the engine's mirror for Docker Hub names, on the bridge, its data in the
+# state directory.
+registry() {
+  printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' \
+    "$STATE/registry" "$NODE_IP:$REGISTRY_PORT" > "$STATE/registry.yml"
+  launch registry "$BIN/docker-registry" serve "$STATE/registry.yml"
+  await registry 30 curl -sf "http://$NODE_IP:$REGISTRY_PORT/v2/"
 }
 
 # The rules, each added once and removed by stop: the `kubernetes` Service address to the API
@@ -409,9 +440,11 @@ node() {
   network_up
   control_plane node
   runc_wrapper
+  registry
   launch dockerd dockerd --data-root "$STATE/docker" --exec-root "$STATE/docker-exec" \
     --pidfile "$STATE/docker-exec/dockerd.pid" -H "unix://$DOCKER_SOCK" --bridge "$BRIDGE" \
     --iptables=false --ip-masq=false --ip-forward=false --storage-driver overlay2 \
+    --registry-mirror "http://$NODE_IP:$REGISTRY_PORT" --insecure-registry "$NODE_IP:$REGISTRY_PORT" \
     --exec-opt native.cgroupdriver=cgroupfs --add-runtime "aq-runc=$STATE/runc-oom-clamp" --default-runtime aq-runc
   await dockerd 60 docker_cli version
   docker_cli image inspect k8s.gcr.io/pause:3.2 >/dev/null 2>&1 \
@@ -433,6 +466,7 @@ node() {
   say "node $NODE_NAME ready at $NODE_IP (stop with: $0 stop)"
   echo "export KUBECONFIG=$KUBECONFIG_OUT"
   echo "export DOCKER_HOST=unix://$DOCKER_SOCK"
+  echo "export AQ_NODE_REGISTRY=$NODE_IP:$REGISTRY_PORT"
 }
 
 node_ready() {
@@ -462,7 +496,7 @@ stop() {
     # shellcheck disable=SC2086
     if [ -n "$ids" ]; then docker_cli rm -f $ids >/dev/null 2>&1 || true; fi
   fi
-  for n in kube-scheduler dockerd kube-controller-manager kube-apiserver etcd; do stop_one "$n"; done
+  for n in kube-scheduler dockerd registry kube-controller-manager kube-apiserver etcd; do stop_one "$n"; done
   # Mounts the kubelet and the engine leave behind (secret volumes, overlays), deepest first.
   if [ -d "$STATE" ]; then
     for m in $(awk -v s="$STATE/" 'index($2, s) == 1 {print $2}' /proc/mounts | sort -r); do
@@ -479,14 +513,15 @@ stop() {
 
 status() {
   local n
-  for n in etcd kube-apiserver kube-controller-manager kube-scheduler dockerd kubelet; do
+  for n in etcd kube-apiserver kube-controller-manager kube-scheduler registry dockerd kubelet; do
     if alive "$n"; then echo "$n: running (pid $(cat "$STATE/$n.pid"))"; else echo "$n: stopped"; fi
   done
 }
 
 env_lines() {
   echo "export KUBECONFIG=$KUBECONFIG_OUT"
-  [ -f "$STATE/node-mode" ] && echo "export DOCKER_HOST=unix://$DOCKER_SOCK"
+  [ -f "$STATE/node-mode" ] && echo "export DOCKER_HOST=unix://$DOCKER_SOCK" \
+    && echo "export AQ_NODE_REGISTRY=$NODE_IP:$REGISTRY_PORT"
   return 0
 }
 

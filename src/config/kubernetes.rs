@@ -81,6 +81,12 @@ pub struct KubernetesConfig {
     /// that ignores `fsGroup` (hostPath, many NFS provisioners). Off by default.
     #[serde(default)]
     pub aqbb_workdir_chown: bool,
+    /// Seconds a pod of a run may keep failing to pull its image (`ErrImagePull`,
+    /// `ImagePullBackOff`) before the run is failed and stopped, naming the image; 0 = at the
+    /// first failure. Calrissian itself waits for such a pod for ever, so without this a run
+    /// whose tool image cannot be had would wait for `AQBB_ACTIVE_DEADLINE_SECS`.
+    #[serde(default = "default_image_pull_grace")]
+    pub aqbb_image_pull_grace_secs: u32,
 }
 
 impl KubernetesConfig {
@@ -154,6 +160,10 @@ fn default_calrissian_cpu_limit() -> String {
 
 fn default_calrissian_memory() -> String {
     "256Mi".into()
+}
+
+fn default_image_pull_grace() -> u32 {
+    120
 }
 
 fn default_run_as() -> i64 {

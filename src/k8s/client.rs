@@ -183,6 +183,26 @@ impl KubeLauncher {
         .map_err(|e| classify("updating the Secret", e))
     }
 
+    /// The pods of a run (its Job's, and its step pods, which Calrissian labels alike); `None`
+    /// when they cannot be read (logged: what they would add is a detail).
+    async fn run_pods(&self, run_id: i64) -> Option<Vec<Pod>> {
+        let lp = ListParams::default().labels(&format!("{}={run_id}", objects::RUN_ID_LABEL));
+        match self
+            .call("listing the run's pods", self.api::<Pod>().list(&lp))
+            .await
+        {
+            Ok(Ok(pods)) => Some(pods.items),
+            Ok(Err(e)) => {
+                tracing::warn!(run_id, error = %e, "could not read the run's pods");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(run_id, error = %e, "could not read the run's pods");
+                None
+            }
+        }
+    }
+
     /// Shortens a succeeded Job's retention to the succeeded one (best effort, logged).
     async fn settle_retention(&self, job: &Job) {
         let current = job.spec.as_ref().and_then(|s| s.ttl_seconds_after_finished);
@@ -254,10 +274,14 @@ impl Launcher for KubeLauncher {
 
     async fn observe(&self, run_id: i64) -> Result<Option<JobObservation>, LaunchError> {
         let name = objects::object_name(run_id);
-        let job = self
-            .call("reading the Job", self.api::<Job>().get_opt(&name))
-            .await?
-            .map_err(|e| classify("reading the Job", e))?;
+        // The run's pods are read beside its Job (one round trip of time): a running Job whose
+        // pod cannot pull its image is a run that cannot go on.
+        let jobs = self.api::<Job>();
+        let (job, pods) = tokio::join!(
+            self.call("reading the Job", jobs.get_opt(&name)),
+            self.run_pods(run_id),
+        );
+        let job = job?.map_err(|e| classify("reading the Job", e))?;
         let Some(job) = job else {
             // A launched run's Job only disappears when deleted before its outcome was
             // recorded (by hand, or its retention passed unobserved): the run must not stay
@@ -274,6 +298,25 @@ impl Launcher for KubeLauncher {
             RunStatus::Failed => {
                 if let Some(d) = self.failure_detail(run_id).await {
                     obs.message = Some(status::with_detail(obs.message.as_deref(), &d));
+                }
+            }
+            RunStatus::Running => {
+                let grace = chrono::Duration::seconds(self.settings.image_pull_grace_secs.into());
+                let stuck = pods
+                    .as_deref()
+                    .and_then(|p| status::image_pull_failure(p, chrono::Utc::now(), grace));
+                if let Some(message) = stuck {
+                    // Stopped as a cancel would (Calrissian deletes its step pods); the run is
+                    // failed first, so the Job's deletion it then hears of changes nothing.
+                    if let Err(e) = self.cancel(run_id).await {
+                        tracing::warn!(run_id, error = %e, "could not stop a run that cannot pull an image");
+                    }
+                    tracing::info!(run_id, %message, "run failed: an image cannot be pulled");
+                    return Ok(Some(JobObservation {
+                        status: RunStatus::Failed,
+                        message: Some(message),
+                        completion_time: Some(chrono::Utc::now()),
+                    }));
                 }
             }
             _ => {}
@@ -299,21 +342,7 @@ impl Launcher for KubeLauncher {
     }
 
     async fn failure_detail(&self, run_id: i64) -> Option<String> {
-        let lp = ListParams::default().labels(&format!("{}={run_id}", objects::RUN_ID_LABEL));
-        match self
-            .call("listing the run's pods", self.api::<Pod>().list(&lp))
-            .await
-        {
-            Ok(Ok(pods)) => status::failure_detail(&pods.items),
-            Ok(Err(e)) => {
-                tracing::warn!(run_id, error = %e, "could not read the failed run's pods");
-                None
-            }
-            Err(e) => {
-                tracing::warn!(run_id, error = %e, "could not read the failed run's pods");
-                None
-            }
-        }
+        status::failure_detail(&self.run_pods(run_id).await?)
     }
 
     fn name(&self) -> &'static str {

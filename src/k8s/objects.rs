@@ -4,8 +4,9 @@
 //! Per run `N` (all named [`object_name`]`(N)` = `aq-run-N`, in the one runs namespace):
 //! - the **Job**, created first; every other object names it as its owner, so deleting the Job
 //!   (cancel, or `ttlSecondsAfterFinished`) lets the garbage collector delete everything else;
-//! - a **ConfigMap** with `workflow.cwl` (the rendered CWL) and `params.yml` (the flattened
-//!   parameters as YAML);
+//! - a **ConfigMap** with `workflow.cwl` (the rendered CWL), `params.yml` (the flattened
+//!   parameters as YAML) and `pod-labels.yml` (the run's labels, which Calrissian gives every
+//!   step pod, so the service finds them: a step whose image cannot be pulled fails the run);
 //! - a **Secret** with the callback `token` and `pod_env_vars.json`, the environment Calrissian
 //!   gives every step pod (`AQ_CALLBACK_URL`, `AQ_CALLBACK_TOKEN`, ...) so job reports can
 //!   authenticate;
@@ -73,6 +74,8 @@ pub const WORKDIR: &str = "/calrissian";
 /// ConfigMap keys.
 pub const CWL_KEY: &str = "workflow.cwl";
 pub const PARAMS_KEY: &str = "params.yml";
+/// The labels Calrissian puts on every step pod (`--pod-labels`).
+pub const POD_LABELS_KEY: &str = "pod-labels.yml";
 /// Secret keys.
 pub const TOKEN_KEY: &str = "token";
 pub const POD_ENV_KEY: &str = "pod_env_vars.json";
@@ -113,6 +116,8 @@ pub struct RunSettings {
     pub workdir_chown: bool,
     /// git's timeouts and allowed protocols, for every step pod ([`crate::pipelines::repos::git_env`]).
     pub git_env: Vec<(String, String)>,
+    /// Seconds a pod of a run may fail to pull its image before the run is failed.
+    pub image_pull_grace_secs: u32,
 }
 
 impl RunSettings {
@@ -142,6 +147,7 @@ impl RunSettings {
             run_as_group: c.kubernetes.aqbb_run_as_group,
             workdir_chown: c.kubernetes.aqbb_workdir_chown,
             git_env: crate::pipelines::repos::git_env(c),
+            image_pull_grace_secs: c.kubernetes.aqbb_image_pull_grace_secs,
         }
     }
 }
@@ -196,13 +202,24 @@ pub fn params_yaml(req: &LaunchRequest) -> String {
     serde_yaml::to_string(&req.params).unwrap_or_else(|_| "{}\n".into())
 }
 
-/// The ConfigMap with the CWL document and its parameters.
+/// `pod-labels.yml`: the labels of the run's step pods, its run and pipeline ids (not
+/// [`MANAGED_BY_LABEL`], which selects the run's Jobs).
+pub fn step_pod_labels_yaml(req: &LaunchRequest) -> String {
+    let labels = BTreeMap::from([
+        (RUN_ID_LABEL, req.run_id.to_string()),
+        (PIPELINE_ID_LABEL, req.pipeline_id.to_string()),
+    ]);
+    serde_yaml::to_string(&labels).unwrap_or_else(|_| "{}\n".into())
+}
+
+/// The ConfigMap with the CWL document, its parameters and the step pods' labels.
 pub fn config_map(req: &LaunchRequest, s: &RunSettings, owner: &OwnerReference) -> ConfigMap {
     ConfigMap {
         metadata: metadata(req, s, Some(owner)),
         data: Some(BTreeMap::from([
             (CWL_KEY.to_string(), req.cwl.clone()),
             (PARAMS_KEY.to_string(), params_yaml(req)),
+            (POD_LABELS_KEY.to_string(), step_pod_labels_yaml(req)),
         ])),
         ..Default::default()
     }
@@ -292,6 +309,8 @@ pub fn calrissian_args(s: &RunSettings) -> Vec<String> {
         "/pod-env-vars/pod_env_vars.json",
         "--tool-logs-basepath",
         "/calrissian",
+        "--pod-labels",
+        "/workflow-input/pod-labels.yml",
         "--enable-ext",
         "/workflow-input/workflow.cwl",
         "/workflow-input/params.yml",
@@ -497,6 +516,11 @@ pub fn job(req: &LaunchRequest, s: &RunSettings) -> Job {
                         path: PARAMS_KEY.into(),
                         mode: Some(0o644),
                     },
+                    KeyToPath {
+                        key: POD_LABELS_KEY.into(),
+                        path: POD_LABELS_KEY.into(),
+                        mode: Some(0o644),
+                    },
                 ]),
                 ..Default::default()
             }),
@@ -659,6 +683,8 @@ mod tests {
             ("250m", "1")
         );
         assert!(args.contains(&"--disable-js-validation".to_string()));
+        let pos = args.iter().position(|a| a == "--pod-labels").unwrap();
+        assert_eq!(args[pos + 1], format!("/workflow-input/{POD_LABELS_KEY}"));
         // Calrissian reads volumes from the first regular container: it must mount the workdir.
         let report = &pod.containers[0];
         assert_eq!(report.name, REPORT_CONTAINER);
@@ -727,6 +753,13 @@ mod tests {
             "{}",
             data[PARAMS_KEY]
         );
+        // The step pods' labels: strings (Calrissian submits them as they are read), the
+        // run's and the pipeline's ids, which the service lists the run's pods by.
+        let step_labels: BTreeMap<String, serde_json::Value> =
+            serde_yaml::from_str(&data[POD_LABELS_KEY]).unwrap();
+        assert_eq!(step_labels[RUN_ID_LABEL], json!("42"));
+        assert_eq!(step_labels[PIPELINE_ID_LABEL], json!("17"));
+        assert_eq!(step_labels.len(), 2);
         let secret = secret(&req, &s, &owner);
         let data = secret.data.unwrap();
         assert_eq!(data[TOKEN_KEY].0, b"aqrun_secret");

@@ -174,6 +174,70 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
+/// Waiting reasons of a container whose image cannot be had. `InvalidImageName` and
+/// `ErrImageNeverPull` never change; the others may be a registry's passing failure, so they
+/// count once the pod has tried for the grace period.
+const PULL_FOR_GOOD: &[&str] = &["InvalidImageName", "ErrImageNeverPull"];
+const PULL_FAILING: &[&str] = &["ErrImagePull", "ImagePullBackOff", "RegistryUnavailable"];
+
+/// A running run that cannot go on: one of its pods (the Job's, or a step pod Calrissian
+/// started, which carry the run's labels) cannot pull its image, for good or for longer than
+/// `grace` since the pod was created. Calrissian waits for such a step pod for ever, so the run
+/// would otherwise last until its deadline. The message names the pod, the container, the image
+/// and the kubelet's reason.
+pub fn image_pull_failure(
+    pods: &[Pod],
+    now: DateTime<Utc>,
+    grace: chrono::Duration,
+) -> Option<String> {
+    for pod in pods {
+        let Some(st) = pod.status.as_ref() else {
+            continue;
+        };
+        let created = pod
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .and_then(|t| to_chrono(&t.0));
+        let all = st
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .chain(st.container_statuses.iter().flatten());
+        for c in all {
+            let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
+                continue;
+            };
+            let Some(reason) = w.reason.as_deref() else {
+                continue;
+            };
+            let for_good = PULL_FOR_GOOD.contains(&reason);
+            let long_enough = PULL_FAILING.contains(&reason)
+                && created.is_none_or(|t| now.signed_duration_since(t) >= grace);
+            if !(for_good || long_enough) {
+                continue;
+            }
+            let pod_name = pod.metadata.name.as_deref().unwrap_or("?");
+            let message = w
+                .message
+                .as_deref()
+                .map(|m| format!(": {}", m.trim()))
+                .unwrap_or_default();
+            let mut text = format!(
+                "The image {:?} of pod {pod_name} (container {}) cannot be pulled ({reason}{message}). \
+                 The run was stopped: its tool cannot run on this cluster until the image can be \
+                 pulled (a registry the cluster reaches, or the image loaded on its nodes).",
+                c.image, c.name
+            );
+            if text.chars().count() > DETAIL_MAX_CHARS {
+                text = text.chars().take(DETAIL_MAX_CHARS).collect();
+            }
+            return Some(text);
+        }
+    }
+    None
+}
+
 /// Why a run failed when its Job vanished before its outcome was recorded.
 pub fn gone_message() -> String {
     "The run's Kubernetes Job was deleted before it finished.".into()
@@ -271,6 +335,47 @@ mod tests {
             "{d}"
         );
         assert!(!d.contains("INFO") && !d.contains('\u{1b}'), "{d}");
+    }
+
+    fn step_pod(created: &str, reason: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "notebook-bp-validator-step-pod-abc", "creationTimestamp": created},
+            "status": {"phase": "Pending", "containerStatuses": [{
+                "name": "notebook-bp-validator-step-container", "ready": false, "restartCount": 0,
+                "image": "eoepca/notebook-bp-validator:2025-05-12.1", "imageID": "",
+                "state": {"waiting": {"reason": reason,
+                    "message": "Back-off pulling image \"eoepca/notebook-bp-validator:2025-05-12.1\""}}
+            }]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pod_that_cannot_pull_its_image_fails_the_run_after_the_grace() {
+        let now = DateTime::parse_from_rfc3339("2025-01-02T03:05:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let grace = chrono::Duration::seconds(60);
+        // Created 30 s ago: a registry may be failing for a moment.
+        let young = step_pod("2025-01-02T03:04:30Z", "ImagePullBackOff");
+        assert_eq!(image_pull_failure(&[young], now, grace), None);
+        // Created 2 minutes ago, still failing: the run is failed, the message names it all.
+        let old = step_pod("2025-01-02T03:03:00Z", "ErrImagePull");
+        let m = image_pull_failure(&[old], now, grace).unwrap();
+        assert!(
+            m.starts_with("The image \"eoepca/notebook-bp-validator:2025-05-12.1\" of pod notebook-bp-validator-step-pod-abc (container notebook-bp-validator-step-container) cannot be pulled (ErrImagePull: Back-off pulling image"),
+            "{m}"
+        );
+        // An invalid name never gets better: at once.
+        let invalid = step_pod("2025-01-02T03:04:59Z", "InvalidImageName");
+        assert!(image_pull_failure(&[invalid], now, grace).is_some());
+        // Other waiting reasons are not pull failures, whatever the pod's age.
+        let creating = step_pod("2025-01-02T03:00:00Z", "ContainerCreating");
+        assert_eq!(image_pull_failure(&[creating], now, grace), None);
+        // A grace of zero: the first failure counts.
+        let young = step_pod("2025-01-02T03:05:00Z", "ErrImagePull");
+        assert!(image_pull_failure(&[young], now, chrono::Duration::zero()).is_some());
+        assert_eq!(image_pull_failure(&[], now, grace), None);
     }
 
     #[test]

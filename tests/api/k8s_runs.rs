@@ -194,16 +194,17 @@ impl Cluster {
     }
 
     /// The service's settings for this test's runs namespace.
-    fn config(&self) -> Config {
-        Config::from_iter(self.env()).unwrap()
-    }
-
     fn env(&self) -> Vec<(String, String)> {
         vec![("AQBB_NAMESPACE".into(), self.runs_ns.clone())]
     }
 
     /// A launcher authenticated as the service's ServiceAccount (its own token, not admin).
     async fn service_launcher(&self) -> KubeLauncher {
+        self.service_launcher_with(&[]).await
+    }
+
+    /// The same, with settings of its own beside the namespace.
+    async fn service_launcher_with(&self, extra: &[(&str, &str)]) -> KubeLauncher {
         let token = self.sa_token(&self.api_ns, API_SA).await;
         let mut cfg = self.admin_config.clone();
         cfg.auth_info = Default::default();
@@ -211,7 +212,9 @@ impl Cluster {
             http::header::AUTHORIZATION,
             format!("Bearer {token}").parse().unwrap(),
         ));
-        k8s::launcher_with(cfg, &self.config()).unwrap()
+        let mut env = self.env();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        k8s::launcher_with(cfg, &Config::from_iter(env).unwrap()).unwrap()
     }
 
     fn api<K>(&self) -> Api<K>
@@ -718,6 +721,87 @@ async fn runs_follow_their_jobs_through_events_and_reconcile_on_read() {
     foreign.metadata.labels = None;
     let (status, body) = post_job_event(&app, &foreign, "update").await;
     assert_eq!(status, 200, "{body}");
+    c.finish().await;
+}
+
+/// A step pod that cannot pull its image (Calrissian waits for it for ever) fails its run at
+/// the next read, naming the image, pod and reason, and the run's Job is deleted. The step pod
+/// is made here as Calrissian makes it: with the labels of the run's `pod-labels.yml`.
+#[tokio::test]
+async fn a_step_pod_that_cannot_pull_its_image_fails_the_run_on_read_and_stops_it() {
+    if !cluster_configured() {
+        return;
+    }
+    let c = Cluster::start().await;
+    // No grace: the first pull failure counts (the kubelet's back-off is not simulated).
+    let launcher = Arc::new(
+        c.service_launcher_with(&[("AQBB_IMAGE_PULL_GRACE_SECS", "0")])
+            .await,
+    );
+    let (app, token, pipeline_id) = app_with(&c, launcher).await;
+    let id = start_run(&app, &token, pipeline_id).await["id"]
+        .as_i64()
+        .unwrap();
+    let path = format!("/api/pipelines/{pipeline_id}/runs/{id}/");
+    let cms: Api<ConfigMap> = c.api();
+    let data = cms
+        .get(&objects::object_name(id))
+        .await
+        .unwrap()
+        .data
+        .unwrap();
+    let labels: std::collections::BTreeMap<String, String> =
+        serde_yaml::from_str(&data[objects::POD_LABELS_KEY]).unwrap();
+    let pods: Api<Pod> = c.api();
+    let step: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "trivy-step-pod-x1", "labels": labels},
+        "spec": {"containers": [{"name": "trivy-step-container", "image": "aquasec/trivy:latest"}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &step).await.unwrap();
+    // Being created: the run goes on.
+    let (status, body) = app.get(&path, Some(&token)).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("running")),
+        "{body}"
+    );
+    pods.patch_status(
+        "trivy-step-pod-x1",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"status": {"phase": "Pending", "containerStatuses": [{
+            "name": "trivy-step-container", "ready": false, "restartCount": 0,
+            "image": "aquasec/trivy:latest", "imageID": "",
+            "state": {"waiting": {"reason": "ErrImagePull",
+                "message": "Error response from daemon: Get https://registry-1.docker.io/v2/: no such host"}}
+        }]}})),
+    )
+    .await
+    .unwrap();
+    let (status, body) = app.get(&path, Some(&token)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "failed", "{body}");
+    let message = body["status_message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "The image \"aquasec/trivy:latest\" of pod trivy-step-pod-x1 (container trivy-step-container) cannot be pulled (ErrImagePull: Error response from daemon"
+        ),
+        "{message}"
+    );
+    assert_ne!(body["digest_quality"], "pass", "{body}");
+    // Stopped: its Job is deleted (and with it, by the garbage collector, its objects).
+    let jobs: Api<Job> = c.api();
+    eventually("the run's Job deleted", 30, || async {
+        jobs.get_opt(&objects::object_name(id))
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    // Terminal: a later read changes nothing.
+    let (_, again) = app.get(&path, Some(&token)).await;
+    assert_eq!(again["status_message"], body["status_message"]);
     c.finish().await;
 }
 
