@@ -36,6 +36,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, IntoResponses, ToSchema};
 
+/// The shapes of a list of `ReceivedEvent`, for the OpenAPI document.
+type ListedReceivedEvents = crate::http::paging::Listed<ReceivedEvent>;
+
 /// `/api/events/`: the Knative Trigger's subscriber path and the staff list of received
 /// events. It sits with the REST routes (the browser frontend reads the list, so CORS
 /// preflights must be answered); the `Host` check exempts its `POST`.
@@ -334,7 +337,7 @@ struct EventFilters {
     security(("bearer" = [])),
     params(EventFilters, PageParams),
     responses(
-        (status = 200, description = "Received events: all of them as an array (streamed) without paging parameters, else a `Page` of them", body = Vec<ReceivedEvent>),
+        (status = 200, description = "Received events: an array without paging parameters, a page with `limit`/`offset`, a keyset page with `cursor`", body = inline(ListedReceivedEvents)),
         (status = 400, description = "Malformed filter or paging parameter", body = ErrorDetail),
         (status = 401, description = "Missing or invalid credentials", body = ErrorDetail),
         (status = 403, description = "The caller is not staff", body = ErrorDetail),

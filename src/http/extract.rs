@@ -1,7 +1,8 @@
 //! Request extractors with the service's error shapes: JSON bodies must say
 //! `Content-Type: application/json` (415 otherwise), be a JSON object (400
 //! `{"non_field_errors": [...]}`, as DRF answers) and parse into the handler's request type (400
-//! with the parser's message and position);
+//! with the parser's message and position); [`JsonOrForm`] reads the same types from JSON or
+//! a form (the token endpoints, as the reference's parsers);
 //! [`TraceParent`] reads a valid W3C `traceparent` header (invalid ones are ignored).
 
 pub use crate::json::{is_json_content_type, parse_json};
@@ -15,7 +16,7 @@ use axum::{
     http::{HeaderMap, header, request::Parts},
 };
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::convert::Infallible;
 
 /// A JSON request body: an object, read into `T` (every request body of the API is a JSON
@@ -64,6 +65,73 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// A request body that is a JSON object or `application/x-www-form-urlencoded` (each value a
+/// string), read into `T`: the token endpoints take both, as the reference did.
+#[derive(Debug, Clone)]
+pub struct JsonOrForm<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonOrForm<T> {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        let fields = fields(&content_type, &bytes)?;
+        serde_json::from_value::<T>(Value::Object(fields))
+            .map(JsonOrForm)
+            .map_err(|e| AppError::BadRequest(format!("JSON parse error - {e}")))
+    }
+}
+
+/// The fields of a JSON object or form-urlencoded body (415 for any other type).
+fn fields(content_type: &str, body: &[u8]) -> Result<Map<String, Value>, AppError> {
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if is_json_content_type(content_type) {
+        match parse_json::<Value>(body)? {
+            Value::Object(m) => Ok(m),
+            other => Err(AppError::field(
+                "non_field_errors",
+                format!(
+                    "Invalid data. Expected a dictionary, but got {}.",
+                    kind(&other)
+                ),
+            )),
+        }
+    } else if mime == "application/x-www-form-urlencoded" {
+        Ok(url::form_urlencoded::parse(body)
+            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+            .collect())
+    } else {
+        Err(AppError::UnsupportedMediaType(format!(
+            "Unsupported media type \"{content_type}\" in request; send application/json."
+        )))
+    }
+}
+
+/// Python's name of a JSON value's type, as DRF's messages say it.
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Array(_) => "list",
+        Value::String(_) => "str",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "bool",
+        Value::Null => "null",
+        Value::Object(_) => "dict",
+    }
+}
+
 /// The W3C trace context (`traceparent`) of a request, when it is present and well formed.
 /// Malformed values are ignored rather than refused: tracing must never fail a request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -91,5 +159,28 @@ impl<S: Send + Sync> FromRequestParts<S> for TraceParent {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
         Ok(Self::from_headers(&parts.headers))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_bodies_are_read_like_json_objects() {
+        let m = fields(
+            "application/x-www-form-urlencoded",
+            b"username=a%40b&password=p+w",
+        )
+        .unwrap();
+        assert_eq!(m["username"], "a@b");
+        assert_eq!(m["password"], "p w");
+        let m = fields("application/json", br#"{"username": "a"}"#).unwrap();
+        assert_eq!(m["username"], "a");
+        assert_eq!(
+            fields("application/json", b"[]").unwrap_err().body(),
+            serde_json::json!({"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]})
+        );
+        assert_eq!(fields("text/plain", b"x").unwrap_err().status(), 415);
     }
 }

@@ -53,6 +53,9 @@ pub const MAX_NAME_LEN: usize = 50;
 /// Longest report instance (the column's size).
 pub const MAX_INSTANCE_LEN: usize = 200;
 
+/// The shapes of a list of `JobReport`, for the OpenAPI document.
+type ListedJobReports = crate::http::paging::Listed<JobReport>;
+
 /// Routes of this resource.
 pub fn routes<R: Routes>(routes: R) -> R {
     routes
@@ -140,7 +143,7 @@ fn serialise_reports(
     security(("bearer" = [])),
     params(("pipeline" = String, Path, description = "Pipeline id, or `_` / `-` for every pipeline"), ("run" = String, Path, description = "Run id"), ("name" = Option<String>, Query, description = "Tool slug"), ("instance" = Option<String>, Query, description = "Instance (e.g. a file)"), crate::http::paging::PageParams),
     responses(
-        (status = 200, description = "Job reports: an array without paging parameters, else a `Page` of them", body = Vec<JobReport>),
+        (status = 200, description = "Job reports: an array without paging parameters, a page with `limit`/`offset`, a keyset page with `cursor`", body = inline(ListedJobReports)),
         (status = 400, description = "Malformed query string", body = crate::http::openapi::ErrorDetail),
         (status = 401, description = "Missing or invalid credentials", body = crate::http::openapi::ErrorDetail),
         (status = 404, description = "No such pipeline or run visible to the caller", body = crate::http::openapi::ErrorDetail),

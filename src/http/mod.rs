@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod events;
 pub mod extract;
+pub mod fields;
 pub mod health;
 pub mod index;
 pub mod jobreports;

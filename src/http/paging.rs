@@ -29,7 +29,10 @@ use sea_orm::{
 };
 use serde::Serialize;
 use std::{convert::Infallible, sync::Arc};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{
+    IntoParams, PartialSchema, ToSchema,
+    openapi::{ObjectBuilder, Ref, RefOr, Schema, schema::SchemaType},
+};
 
 /// Rows per statement when streaming a whole list.
 pub const BATCH: u64 = 500;
@@ -253,7 +256,7 @@ pub struct PageParams {
 }
 
 /// A page of a list (`?limit=&offset=`), as DRF's `LimitOffsetPagination`.
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize)]
 pub struct Page<T> {
     /// Number of rows matching the filters.
     pub count: u64,
@@ -265,13 +268,85 @@ pub struct Page<T> {
 }
 
 /// A keyset page of a list (`?cursor=`).
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize)]
 pub struct CursorPage<T> {
     /// URL of the next page; null after the last row.
     pub next: Option<String>,
     /// Always null (keyset pages go forward).
     pub previous: Option<String>,
     pub results: Vec<T>,
+}
+
+/// What a list that grows with use answers, for the OpenAPI document: one of three shapes,
+/// chosen by the query ([`PageParams`]): every row as an array (streamed), a [`Page`] with
+/// `limit`/`offset`, a [`CursorPage`] with `cursor`. [`Listing::respond`] writes them; this
+/// type only describes them. Written by hand because utoipa's derive would copy `T`'s whole
+/// schema into each page shape instead of referring to it.
+pub struct Listed<T>(std::marker::PhantomData<T>);
+
+impl<T: ToSchema> PartialSchema for Listed<T> {
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder, Type};
+        let rows = || ArrayBuilder::new().items(Ref::from_schema_name(T::name()));
+        let link = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                .description(Some(description))
+        };
+        let page = ObjectBuilder::new()
+            .title(Some("Page"))
+            .description(Some(
+                "With `limit` and/or `offset`: a page, as DRF's `LimitOffsetPagination`.",
+            ))
+            .property(
+                "count",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0))
+                    .description(Some("Number of rows matching the filters.")),
+            )
+            .property("next", link("URL of the next page; null on the last."))
+            .property(
+                "previous",
+                link("URL of the previous page; null on the first."),
+            )
+            .property("results", rows())
+            .required("count")
+            .required("next")
+            .required("previous")
+            .required("results");
+        let cursor = ObjectBuilder::new()
+            .title(Some("CursorPage"))
+            .description(Some(
+                "With `cursor`: a keyset page, which neither skips nor repeats rows while rows \
+                 are added.",
+            ))
+            .property(
+                "next",
+                link("URL of the next page; null after the last row."),
+            )
+            .property("previous", link("Always null (keyset pages go forward)."))
+            .property("results", rows())
+            .required("next")
+            .required("previous")
+            .required("results");
+        OneOfBuilder::new()
+            .item(
+                rows()
+                    .title(Some("All"))
+                    .description(Some("Without paging parameters: every row (streamed).")),
+            )
+            .item(page)
+            .item(cursor)
+            .into()
+    }
+}
+
+impl<T: ToSchema> ToSchema for Listed<T> {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((T::name().into_owned(), T::schema()));
+        T::schemas(schemas);
+    }
 }
 
 /// One list: its filtered rows, primary key, direction and serialiser.

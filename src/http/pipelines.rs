@@ -21,6 +21,7 @@ use crate::{
     http::routes::{Routes, route},
     http::{
         extract::JsonBody,
+        fields::{Field, FromJson, Invalid, NOT_A_STRING, Problems, too_long},
         serialize::{self, iso},
     },
     pipelines::params,
@@ -72,51 +73,146 @@ pub fn routes<R: Routes>(routes: R) -> R {
         .add(route!(remove))
 }
 
-/// Body of `POST`, `PUT` (`name` required) and `PATCH` (all optional) on pipelines. Each field
-/// is read as sent (absent, `null` or a value) and checked by [`parse_changes`], which reports
-/// every field's problem at once with the reference's (DRF's) messages. Other fields, such as
-/// the read-only ones of [`Pipeline`] that the frontend sends back, are ignored.
+/// Body of `POST`, `PUT` (`name` required) and `PATCH` (all optional) on pipelines. Every
+/// field's problem is answered at once, with the reference's (DRF's) messages. Other fields,
+/// such as the read-only ones of `Pipeline` that the frontend sends back, are ignored.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct PipelineWrite {
-    /// At most 50 characters; required on `POST` and `PUT`.
-    #[serde(default, deserialize_with = "sent")]
-    #[schema(value_type = Option<String>, max_length = 50)]
-    name: Option<Value>,
-    /// At most 10,000 characters.
-    #[serde(default, deserialize_with = "sent")]
-    #[schema(value_type = Option<String>, max_length = 10000)]
-    description: Option<Value>,
-    /// At most 50 characters.
-    #[serde(default, deserialize_with = "sent")]
-    #[schema(value_type = Option<String>, max_length = 50)]
-    version: Option<Value>,
+    /// Required on `POST` and `PUT`; trimmed, not blank, at most 50 characters.
+    #[serde(default)]
+    #[schema(value_type = String, required = false, min_length = 1, max_length = 50)]
+    name: Field<String>,
+    /// Trimmed, at most 10,000 characters.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, required = false, max_length = 10000)]
+    description: Field<String>,
+    /// Trimmed, at most 50 characters.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, required = false, max_length = 50)]
+    version: Field<String>,
     /// Tool (subworkflow) slugs, in order: at most 100, no repeats.
-    #[serde(default, deserialize_with = "sent")]
-    #[schema(value_type = Option<Vec<String>>, max_items = 100)]
-    tools: Option<Value>,
-    /// `{subworkflow: {tool: {input: {"default": value}}}}` or null.
-    #[serde(default, deserialize_with = "sent")]
-    #[schema(value_type = Option<Object>)]
-    default_inputs: Option<Value>,
+    #[serde(default)]
+    #[schema(value_type = Vec<String>, required = false, max_items = 100)]
+    tools: Field<ToolSlugs>,
+    /// `{subworkflow: {tool: {input: {"default": value}}}}` or null; no key starting with `$`.
+    #[serde(default)]
+    #[schema(value_type = Option<HashMap<String, HashMap<String, HashMap<String, Object>>>>, required = false)]
+    default_inputs: Field<DefaultInputs>,
     /// `{"pass": rule, "pass_with_comments": rule}` or null; each rule is parsed when saved
     /// (400 naming the problem; see docs/verdicts.md).
-    #[serde(default, deserialize_with = "sent")]
-    #[schema(value_type = Option<Object>)]
-    quality_rules: Option<Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<QualityRules>, required = false)]
+    quality_rules: Field<QualityRules>,
     /// Owner's user id, null for a public pipeline. Staff only (others may send their own id
     /// or the current value).
-    #[serde(default, deserialize_with = "sent")]
-    #[schema(value_type = Option<i64>)]
-    owner: Option<Value>,
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, required = false)]
+    owner: Field<UserId>,
     /// Jinja CWL template, at most 256 KiB; staff only.
-    #[serde(default, deserialize_with = "sent")]
-    #[schema(value_type = Option<String>)]
-    template: Option<Value>,
+    #[serde(default)]
+    #[schema(value_type = String, required = false)]
+    template: Field<String>,
 }
 
-/// A field that was sent, `null` included (`Some(Value::Null)`); absent fields stay `None`.
-fn sent<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
+/// The `tools` of a pipeline: subworkflow slugs, in order, each once.
+#[derive(Debug)]
+pub struct ToolSlugs(Vec<String>);
+
+impl FromJson for ToolSlugs {
+    fn from_json(value: Value) -> Result<Self, Invalid> {
+        let Value::Array(items) = value else {
+            return Err(EXPECTED_LIST.into());
+        };
+        if items.len() > MAX_TOOLS {
+            return Err(format!("Ensure this field has no more than {MAX_TOOLS} elements.").into());
+        }
+        let mut seen = HashSet::new();
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let Value::String(slug) = item else {
+                return Err("Incorrect type. Expected pk value (a tool slug).".into());
+            };
+            if !seen.insert(slug.clone()) {
+                return Err(format!("Tool \"{slug}\" is listed twice.").into());
+            }
+            out.push(slug);
+        }
+        Ok(ToolSlugs(out))
+    }
+}
+
+const EXPECTED_LIST: &str = "Expected a list of items.";
+
+/// A pipeline's `default_inputs`: `{subworkflow: {tool: {input: {...}}}}`, without a key
+/// starting with `$` anywhere (the error then names that key's path). The values are checked
+/// against the declared inputs once the subworkflows are known ([`check_defaults_against`]).
+#[derive(Debug)]
+pub struct DefaultInputs(Value);
+
+impl FromJson for DefaultInputs {
+    fn from_json(value: Value) -> Result<Self, Invalid> {
+        const SHAPE: &str =
+            "Expected an object {subworkflow: {tool: {input: {\"default\": value}}}} or null.";
+        if let Some(path) = params::directive_key(&value, "default_inputs") {
+            return Err(Invalid {
+                at: Some(path),
+                message: params::DIRECTIVE_MESSAGE.into(),
+            });
+        }
+        let ok = value.as_object().is_some_and(|sws| {
+            sws.values().all(|tools| {
+                tools.as_object().is_some_and(|tools| {
+                    tools.values().all(|inputs| {
+                        inputs
+                            .as_object()
+                            .is_some_and(|inputs| inputs.values().all(Value::is_object))
+                    })
+                })
+            })
+        });
+        if ok {
+            Ok(DefaultInputs(value))
+        } else {
+            Err(SHAPE.into())
+        }
+    }
+}
+
+/// A pipeline's verdict rules, each parsed when saved (see docs/verdicts.md).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QualityRules {
+    /// The rule for `pass`, e.g. `error == 0 and critical == 0`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    pass: Option<String>,
+    /// The rule for `pass_with_comments`, tested first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    pass_with_comments: Option<String>,
+}
+
+impl FromJson for QualityRules {
+    fn from_json(value: Value) -> Result<Self, Invalid> {
+        crate::quality::validate_rules(&value)?;
+        let rule = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_string);
+        Ok(QualityRules {
+            pass: rule("pass"),
+            pass_with_comments: rule("pass_with_comments"),
+        })
+    }
+}
+
+/// A user's id sent as a pipeline's `owner`.
+#[derive(Debug)]
+pub struct UserId(i64);
+
+impl FromJson for UserId {
+    fn from_json(value: Value) -> Result<Self, Invalid> {
+        value
+            .as_i64()
+            .map(UserId)
+            .ok_or_else(|| "Incorrect type. Expected pk value, received something else.".into())
+    }
 }
 
 /// A pipeline.
@@ -181,61 +277,27 @@ struct Changes {
     template: Option<String>,
 }
 
-fn too_long(max: usize) -> String {
-    format!("Ensure this field has no more than {max} characters.")
-}
-
-/// A string field: `Ok(None)` for null when `nullable`.
-fn string_field(
-    value: &Value,
+/// A sent string as DRF's `CharField(max_length=max, trim_whitespace=True)`: `Ok(None)` for
+/// null when `nullable`.
+fn trimmed(
+    sent: Result<Option<String>, Invalid>,
     max: usize,
     nullable: bool,
     blank: bool,
-) -> Result<Option<String>, String> {
-    match value {
-        Value::Null if nullable => Ok(None),
-        Value::Null => Err("This field may not be null.".into()),
-        Value::String(s) => {
+) -> Result<Option<String>, Invalid> {
+    match sent? {
+        None if nullable => Ok(None),
+        None => Err("This field may not be null.".into()),
+        Some(s) => {
             let s = s.trim();
             if s.is_empty() && !blank {
                 Err("This field may not be blank.".into())
             } else if s.chars().count() > max {
-                Err(too_long(max))
+                Err(too_long(max).into())
             } else {
                 Ok(Some(s.to_string()))
             }
         }
-        _ => Err("Not a valid string.".into()),
-    }
-}
-
-/// `default_inputs` must be `{subworkflow: {tool: {input: {...}}}}` (or null), without a key
-/// starting with `$` anywhere (the error then names that key's path). The values are checked
-/// against the declared inputs once the subworkflows are known ([`check_defaults_against`]).
-fn check_default_inputs(value: &Value) -> Result<Option<Value>, (String, String)> {
-    const SHAPE: &str =
-        "Expected an object {subworkflow: {tool: {input: {\"default\": value}}}} or null.";
-    if value.is_null() {
-        return Ok(None);
-    }
-    if let Some(path) = params::directive_key(value, "default_inputs") {
-        return Err((path, params::DIRECTIVE_MESSAGE.into()));
-    }
-    let ok = value.as_object().is_some_and(|sws| {
-        sws.values().all(|tools| {
-            tools.as_object().is_some_and(|tools| {
-                tools.values().all(|inputs| {
-                    inputs
-                        .as_object()
-                        .is_some_and(|inputs| inputs.values().all(Value::is_object))
-                })
-            })
-        })
-    });
-    if ok {
-        Ok(Some(value.clone()))
-    } else {
-        Err(("default_inputs".into(), SHAPE.into()))
     }
 }
 
@@ -268,119 +330,62 @@ async fn check_defaults_against<C: ConnectionTrait>(
 }
 
 /// Checks the request body into [`Changes`], collecting every field error.
-fn parse_changes(body: &PipelineWrite, require_name: bool) -> AppResult<Changes> {
-    let mut errors = FieldErrors::new();
-    let mut err = |field: &str, msg: String| errors.insert(field.to_string(), vec![msg]);
+fn parse_changes(body: PipelineWrite, require_name: bool) -> AppResult<Changes> {
+    let mut problems = Problems::default();
     let mut c = Changes::default();
-    match body.name.as_ref() {
-        None if require_name => {
-            err("name", "This field is required.".into());
-        }
+    match body.name.sent() {
+        None if require_name => problems.add("name", "This field is required."),
         None => {}
-        Some(v) => match string_field(v, MAX_NAME_LEN, false, false) {
-            Ok(name) => c.name = name,
-            Err(m) => {
-                err("name", m);
-            }
-        },
-    }
-    if let Some(v) = body.description.as_ref() {
-        match string_field(v, MAX_DESCRIPTION_LEN, true, true) {
-            Ok(d) => c.description = Some(d),
-            Err(m) => {
-                err("description", m);
-            }
+        Some(sent) => {
+            c.name = problems
+                .take("name", trimmed(sent, MAX_NAME_LEN, false, false))
+                .flatten();
         }
     }
-    if let Some(v) = body.version.as_ref() {
-        match string_field(v, MAX_NAME_LEN, true, true) {
-            Ok(d) => c.version = Some(d),
-            Err(m) => {
-                err("version", m);
-            }
-        }
+    if let Some(sent) = body.description.sent() {
+        c.description = problems.take(
+            "description",
+            trimmed(sent, MAX_DESCRIPTION_LEN, true, true),
+        );
     }
-    if let Some(v) = body.tools.as_ref() {
-        match parse_tools(v) {
-            Ok(t) => c.tools = Some(t),
-            Err(m) => {
-                err("tools", m);
-            }
-        }
+    if let Some(sent) = body.version.sent() {
+        c.version = problems.take("version", trimmed(sent, MAX_NAME_LEN, true, true));
     }
-    if let Some(v) = body.default_inputs.as_ref() {
-        match check_default_inputs(v) {
-            Ok(d) => c.default_inputs = Some(d),
-            Err((field, m)) => {
-                err(&field, m);
-            }
-        }
+    if let Some(sent) = body.tools.sent() {
+        // null is not a list.
+        let tools = sent.and_then(|t| t.ok_or_else(|| EXPECTED_LIST.into()));
+        c.tools = problems.take("tools", tools).map(|t| t.0);
     }
-    if let Some(v) = body.quality_rules.as_ref() {
+    if let Some(sent) = body.default_inputs.sent() {
+        c.default_inputs = problems
+            .take("default_inputs", sent)
+            .map(|d| d.map(|d| d.0));
+    }
+    if let Some(sent) = body.quality_rules.sent() {
         // Checked here, so a bad rule is a 400 now rather than an `exception` verdict later.
-        match crate::quality::validate_rules(v) {
-            Ok(()) => c.quality_rules = Some((!v.is_null()).then(|| v.clone())),
-            Err(m) => {
-                err("quality_rules", m);
-            }
-        }
+        c.quality_rules = problems
+            .take("quality_rules", sent)
+            .map(|r| r.map(|r| serde_json::to_value(r).unwrap_or_default()));
     }
-    if let Some(v) = body.owner.as_ref() {
-        match v {
-            Value::Null => c.owner = Some(None),
-            Value::Number(n) if n.as_i64().is_some() => c.owner = Some(n.as_i64()),
-            _ => {
-                err(
-                    "owner",
-                    "Incorrect type. Expected pk value, received something else.".into(),
-                );
-            }
-        }
+    if let Some(sent) = body.owner.sent() {
+        c.owner = problems.take("owner", sent).map(|o| o.map(|o| o.0));
     }
-    if let Some(v) = body.template.as_ref() {
-        match v {
-            Value::String(t) if t.len() > MAX_TEMPLATE_LEN => {
-                err("template", too_long(MAX_TEMPLATE_LEN));
-            }
-            Value::String(t) => match crate::pipelines::render::check_template(t) {
-                Ok(_) => c.template = Some(t.clone()),
-                Err(e) => {
-                    err("template", format!("Invalid Jinja template: {e}"));
+    if let Some(sent) = body.template.sent() {
+        let template = sent
+            .and_then(|t| t.ok_or_else(|| NOT_A_STRING.into()))
+            .and_then(|t| {
+                if t.len() > MAX_TEMPLATE_LEN {
+                    Err(too_long(MAX_TEMPLATE_LEN).into())
+                } else {
+                    crate::pipelines::render::check_template(&t)
+                        .map(|_| t)
+                        .map_err(|e| format!("Invalid Jinja template: {e}").into())
                 }
-            },
-            _ => {
-                err("template", "Not a valid string.".into());
-            }
-        }
+            });
+        c.template = problems.take("template", template);
     }
-    if errors.is_empty() {
-        Ok(c)
-    } else {
-        Err(AppError::Validation(errors))
-    }
-}
-
-fn parse_tools(v: &Value) -> Result<Vec<String>, String> {
-    let Some(items) = v.as_array() else {
-        return Err("Expected a list of items.".into());
-    };
-    if items.len() > MAX_TOOLS {
-        return Err(format!(
-            "Ensure this field has no more than {MAX_TOOLS} elements."
-        ));
-    }
-    let mut seen = HashSet::new();
-    let mut out = Vec::with_capacity(items.len());
-    for item in items {
-        let Some(slug) = item.as_str() else {
-            return Err("Incorrect type. Expected pk value (a tool slug).".into());
-        };
-        if !seen.insert(slug) {
-            return Err(format!("Tool \"{slug}\" is listed twice."));
-        }
-        out.push(slug.to_string());
-    }
-    Ok(out)
+    problems.finish()?;
+    Ok(c)
 }
 
 /// Checks that every tool slug and the owner exist (one query each).
@@ -688,7 +693,7 @@ async fn create(
     CurrentUser(user): CurrentUser,
     JsonBody(body): JsonBody<PipelineWrite>,
 ) -> AppResult<(StatusCode, Json<Pipeline>)> {
-    let c = parse_changes(&body, true)?;
+    let c = parse_changes(body, true)?;
     let owner = match c.owner {
         None => Some(user.id),
         Some(o) if user.owns_or_staff(o) => o,
@@ -814,7 +819,7 @@ async fn apply_update(
     if !user.owns_or_staff(p.owner_id) {
         return Err(AppError::forbidden());
     }
-    let c = parse_changes(&body, full)?;
+    let c = parse_changes(body, full)?;
     if let Some(owner) = c.owner
         && owner != p.owner_id
         && !user.is_staff
@@ -1050,7 +1055,7 @@ mod tests {
 
     fn parse_changes(body: &Value, require_name: bool) -> AppResult<Changes> {
         let body: PipelineWrite = serde_json::from_value(body.clone()).unwrap();
-        super::parse_changes(&body, require_name)
+        super::parse_changes(body, require_name)
     }
 
     fn fields_of(err: &AppError) -> Vec<String> {

@@ -13,12 +13,13 @@ use crate::{
     http::auth::CurrentUser,
     http::{
         extract::{JsonBody, TraceParent},
+        fields::{Field, FromJson, Invalid},
         openapi::{ErrorDetail, FieldErrors},
         paging::{ListQuery, ListUrl, Listing, PageParams},
         routes::{Routes, route},
         serialize::{self, PipelineScope, RunRow, iso},
     },
-    quality,
+    quality::{self, MAX_MANUAL_LEN},
     runs::{self, RunRequest},
     state::AppState,
     statuses,
@@ -35,7 +36,7 @@ use sea_orm::{
     TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 /// A pipeline run.
@@ -169,22 +170,81 @@ pub struct RunCreate {
     pub parameters: Option<Value>,
 }
 
-/// Staff's override of a run's verdict (`PATCH .../runs/{run}/`); any other field is refused.
-/// Read by [`quality::manual_verdict`], whose errors name the problem.
-#[derive(ToSchema)]
+/// Staff's override of a run's verdict (`PATCH .../runs/{run}/`): `{"digest":
+/// {"digest_quality": X}}`. Nothing else of a run is writable, so any other field is refused
+/// (the 400 names it).
+#[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"digest": {"digest_quality": "pass"}}))]
-#[allow(dead_code)]
 pub struct RunOverride {
-    digest: ManualVerdict,
+    #[serde(default)]
+    #[schema(value_type = ManualVerdict, required = true)]
+    digest: Field<ManualVerdict>,
+    /// Every other field sent, refused.
+    #[serde(flatten)]
+    #[schema(ignore)]
+    others: Map<String, Value>,
+}
+
+const INVALID_OVERRIDE: &str = "Invalid pipeline run update request";
+
+impl RunOverride {
+    /// The verdict, trimmed, or the 400 message naming what is wrong.
+    fn verdict(self) -> Result<String, String> {
+        if let Some(other) = self.others.keys().next() {
+            return Err(format!(
+                "{INVALID_OVERRIDE}: only digest.digest_quality can be changed, not '{other}'."
+            ));
+        }
+        match self.digest {
+            Field::Value(v) => Ok(v.digest_quality),
+            Field::Invalid(invalid) => Err(invalid.message),
+            Field::Absent | Field::Null => Err(format!(
+                "{INVALID_OVERRIDE}: expected {{\"digest\": {{\"digest_quality\": ...}}}}."
+            )),
+        }
+    }
 }
 
 /// The verdict staff record.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct ManualVerdict {
-    /// Non-empty, at most 50 characters.
+#[derive(Debug, ToSchema)]
+pub struct ManualVerdict {
+    /// Non-empty once trimmed, at most 50 characters.
     #[schema(min_length = 1, max_length = 50)]
     digest_quality: String,
+}
+
+impl FromJson for ManualVerdict {
+    fn from_json(value: Value) -> Result<Self, Invalid> {
+        let Value::Object(digest) = value else {
+            return Err(format!(
+                "{INVALID_OVERRIDE}: expected {{\"digest\": {{\"digest_quality\": ...}}}}."
+            )
+            .into());
+        };
+        if let Some(other) = digest.keys().find(|k| *k != "digest_quality") {
+            return Err(format!(
+                "{INVALID_OVERRIDE}: only digest.digest_quality can be changed, not 'digest.{other}'."
+            )
+            .into());
+        }
+        match digest
+            .get("digest_quality")
+            .and_then(Value::as_str)
+            .map(str::trim)
+        {
+            Some(v) if !v.is_empty() && v.chars().count() <= MAX_MANUAL_LEN => Ok(ManualVerdict {
+                digest_quality: v.to_string(),
+            }),
+            Some(v) if !v.is_empty() => Err(format!(
+                "{INVALID_OVERRIDE}: digest_quality has more than {MAX_MANUAL_LEN} characters."
+            )
+            .into()),
+            _ => Err(format!(
+                "{INVALID_OVERRIDE}: digest.digest_quality must be a non-empty string."
+            )
+            .into()),
+        }
+    }
 }
 
 /// Filters of the runs list (all optional, combined with AND).
@@ -203,6 +263,9 @@ struct RunFilters {
     /// Runs started by this trigger (its slug).
     trigger: Option<String>,
 }
+
+/// The shapes of a list of `Run`, for the OpenAPI document.
+type ListedRuns = crate::http::paging::Listed<Run>;
 
 /// Routes of this resource.
 pub fn routes<R: Routes>(routes: R) -> R {
@@ -306,7 +369,7 @@ pub fn serialise_runs(
         PageParams,
     ),
     responses(
-        (status = 200, description = "Without paging parameters: every run, as an array (streamed). With `limit`/`offset`: a page `{count, next, previous, results}`; with `cursor`: `{next, previous: null, results}`", body = Vec<Run>),
+        (status = 200, description = "Runs: an array (streamed) without paging parameters, a page with `limit`/`offset`, a keyset page with `cursor`", body = inline(ListedRuns)),
         (status = 400, description = "Malformed filter or paging parameter", body = ErrorDetail),
         (status = 401, description = "Missing or invalid credentials", body = ErrorDetail),
         (status = 404, description = "Malformed pipeline id", body = ErrorDetail),
@@ -430,7 +493,7 @@ async fn override_quality(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     Path((pipeline, run)): Path<(String, String)>,
-    JsonBody(body): JsonBody<Value>,
+    JsonBody(body): JsonBody<RunOverride>,
 ) -> AppResult<Json<Run>> {
     if !user.is_staff {
         return Err(AppError::Forbidden(
@@ -438,7 +501,7 @@ async fn override_quality(
         ));
     }
     let run = find_visible_run(&state.db, &user, &pipeline, &run).await?;
-    let verdict = quality::manual_verdict(&body).map_err(AppError::BadRequest)?;
+    let verdict = body.verdict().map_err(AppError::BadRequest)?;
     let txn = state.db.begin().await?;
     let run = quality::override_verdict(&txn, &state.config, run, &verdict, &user.username).await?;
     txn.commit().await?;
@@ -473,6 +536,55 @@ async fn cancel(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn override_requests() {
+        let read = |v: Value| serde_json::from_value::<RunOverride>(v).unwrap().verdict();
+        assert_eq!(
+            read(json!({"digest": {"digest_quality": " pass "}})).unwrap(),
+            "pass"
+        );
+        for (bad, message) in [
+            (
+                json!({}),
+                "expected {\"digest\": {\"digest_quality\": ...}}.",
+            ),
+            (
+                json!({"digest": "pass"}),
+                "expected {\"digest\": {\"digest_quality\": ...}}.",
+            ),
+            (
+                json!({"digest": null}),
+                "expected {\"digest\": {\"digest_quality\": ...}}.",
+            ),
+            (
+                json!({"digest": {"digest_quality": ""}}),
+                "digest.digest_quality must be a non-empty string.",
+            ),
+            (
+                json!({"digest": {"digest_quality": 1}}),
+                "digest.digest_quality must be a non-empty string.",
+            ),
+            (
+                json!({"digest": {"digest_quality": "x".repeat(51)}}),
+                "digest_quality has more than 50 characters.",
+            ),
+            (
+                json!({"digest": {"digest_quality": "pass"}, "status": "succeeded"}),
+                "only digest.digest_quality can be changed, not 'status'.",
+            ),
+            (
+                json!({"digest": {"digest_quality": "pass", "issues": {}}}),
+                "only digest.digest_quality can be changed, not 'digest.issues'.",
+            ),
+        ] {
+            assert_eq!(
+                read(bad.clone()).unwrap_err(),
+                format!("{INVALID_OVERRIDE}: {message}"),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn parameters_default_to_empty() {

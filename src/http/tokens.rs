@@ -16,21 +16,20 @@ use crate::{
     },
     catalogue::users::MAX_USERNAME_LEN,
     db::entities::user,
-    error::{AppError, AppResult, FieldErrors},
-    http::extract::{body_rejection, is_json_content_type, parse_json},
+    error::{AppError, AppResult},
+    http::extract::JsonOrForm,
+    http::fields::{Field, Problems},
     http::routes::{Routes, route},
     state::AppState,
 };
 use axum::{
     Extension, Json,
-    body::Bytes,
-    extract::{ConnectInfo, State, rejection::BytesRejection},
+    extract::{ConnectInfo, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
-use serde::Serialize;
-use serde_json::{Map, Value};
+use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use utoipa::ToSchema;
 
@@ -45,24 +44,37 @@ pub fn routes<R: Routes>(routes: R) -> R {
     routes.add(route!(obtain)).add(route!(refresh))
 }
 
-/// `POST /api/token/` body (JSON or `application/x-www-form-urlencoded`), read field by field
-/// by [`required_strings`] so that each missing, blank or too long field gets DRF's message.
-#[derive(ToSchema)]
-#[allow(dead_code)]
+/// `POST /api/token/` body (JSON or `application/x-www-form-urlencoded`). Each field is read
+/// as sent, so that every missing, blank, too long or non-string field gets DRF's message.
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct TokenRequest {
-    #[schema(max_length = 150)]
-    username: String,
-    #[schema(max_length = 4096)]
-    password: String,
+    #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 150)]
+    username: Field<String>,
+    #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 4096)]
+    password: Field<String>,
+}
+
+impl TokenRequest {
+    /// The username and password, or DRF's 400 naming each bad field.
+    fn credentials(self) -> AppResult<(String, String)> {
+        let mut problems = Problems::default();
+        let username = problems.take("username", self.username.required(MAX_USERNAME_LEN));
+        let password = problems.take("password", self.password.required(MAX_PASSWORD_LEN));
+        problems.finish()?;
+        // Both are set when no field had a problem.
+        Ok(username.zip(password).unwrap_or_default())
+    }
 }
 
 /// `POST /api/token/refresh/` body (JSON or form), read like [`TokenRequest`].
-#[derive(ToSchema)]
-#[allow(dead_code)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct RefreshRequest {
     /// A refresh token from `POST /api/token/`.
-    #[schema(max_length = 4096)]
-    refresh: String,
+    #[serde(default)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 4096)]
+    refresh: Field<String>,
 }
 
 /// A new token pair.
@@ -91,81 +103,6 @@ pub struct TokenNotValid {
     /// Always `token_not_valid`.
     #[schema(value_type = String)]
     code: &'static str,
-}
-
-/// Reads a JSON object or a form-urlencoded body into a map of fields.
-fn fields(headers: &HeaderMap, body: &Bytes) -> AppResult<Map<String, Value>> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mime = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if is_json_content_type(content_type) {
-        match parse_json::<Value>(body)? {
-            Value::Object(m) => Ok(m),
-            other => Err(AppError::field(
-                "non_field_errors",
-                format!(
-                    "Invalid data. Expected a dictionary, but got {}.",
-                    kind(&other)
-                ),
-            )),
-        }
-    } else if mime == "application/x-www-form-urlencoded" {
-        Ok(url::form_urlencoded::parse(body)
-            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
-            .collect())
-    } else {
-        Err(AppError::UnsupportedMediaType(format!(
-            "Unsupported media type \"{content_type}\" in request; send application/json."
-        )))
-    }
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Array(_) => "list",
-        Value::String(_) => "str",
-        Value::Number(_) => "number",
-        Value::Bool(_) => "bool",
-        Value::Null => "null",
-        Value::Object(_) => "dict",
-    }
-}
-
-/// Takes the required string fields `names` from `body`, collecting DRF-style field errors.
-fn required_strings(body: &Map<String, Value>, names: &[(&str, usize)]) -> AppResult<Vec<String>> {
-    let mut errors = FieldErrors::new();
-    let mut out = Vec::with_capacity(names.len());
-    for (name, max) in names {
-        let msg = match body.get(*name) {
-            None | Some(Value::Null) => Some("This field is required.".to_string()),
-            Some(Value::String(s)) if s.is_empty() => {
-                Some("This field may not be blank.".to_string())
-            }
-            Some(Value::String(s)) if s.chars().count() > *max => Some(format!(
-                "Ensure this field has no more than {max} characters."
-            )),
-            Some(Value::String(s)) => {
-                out.push(s.clone());
-                None
-            }
-            Some(_) => Some("Not a valid string.".to_string()),
-        };
-        if let Some(msg) = msg {
-            errors.insert((*name).to_string(), vec![msg]);
-        }
-    }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(AppError::Validation(errors))
-    }
 }
 
 fn bad_credentials() -> AppError {
@@ -226,18 +163,10 @@ async fn obtain(
     State(state): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    JsonOrForm(body): JsonOrForm<TokenRequest>,
 ) -> AppResult<Json<TokenPair>> {
-    let body = body.map_err(body_rejection)?;
-    let fields = fields(&headers, &body)?;
-    let values = required_strings(
-        &fields,
-        &[
-            ("username", MAX_USERNAME_LEN),
-            ("password", MAX_PASSWORD_LEN),
-        ],
-    )?;
-    let (username, plain) = (&values[0], &values[1]);
+    let (username, plain) = body.credentials()?;
+    let username = &username;
     let addr = client_address(
         state.config.server.trusted_proxy_headers,
         &headers,
@@ -330,12 +259,13 @@ fn token_not_valid(detail: &'static str) -> Response {
 )]
 async fn refresh(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    JsonOrForm(body): JsonOrForm<RefreshRequest>,
 ) -> AppResult<Response> {
-    let body = body.map_err(body_rejection)?;
-    let fields = fields(&headers, &body)?;
-    let token = required_strings(&fields, &[("refresh", MAX_TOKEN_LEN)])?.remove(0);
+    let mut problems = Problems::default();
+    let token = problems.take("refresh", body.refresh.required(MAX_TOKEN_LEN));
+    problems.finish()?;
+    // Set when no field had a problem.
+    let token = token.unwrap_or_default();
     let user_id = match state.jwt.verify(&token, TokenType::Refresh) {
         Ok(id) => id,
         Err(TokenError::WrongType) => return Ok(token_not_valid("Token has wrong type")),
@@ -358,28 +288,36 @@ mod tests {
 
     #[test]
     fn field_errors_follow_drf() {
-        let body = json!({"username": "u", "password": ""});
-        let err = required_strings(
-            body.as_object().unwrap(),
-            &[("username", 5), ("password", 5)],
-        )
-        .unwrap_err();
+        let read = |v: serde_json::Value| {
+            serde_json::from_value::<TokenRequest>(v)
+                .unwrap()
+                .credentials()
+        };
         assert_eq!(
-            err.body(),
+            read(json!({"username": "u", "password": ""}))
+                .unwrap_err()
+                .body(),
             json!({"password": ["This field may not be blank."]})
         );
-        let body = json!({"username": "toolong"});
-        let err = required_strings(
-            body.as_object().unwrap(),
-            &[("username", 5), ("password", 5)],
-        )
-        .unwrap_err();
         assert_eq!(
-            err.body(),
+            read(json!({"username": "x".repeat(151), "password": 1}))
+                .unwrap_err()
+                .body(),
             json!({
-                "username": ["Ensure this field has no more than 5 characters."],
+                "username": ["Ensure this field has no more than 150 characters."],
+                "password": ["Not a valid string."],
+            })
+        );
+        assert_eq!(
+            read(json!({"username": null})).unwrap_err().body(),
+            json!({
+                "username": ["This field is required."],
                 "password": ["This field is required."],
             })
+        );
+        assert_eq!(
+            read(json!({"username": "u", "password": "p", "other": 1})).unwrap(),
+            ("u".to_string(), "p".to_string())
         );
     }
 
@@ -408,22 +346,5 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("unknown"));
         assert_eq!(client_address(true, &h, Some(peer)), Some(peer.ip()));
         assert_eq!(client_address(true, &HeaderMap::new(), None), None);
-    }
-
-    #[test]
-    fn form_bodies_are_accepted() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-www-form-urlencoded"),
-        );
-        let m = fields(&h, &Bytes::from_static(b"username=a%40b&password=p+w")).unwrap();
-        assert_eq!(m["username"], "a@b");
-        assert_eq!(m["password"], "p w");
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        assert_eq!(
-            fields(&h, &Bytes::from_static(b"x")).unwrap_err().status(),
-            415
-        );
     }
 }

@@ -211,6 +211,12 @@ async fn trigger_events_of<C: ConnectionTrait>(
         .collect())
 }
 
+/// The shapes of a list of `Run`, for the OpenAPI document.
+type ListedRuns = crate::http::paging::Listed<Run>;
+
+/// The shapes of a list of `TriggerEvent`, for the OpenAPI document.
+type ListedTriggerEvents = crate::http::paging::Listed<TriggerEvent>;
+
 /// Routes of this resource.
 pub fn routes<R: Routes>(routes: R) -> R {
     routes
@@ -460,7 +466,7 @@ fn serialise_events(
         PageParams,
     ),
     responses(
-        (status = 200, description = "Trigger events: all of them as an array (streamed) without paging parameters, else a `Page` of them", body = Vec<TriggerEvent>),
+        (status = 200, description = "Trigger events: an array without paging parameters, a page with `limit`/`offset`, a keyset page with `cursor`", body = inline(ListedTriggerEvents)),
         (status = 400, description = "Malformed paging parameter", body = ErrorDetail),
         (status = 401, description = "Missing or invalid credentials", body = ErrorDetail),
         (status = 404, description = "No such trigger visible to the caller", body = ErrorDetail),
@@ -499,7 +505,7 @@ async fn events(
         PageParams,
     ),
     responses(
-        (status = 200, description = "Runs: all of them as an array (streamed) without paging parameters, else a `Page` of them", body = Vec<Run>),
+        (status = 200, description = "Runs: an array without paging parameters, a page with `limit`/`offset`, a keyset page with `cursor`", body = inline(ListedRuns)),
         (status = 400, description = "Malformed paging parameter", body = ErrorDetail),
         (status = 401, description = "Missing or invalid credentials", body = ErrorDetail),
         (status = 404, description = "No such trigger visible to the caller", body = ErrorDetail),

@@ -285,46 +285,6 @@ async fn recompute_digest<C: ConnectionTrait>(
 /// Longest manual verdict.
 pub const MAX_MANUAL_LEN: usize = 50;
 
-/// Reads the override request `{"digest": {"digest_quality": X}}`: X a non-empty string.
-/// Nothing else of a run is writable, so any other field is refused.
-pub fn manual_verdict(body: &Value) -> Result<String, String> {
-    const INVALID: &str = "Invalid pipeline run update request";
-    let Some(obj) = body.as_object() else {
-        return Err(format!(
-            "{INVALID}: expected {{\"digest\": {{\"digest_quality\": ...}}}}."
-        ));
-    };
-    if let Some(other) = obj.keys().find(|k| *k != "digest") {
-        return Err(format!(
-            "{INVALID}: only digest.digest_quality can be changed, not '{other}'."
-        ));
-    }
-    let digest = obj
-        .get("digest")
-        .and_then(Value::as_object)
-        .ok_or_else(|| {
-            format!("{INVALID}: expected {{\"digest\": {{\"digest_quality\": ...}}}}.")
-        })?;
-    if let Some(other) = digest.keys().find(|k| *k != "digest_quality") {
-        return Err(format!(
-            "{INVALID}: only digest.digest_quality can be changed, not 'digest.{other}'."
-        ));
-    }
-    match digest
-        .get("digest_quality")
-        .and_then(Value::as_str)
-        .map(str::trim)
-    {
-        Some(v) if !v.is_empty() && v.chars().count() <= MAX_MANUAL_LEN => Ok(v.to_string()),
-        Some(v) if !v.is_empty() => Err(format!(
-            "{INVALID}: digest_quality has more than {MAX_MANUAL_LEN} characters."
-        )),
-        _ => Err(format!(
-            "{INVALID}: digest.digest_quality must be a non-empty string."
-        )),
-    }
-}
-
 /// Records staff's verdict on `run` (the computed one is kept) and queues the commit status it
 /// implies, inside the caller's transaction.
 pub async fn override_verdict<C: ConnectionTrait>(
@@ -368,30 +328,6 @@ mod unfinished_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn override_requests() {
-        assert_eq!(
-            manual_verdict(&json!({"digest": {"digest_quality": "pass"}})).unwrap(),
-            "pass"
-        );
-        for bad in [
-            json!({}),
-            json!([]),
-            json!({"digest": "pass"}),
-            json!({"digest": {"digest_quality": ""}}),
-            json!({"digest": {"digest_quality": 1}}),
-            json!({"digest": {"digest_quality": "x".repeat(51)}}),
-            json!({"digest": {"digest_quality": "pass"}, "status": "succeeded"}),
-            json!({"digest": {"digest_quality": "pass", "issues": {}}}),
-        ] {
-            let e = manual_verdict(&bad).unwrap_err();
-            assert!(
-                e.starts_with("Invalid pipeline run update request"),
-                "{bad}: {e}"
-            );
-        }
-    }
 
     const PASS: &str = "error == 0 and critical == 0 and security == 0 and warning == 0";
     const PWC: &str = "error == 0 and critical == 0 and security == 0 and (info > 0 or warning > 0 or convention > 0)";
