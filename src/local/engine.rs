@@ -472,4 +472,68 @@ $graph:
         assert!(find_executable("no-such-program-here").is_none());
         assert!(find_executable("/etc/passwd").is_none());
     }
+
+    #[test]
+    fn images_are_named_in_the_store_as_the_export_script_names_them() {
+        let store = Path::new("/s");
+        // The tag `latest` when there is none; one file name, whatever the reference.
+        assert_eq!(image_dir(store, "alpine"), store.join("alpine%3Alatest"));
+        assert_eq!(
+            image_dir(store, "ghcr.io/astral-sh/ruff:alpine"),
+            store.join("ghcr.io%2Fastral-sh%2Fruff%3Aalpine")
+        );
+        assert_eq!(
+            image_dir(store, "localhost:5000/a/b"),
+            store.join("localhost%3A5000%2Fa%2Fb%3Alatest")
+        );
+        assert_eq!(
+            image_dir(store, "../../etc").parent(),
+            Some(store),
+            "never outside the store"
+        );
+    }
+
+    #[test]
+    fn every_named_image_is_listed_once_hints_and_requirements_alike() {
+        let cwl = r#"
+$graph:
+- class: CommandLineTool
+  id: a
+  hints: {DockerRequirement: {dockerPull: alpine/git}}
+- class: CommandLineTool
+  id: b
+  requirements: [{class: DockerRequirement, dockerPull: cytopia/bandit}, {class: InlineJavascriptRequirement}]
+- class: CommandLineTool
+  id: c
+  requirements: {DockerRequirement: {dockerPull: alpine/git}}
+- class: Workflow
+  id: main
+"#;
+        assert_eq!(docker_images(cwl), ["alpine/git", "cytopia/bandit"]);
+        assert!(docker_images("not: [yaml").is_empty());
+    }
+
+    #[test]
+    fn images_mode_hands_cwltool_the_container_command_and_the_runs_ids() {
+        let args: Vec<String> = cwltool_args(
+            &engine(Containers::Images),
+            &RunDir::new(Path::new("/d"), 7),
+        )
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+        let i = args
+            .iter()
+            .position(|a| a == "--user-space-docker-cmd")
+            .unwrap();
+        assert_eq!(args[i + 1], sandbox::CONTAINER_PATH);
+        for var in ["AQ_CALLBACK_URL", "AQ_PIPELINE_ID", "AQ_RUN_ID"] {
+            assert!(
+                args.windows(2)
+                    .any(|w| w == ["--preserve-environment", var]),
+                "{var}"
+            );
+        }
+        assert!(!args.iter().any(|a| a == "--no-container"));
+    }
 }
