@@ -22,7 +22,10 @@ set -euo pipefail
 [ "$#" -gt 0 ] || { sed -n '2,18p' "$0" >&2; exit 2; }
 DOCKER=${DOCKER:-docker}
 STORE=${LOCAL_IMAGES_DIR:-${LOCAL_DATA_DIR:-application-quality-data}/images}
-command -v "$DOCKER" >/dev/null || { echo "local-images.sh: no container client ($DOCKER)" >&2; exit 1; }
+for tool in "$DOCKER" python3 tar; do
+  command -v "$tool" >/dev/null ||
+    { echo "local-images.sh: $tool is missing (a container client, python3 and tar are needed)" >&2; exit 1; }
+done
 mkdir -p "$STORE"
 
 encode() { # the store's name of an image reference
@@ -48,10 +51,15 @@ for image in "$@"; do
     rm -rf "$tmp"
     mkdir -p "$tmp"
     container=$("$DOCKER" create "$image" /bin/true)
-    # Extracted as the store's owner, without the image's owners and modes of special files:
-    # the runs read it as an unprivileged user.
-    "$DOCKER" export "$container" | tar -x -C "$tmp" --no-same-owner --no-same-permissions \
-      --exclude='dev/*' 2>/dev/null || true
+    # Extracted as the store's owner, without the image's owners: the runs read it as an
+    # unprivileged user. Device files are left out (the steps get a /dev of their own); what
+    # else tar could not make is said, not hidden.
+    if ! "$DOCKER" export "$container" |
+      tar -x -C "$tmp" --no-same-owner --no-same-permissions --exclude='dev/*' 2>"$tmp.log"; then
+      echo "local-images.sh: warning: not every file of $image could be extracted:" >&2
+      tail -n 5 "$tmp.log" >&2
+    fi
+    rm -f "$tmp.log"
     "$DOCKER" rm -f "$container" >/dev/null
     [ -d "$tmp/usr" ] || [ -d "$tmp/bin" ] || { echo "local-images.sh: $image exported no files" >&2; exit 1; }
     mkdir -p "$tmp/var/spool/cwl" "$tmp/var/lib/cwl" "$tmp/tmp" "$tmp/proc" "$tmp/dev"

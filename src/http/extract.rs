@@ -33,16 +33,27 @@ pub fn body_rejection(e: BytesRejection) -> AppError {
     }
 }
 
+/// The request's `Content-Type`, empty when absent or not text.
+fn content_type(req: &Request) -> String {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// A parsed body read into its type; a value of the wrong shape is the reference's 400.
+fn typed<T: DeserializeOwned>(value: Value) -> Result<T, AppError> {
+    serde_json::from_value(value)
+        .map_err(|e| AppError::BadRequest(format!("JSON parse error - {e}")))
+}
+
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !is_json_content_type(content_type) {
+        let content_type = content_type(&req);
+        if !is_json_content_type(&content_type) {
             return Err(AppError::UnsupportedMediaType(format!(
                 "Unsupported media type \"{content_type}\" in request; send application/json."
             )));
@@ -59,9 +70,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 "Invalid data. Expected a dictionary.",
             ));
         }
-        serde_json::from_value::<T>(value)
-            .map(JsonBody)
-            .map_err(|e| AppError::BadRequest(format!("JSON parse error - {e}")))
+        typed(value).map(JsonBody)
     }
 }
 
@@ -74,19 +83,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonOrForm<T> {
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
+        let content_type = content_type(&req);
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(body_rejection)?;
         let fields = fields(&content_type, &bytes)?;
-        serde_json::from_value::<T>(Value::Object(fields))
-            .map(JsonOrForm)
-            .map_err(|e| AppError::BadRequest(format!("JSON parse error - {e}")))
+        typed(Value::Object(fields)).map(JsonOrForm)
     }
 }
 

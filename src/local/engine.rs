@@ -158,7 +158,8 @@ fn images_dir(config: &Config) -> Result<PathBuf, String> {
 }
 
 /// The directory of `image` in the store: its reference with a tag (`latest` when it has
-/// none), percent-encoded into one file name, as `scripts/local-images.sh` names it.
+/// none), percent-encoded into one file name, as `scripts/local-images.sh` names it (both
+/// encodings agree on every character an image reference may hold: letters, digits, `._-/:@`).
 pub fn image_dir(store: &Path, image: &str) -> PathBuf {
     let last = image.rsplit('/').next().unwrap_or(image);
     let mut name = image.to_string();
@@ -172,36 +173,45 @@ pub fn image_dir(store: &Path, image: &str) -> PathBuf {
 /// Every image a CWL document's processes name (`dockerPull` of a `DockerRequirement`, in
 /// hints or requirements), sorted, without repeats.
 pub fn docker_images(cwl: &str) -> Vec<String> {
-    let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(cwl) else {
-        return Vec::new();
-    };
-    let processes: Vec<&serde_yaml::Value> = match doc.get("$graph") {
-        Some(serde_yaml::Value::Sequence(items)) => items.iter().collect(),
-        _ => vec![&doc],
-    };
     let mut out = std::collections::BTreeSet::new();
-    for p in processes {
+    for p in graph_processes(cwl) {
         for key in ["hints", "requirements"] {
-            let pulls: Vec<&serde_yaml::Value> = match p.get(key) {
-                Some(serde_yaml::Value::Mapping(m)) => {
-                    m.get("DockerRequirement").into_iter().collect()
-                }
-                Some(serde_yaml::Value::Sequence(items)) => items
-                    .iter()
-                    .filter(|r| {
-                        r.get("class").and_then(|c| c.as_str()) == Some("DockerRequirement")
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            };
-            for r in pulls {
-                if let Some(image) = r.get("dockerPull").and_then(|v| v.as_str()) {
-                    out.insert(image.to_string());
-                }
+            if let Some(image) = docker_requirement(&p, key)
+                .and_then(|r| r.get("dockerPull"))
+                .and_then(|v| v.as_str())
+            {
+                out.insert(image.to_string());
             }
         }
     }
     out.into_iter().collect()
+}
+
+/// The processes of a CWL document (its `$graph`, or the document itself); none when it is
+/// not YAML.
+fn graph_processes(cwl: &str) -> Vec<serde_yaml::Value> {
+    match serde_yaml::from_str::<serde_yaml::Value>(cwl) {
+        Ok(serde_yaml::Value::Mapping(mut doc)) => match doc.remove("$graph") {
+            Some(serde_yaml::Value::Sequence(items)) => items,
+            _ => vec![serde_yaml::Value::Mapping(doc)],
+        },
+        _ => Vec::new(),
+    }
+}
+
+/// A process's `DockerRequirement` under `key` (`hints` or `requirements`), in either of the
+/// two forms CWL allows (a map by class, or a list of objects with `class`).
+fn docker_requirement<'a>(
+    process: &'a serde_yaml::Value,
+    key: &str,
+) -> Option<&'a serde_yaml::Value> {
+    match process.get(key)? {
+        serde_yaml::Value::Mapping(m) => m.get("DockerRequirement"),
+        serde_yaml::Value::Sequence(items) => items
+            .iter()
+            .find(|r| r.get("class").and_then(|c| c.as_str()) == Some("DockerRequirement")),
+        _ => None,
+    }
 }
 
 /// The per-run working directory's layout.
@@ -362,23 +372,9 @@ pub fn child_env(engine: &Engine, token: &str, callback_port: u16) -> Vec<(OsStr
 /// (`DockerRequirement` under `requirements`, map or list form): they cannot run on the host.
 /// Returns their ids (or classes when they have none).
 pub fn container_only_processes(cwl: &str) -> Vec<String> {
-    let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(cwl) else {
-        return Vec::new();
-    };
-    let processes: Vec<&serde_yaml::Value> = match doc.get("$graph") {
-        Some(serde_yaml::Value::Sequence(items)) => items.iter().collect(),
-        _ => vec![&doc],
-    };
-    let requires_docker = |reqs: Option<&serde_yaml::Value>| match reqs {
-        Some(serde_yaml::Value::Mapping(m)) => m.contains_key("DockerRequirement"),
-        Some(serde_yaml::Value::Sequence(items)) => items
-            .iter()
-            .any(|r| r.get("class").and_then(|c| c.as_str()) == Some("DockerRequirement")),
-        _ => false,
-    };
-    processes
-        .into_iter()
-        .filter(|p| requires_docker(p.get("requirements")))
+    graph_processes(cwl)
+        .iter()
+        .filter(|p| docker_requirement(p, "requirements").is_some())
         .map(|p| {
             p.get("id")
                 .or_else(|| p.get("class"))

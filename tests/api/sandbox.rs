@@ -450,7 +450,7 @@ fn busybox_image(store: &Path, reference: &str) -> Option<()> {
 #[tokio::test]
 async fn tools_run_in_their_images_from_the_store_nested_in_the_sandbox() {
     let Some(cwltool) = cwltool() else { return };
-    if which("bwrap").is_none() {
+    if application_quality_api::local::engine::find_executable("bwrap").is_none() {
         assert!(
             std::env::var("AQ_REQUIRE_CWLTOOL").is_err(),
             "bubblewrap is required here"
@@ -578,12 +578,6 @@ $graph:
         message.contains("aq-test/elsewhere:2") && message.contains("image store"),
         "{message}"
     );
-}
-
-fn which(name: &str) -> Option<std::path::PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
 
 /// World-readable, as `scripts/local-images.sh` leaves the store.
