@@ -243,6 +243,17 @@ class Relay(threading.Thread):
             self.proc.terminate()
 
 
+def proc_status(pid):
+    """The kernel's view of a live process: uids, gids, effective capabilities, NoNewPrivs."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            st = dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
+        return {"uid": st["Uid"].split(), "gid": st["Gid"].split(), "cap_eff": st["CapEff"].strip(),
+                "no_new_privs": st.get("NoNewPrivs", "").strip()}
+    except (OSError, KeyError):
+        return None
+
+
 class ContainerWatch(threading.Thread):
     """What the node's engine really ran: on every container start in the runs namespace, the
     container's configuration (user, capabilities, no-new-privileges, mounts) and, while its
@@ -253,6 +264,7 @@ class ContainerWatch(threading.Thread):
     def __init__(self):
         super().__init__(daemon=True)
         self.seen = []  # dicts, one per started container
+        self.jobs = []  # (pid, record) of the runs' Job containers
         self.lock = threading.Lock()
         self.proc = None
 
@@ -283,15 +295,19 @@ class ContainerWatch(threading.Thread):
                "token": any("serviceaccount" in (m.get("Destination") or "") for m in c.get("Mounts", [])),
                "proc": None}
         pid = c["State"].get("Pid") or 0
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                st = dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
-            rec["proc"] = {"uid": st["Uid"].split(), "gid": st["Gid"].split(), "cap_eff": st["CapEff"].strip(),
-                           "no_new_privs": st.get("NoNewPrivs", "").strip()}
-        except (OSError, KeyError):
-            pass  # the process already ended (a step whose command takes milliseconds)
+        # None: the process already ended (a step whose command takes milliseconds).
+        rec["proc"] = proc_status(pid)
         with self.lock:
             self.seen.append(rec)
+            if rec["pod"].startswith("aq-run-"):
+                self.jobs.append((pid, rec))
+            else:
+                # A step pod exists, so its run's Calrissian has started: how its container's
+                # first process looks now (a container started as root must have dropped it).
+                for job_pid, job in self.jobs:
+                    later = proc_status(job_pid)
+                    if later:
+                        job["proc_later"] = later
 
     def stop(self):
         if self.proc:
@@ -350,10 +366,8 @@ def breakdown(pods, run_id, t0, t_job_complete, t_succeeded):
     if jp["scheduled"]:
         rows.append((jp["scheduled"] - t0, "Job's pod scheduled"))
     cal = jp["containers"].get("calrissian", {})
-    if jp["containers"].get("workdir", {}).get("running"):
-        rows.append((jp["containers"]["workdir"]["running"] - t0, "volume handed to the run's user (init)"))
     if cal.get("running"):
-        rows.append((cal["running"] - t0, "Calrissian running"))
+        rows.append((cal["running"] - t0, "Calrissian's container running (its launcher)"))
     end = cal.get("done") or t_job_complete
     steps = sorted(((n, p) for n, p in pods.items() if not n.startswith("aq-run-")
                     and cal.get("running") and cal["running"] <= p["created"] <= (end or p["created"])),
@@ -369,10 +383,7 @@ def breakdown(pods, run_id, t0, t_job_complete, t_succeeded):
         if c.get("done"):
             rows.append((c["done"] - t0, "  done"))
     if cal.get("done"):
-        rows.append((cal["done"] - t0, "Calrissian done (outputs and usage report written)"))
-    rep = jp["containers"].get("report", {})
-    if rep.get("done"):
-        rows.append((rep["done"] - t0, "report container done (results posted)"))
+        rows.append((cal["done"] - t0, "Calrissian's container done (outputs and usage report posted)"))
     if t_job_complete:
         rows.append((t_job_complete - t0, "Job complete, relayed to the service"))
     if t_succeeded:
@@ -539,8 +550,8 @@ def deploy_service(repo_root, fixtures=None):
         {"name": "AQBB_CALRISSIANIMAGE", "value": CALRISSIAN_IMAGE},
         {"name": "AQBB_STORAGECLASS", "value": "standard"},
         {"name": "AQBB_VOLUMESIZE", "value": "1Gi"},
-        {"name": "AQBB_MAXCORES", "value": "1"},
-        {"name": "AQBB_MAXRAM", "value": "512Mi"},
+        {"name": "AQBB_MAXCORES", "value": "1.5"},
+        {"name": "AQBB_MAXRAM", "value": "1536Mi"},
         {"name": "AQBB_SUCCEEDED_RETENTION_SECS", "value": str(RETENTION_SECS)},
         {"name": "AQBB_FAILED_RETENTION_SECS", "value": str(RETENTION_SECS)},
         # The hostPath provisioner makes each volume root-owned, mode 0750, and hostPath
@@ -770,13 +781,22 @@ def contained(watch):
     job = [r for r in seen if r["pod"].startswith("aq-run-")]
     steps = [r for r in seen if not r["pod"].startswith("aq-run-")]
     check(job and steps, f"containers seen: {len(job)} of Jobs, {len(steps)} of steps")
+    dropped = []
     for r in seen:
         where = f"{r['pod']}/{r['container']}"
         check(not r["privileged"], f"{where} is privileged")
-        if r["container"] == "workdir":
-            # The one root container: hands the empty volume to the run's user, CHOWN only.
-            check(norm_caps(r["cap_add"]) == {"CHOWN"} and "ALL" in norm_caps(r["cap_drop"]),
+        if r["pod"].startswith("aq-run-") and r["user"].split(":")[0] in ("0", "root"):
+            # AQBB_WORKDIR_CHOWN: the one container started as root, with CHOWN, SETUID and
+            # SETGID only, to hand the empty volume to the run's user and become that user
+            # before Calrissian starts. Seen again once its steps run: no root, no capability.
+            check(norm_caps(r["cap_add"]) <= {"CHOWN", "SETUID", "SETGID"} and "ALL" in norm_caps(r["cap_drop"]),
                   f"{where} has capabilities {r['cap_add']} (drop {r['cap_drop']})")
+            later = r.get("proc_later")
+            if later:
+                check("0" not in later["uid"] and "0" not in later["gid"],
+                      f"{where}: still root while its steps run (uids {later['uid']}, gids {later['gid']})")
+                check(int(later["cap_eff"], 16) == 0, f"{where}: effective capabilities {later['cap_eff']}")
+                dropped.append(where)
             continue
         user = r["user"].split(":")[0]
         check(user not in ("", "0", "root"), f"{where} runs as user {r['user']!r}")
@@ -784,8 +804,6 @@ def contained(watch):
             check("0" not in r["proc"]["uid"], f"{where}: the process has uids {r['proc']['uid']}")
             check(int(r["proc"]["cap_eff"], 16) == 0, f"{where}: effective capabilities {r['proc']['cap_eff']}")
     for r in job:
-        if r["container"] == "workdir":
-            continue
         where = f"{r['pod']}/{r['container']}"
         check("ALL" in norm_caps(r["cap_drop"]), f"{where} keeps capabilities (drop {r['cap_drop']})")
         check(any(o.startswith("no-new-privileges") for o in r["security_opt"]),
@@ -796,6 +814,11 @@ def contained(watch):
         check(not r["token"], f"step {r['pod']}/{r['container']} has a service account token mounted")
     alive = [r for r in steps if r["proc"]]
     check(alive, "no step process was seen alive (the cancel stage's clone should have been)")
+    rooted = [r for r in job if r["user"].split(":")[0] in ("0", "root")]
+    check(not rooted or dropped, "no Job container started as root was seen again as the run's user")
+    if rooted:
+        measure("Job containers started as root (AQBB_WORKDIR_CHOWN) / seen again as the run's user",
+                f"{len(rooted)} / {len(dropped)}", "")
     users = sorted({r["user"] for r in seen})
     measure("containers of runs seen (Job pods / step pods)", f"{len(job)} / {len(steps)}", "")
     measure("their users", ", ".join(users), "")

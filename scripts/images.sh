@@ -9,7 +9,7 @@
 #   k8s.gcr.io/pause:3.2          the pod sandbox, compiled from the Kubernetes source tree
 #   aq-local/calrissian:<version> Calrissian from PyPI (+ Node.js for CWL expressions)
 #   <the demo CWL's images>       one Debian image with git, Python 3, curl and the pinned tools, tagged with
-#                                 every dockerPull name of the demo catalogue and the reporter's
+#                                 every dockerPull name of the demo catalogue and of docs/reference-save-tool.json
 #   application-quality-api:local the service, built by the repository's Dockerfile on the two
 #                                 local bases above
 #   <the reference's images>      `fixtures` (not in `all`): the tools image plus BusyBox's sh, a
@@ -138,10 +138,11 @@ calrissian() {
     -f scripts/images/calrissian.Dockerfile scripts/images
 }
 
-# Every image the demo CWL pulls, and the reporter image the Job's last container uses.
+# Every image the demo CWL pulls, and the one of the replacement save tool for the reference's
+# catalogue (docs/reference-save-tool.json, a JSON string: the name ends at a backslash).
 tool_names() {
   { grep -rhoE 'dockerPull: *[^ ]+' src/catalogue/demo | sed 's/dockerPull: *//'
-    cat src/config.rs src/config/*.rs 2>/dev/null | sed -n 's/^ *"\([^"]*curl[^"]*\)"\.into()$/\1/p' || true; } | sort -u
+    grep -hoE 'dockerPull: *[^ \\]+' docs/reference-save-tool.json | sed 's/dockerPull: *//'; } | sort -u
 }
 
 tools() {

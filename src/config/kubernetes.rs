@@ -35,9 +35,6 @@ pub struct KubernetesConfig {
     /// Calrissian container image.
     #[serde(default = "default_calrissian_image")]
     pub aqbb_calrissianimage: String,
-    /// Image of the final container that posts results back (needs `sh` and `curl`).
-    #[serde(default = "default_reporter_image")]
-    pub aqbb_reporterimage: String,
     /// `--max-cores` given to Calrissian.
     #[serde(default = "default_maxcores")]
     pub aqbb_maxcores: String,
@@ -76,9 +73,10 @@ pub struct KubernetesConfig {
     /// Group id of every run's pods, also the `fsGroup` of the run's volume.
     #[serde(default = "default_run_as")]
     pub aqbb_run_as_group: i64,
-    /// Give the run's volume to `AQBB_RUN_AS_USER` with a short init container (root with only
-    /// `CHOWN` and `FOWNER`, on the still empty volume) before Calrissian starts: for storage
-    /// that ignores `fsGroup` (hostPath, many NFS provisioners). Off by default.
+    /// Give the run's still empty volume to `AQBB_RUN_AS_USER` before Calrissian starts: the
+    /// Calrissian container starts as root with only `CHOWN`, `SETUID` and `SETGID`, and its
+    /// launcher drops to the run's user for good first thing. For storage that ignores
+    /// `fsGroup` (hostPath, many NFS provisioners). Off by default.
     #[serde(default)]
     pub aqbb_workdir_chown: bool,
     /// Seconds a pod of a run may keep failing to pull its image (`ErrImagePull`,
@@ -128,10 +126,6 @@ fn default_volumesize() -> String {
 
 fn default_calrissian_image() -> String {
     "terradue/calrissian:0.14.0".into()
-}
-
-fn default_reporter_image() -> String {
-    "curlimages/curl:8.11.1".into()
 }
 
 fn default_maxcores() -> String {

@@ -33,7 +33,7 @@ pub fn routes<R: Routes>(routes: R) -> R {
     routes.add(route!(store_results))
 }
 
-/// What the report container sends (any other field is refused).
+/// What the Job pod's launcher sends (any other field is refused).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"output": {"report": {"class": "File"}}, "usage_report": {"children": []}}))]

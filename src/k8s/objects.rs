@@ -12,9 +12,12 @@
 //!   authenticate;
 //! - a ReadWriteMany **PersistentVolumeClaim**, Calrissian's working directory.
 //!
-//! The Job's pod runs Calrissian as an *init* container, then the `report` container posts
-//! `output.json` and `report.json` to the results callback. When Calrissian fails, the report
-//! container never starts and the Job fails (`restartPolicy: Never`, `backoffLimit: 0`).
+//! The Job's pod has one container: a small Python launcher ([`LAUNCH_SCRIPT`]) runs Calrissian
+//! and, when it succeeds, posts `output.json` and `report.json` to the results callback. When
+//! Calrissian fails, nothing is posted and the Job fails (`restartPolicy: Never`,
+//! `backoffLimit: 0`). One container rather than Calrissian then a posting container: a real
+//! node's kubelet notices a container's end only at its next relist (every second), so each
+//! extra container in sequence costs about a second of every run.
 //!
 //! Nothing of a run runs as root ([`pod_security_context`], [`container_security_context`]):
 //! the pod runs as `AQBB_RUN_AS_USER`/`AQBB_RUN_AS_GROUP` (non-root enforced, the runtime's
@@ -24,8 +27,10 @@
 //! `securityContext` is `runAsUser`/`runAsGroup` of the Calrissian process), so the steps run as
 //! that user too; it sets nothing else on them, which is why the runs namespace enforces Pod
 //! Security `baseline` and only warns about `restricted` (`knative/rbac.yaml`). Where the
-//! storage ignores `fsGroup` (hostPath, many NFS provisioners), `AQBB_WORKDIR_CHOWN` adds a first
-//! init container that gives the empty volume to the run's user: root, but with only `CHOWN`.
+//! storage ignores `fsGroup` (hostPath, many NFS provisioners), `AQBB_WORKDIR_CHOWN` starts the
+//! container as root with only `CHOWN`, `SETUID` and `SETGID`: the launcher gives the empty
+//! volume to the run's user and becomes that user for good before Calrissian starts (no
+//! escalation is possible afterwards: no capability is kept and `no_new_privs` is set).
 
 use crate::{config::Config, runs::launcher::LaunchRequest};
 use k8s_openapi::{
@@ -37,8 +42,7 @@ use k8s_openapi::{
             KeyToPath, LocalObjectReference, ObjectFieldSelector, PersistentVolumeClaim,
             PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext,
             PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, Secret,
-            SecretKeySelector, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
-            VolumeResourceRequirements,
+            SecretVolumeSource, SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
         },
     },
     apimachinery::pkg::{
@@ -62,13 +66,10 @@ pub const TRACEPARENT_ANNOTATION: &str = "application-quality.eoepca.org/tracepa
 
 /// Seconds a cancelled run's pod gets between SIGTERM and SIGKILL.
 pub const CANCEL_GRACE_SECS: i64 = 30;
-/// Name of the Calrissian (init) container.
+/// Name of the Job pod's container (the launcher and Calrissian).
 pub const CALRISSIAN_CONTAINER: &str = "calrissian";
-/// Name of the container that posts the results back.
-pub const REPORT_CONTAINER: &str = "report";
-/// Name of the init container that gives the run's volume to the run's user
-/// (`AQBB_WORKDIR_CHOWN`).
-pub const WORKDIR_CONTAINER: &str = "workdir";
+/// The launcher the Calrissian container runs (`python3 -c`): see the module documentation.
+pub const LAUNCH_SCRIPT: &str = include_str!("launch.py");
 /// Where the working volume is mounted (Calrissian's `--outdir`, `output.json`, `report.json`).
 pub const WORKDIR: &str = "/calrissian";
 /// ConfigMap keys.
@@ -97,7 +98,6 @@ pub struct RunSettings {
     pub storage_class: String,
     pub volume_size: String,
     pub calrissian_image: String,
-    pub reporter_image: String,
     pub max_cores: String,
     pub max_ram: String,
     pub calrissian_cpu: String,
@@ -112,7 +112,7 @@ pub struct RunSettings {
     /// User and group of every run's pods (never root).
     pub run_as_user: i64,
     pub run_as_group: i64,
-    /// Whether an init container gives the volume to the run's user (storage without `fsGroup`).
+    /// Whether the launcher gives the volume to the run's user (storage without `fsGroup`).
     pub workdir_chown: bool,
     /// git's timeouts and allowed protocols, for every step pod ([`crate::pipelines::repos::git_env`]).
     pub git_env: Vec<(String, String)>,
@@ -128,7 +128,6 @@ impl RunSettings {
             storage_class: c.kubernetes.aqbb_storageclass.clone(),
             volume_size: c.kubernetes.aqbb_volumesize.clone(),
             calrissian_image: c.kubernetes.aqbb_calrissianimage.clone(),
-            reporter_image: c.kubernetes.aqbb_reporterimage.clone(),
             max_cores: c.kubernetes.aqbb_maxcores.clone(),
             max_ram: c.kubernetes.aqbb_maxram.clone(),
             calrissian_cpu: c.kubernetes.aqbb_calrissian_cpu.clone(),
@@ -189,7 +188,7 @@ pub fn owner_reference(job_name: &str, job_uid: &str) -> OwnerReference {
     }
 }
 
-/// URL the report container posts the results to.
+/// URL the launcher posts the results to.
 pub fn results_url(callback_url: &str, pipeline_id: i64, run_id: i64) -> String {
     format!(
         "{}/api/pipelines/{pipeline_id}/runs/{run_id}/results/",
@@ -320,18 +319,6 @@ pub fn calrissian_args(s: &RunSettings) -> Vec<String> {
     .collect()
 }
 
-/// The report container's script: builds `{"output": ..., "usage_report": ...}` from the files
-/// Calrissian wrote (`null` when a file is missing or empty) and posts it with the run's token.
-/// curl retries connection failures and 408/429/5xx (a scaled-to-zero service waking up); any
-/// other refusal fails the container, and so the Job.
-pub const REPORT_SCRIPT: &str = r#"set -eu
-part() { if [ -s "$1" ]; then cat "$1"; else printf null; fi; }
-{ printf '{"output":'; part /calrissian/output.json; printf ',"usage_report":'; part /calrissian/report.json; printf '}'; } |
-curl -sS --fail-with-body --retry 8 --retry-connrefused --retry-max-time 300 --max-time 60 \
-  -X POST -H "Authorization: Bearer ${AQ_CALLBACK_TOKEN}" -H 'Content-Type: application/json' \
-  --data-binary @- "${AQ_RESULTS_URL}"
-"#;
-
 fn quantity_map(cpu: &str, memory: &str) -> BTreeMap<String, Quantity> {
     BTreeMap::from([
         ("cpu".to_string(), Quantity(cpu.to_string())),
@@ -367,39 +354,23 @@ pub fn container_security_context() -> SecurityContext {
     }
 }
 
-/// The init container that gives the (empty) volume to the run's user before Calrissian
-/// starts: root, to change the owner, but with `CHOWN` as its only capability and no
-/// escalation. It runs a fixed command before any code of the run exists.
-fn workdir_container(s: &RunSettings) -> Container {
-    Container {
-        name: WORKDIR_CONTAINER.into(),
-        image: Some(s.reporter_image.clone()),
-        image_pull_policy: Some("IfNotPresent".into()),
-        command: Some(vec![
-            "sh".into(),
-            "-c".into(),
-            format!(
-                "chmod 0770 {WORKDIR} && chown {}:{} {WORKDIR}",
-                s.run_as_user, s.run_as_group
-            ),
-        ]),
-        security_context: Some(SecurityContext {
-            run_as_user: Some(0),
-            run_as_group: Some(0),
-            run_as_non_root: Some(false),
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: Some(vec!["CHOWN".into()]),
-            }),
-            ..Default::default()
+/// The Calrissian container's security context. Normally that of every container. With
+/// `AQBB_WORKDIR_CHOWN` it starts as root with `CHOWN` (to give the empty volume to the run's
+/// user), `SETUID` and `SETGID` (to become that user) as its only capabilities and no
+/// escalation; the launcher drops all of it before Calrissian or any code of the run starts.
+fn calrissian_security_context(s: &RunSettings) -> SecurityContext {
+    if !s.workdir_chown {
+        return container_security_context();
+    }
+    SecurityContext {
+        run_as_user: Some(0),
+        run_as_group: Some(0),
+        run_as_non_root: Some(false),
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: Some(vec!["CHOWN".into(), "SETUID".into(), "SETGID".into()]),
         }),
-        resources: Some(ResourceRequirements {
-            requests: Some(quantity_map("50m", "16Mi")),
-            limits: Some(quantity_map("100m", "32Mi")),
-            ..Default::default()
-        }),
-        volume_mounts: Some(vec![mount("workdir", WORKDIR, false)]),
         ..Default::default()
     }
 }
@@ -417,89 +388,62 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
 /// nobody observed keeps its objects for debugging; observing success shortens it.
 pub fn job(req: &LaunchRequest, s: &RunSettings) -> Job {
     let name = object_name(req.run_id);
-    let workdir = mount("workdir", WORKDIR, false);
+    let env_var = |name: &str, value: String| EnvVar {
+        name: name.into(),
+        value: Some(value),
+        ..Default::default()
+    };
+    let mut env = vec![
+        EnvVar {
+            name: "CALRISSIAN_POD_NAME".into(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".into(),
+                    api_version: Some("v1".into()),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        // The run's user has no home in the image; a writable one for tools that want it.
+        env_var("HOME", "/tmp".into()),
+        env_var(
+            "AQ_RESULTS_URL",
+            results_url(&req.callback_url, req.pipeline_id, req.run_id),
+        ),
+    ];
+    if s.workdir_chown {
+        env.push(env_var(
+            "AQ_RUN_AS",
+            format!("{}:{}", s.run_as_user, s.run_as_group),
+        ));
+    }
+    let mut command = vec!["python3".to_string(), "-c".into(), LAUNCH_SCRIPT.into()];
+    command.extend(calrissian_args(s));
     let calrissian = Container {
         name: CALRISSIAN_CONTAINER.into(),
         image: Some(s.calrissian_image.clone()),
         image_pull_policy: Some("IfNotPresent".into()),
-        command: Some(vec!["calrissian".into()]),
-        args: Some(calrissian_args(s)),
+        command: Some(command),
         // Calrissian logs to the container's stderr too (`--stderr` tees); when it fails the
         // kubelet keeps the log's tail as the termination message, which the service reads
         // for the run's failure reason (Calrissian writes no termination message itself).
         termination_message_policy: Some("FallbackToLogsOnError".into()),
-        env: Some(vec![
-            EnvVar {
-                name: "CALRISSIAN_POD_NAME".into(),
-                value_from: Some(EnvVarSource {
-                    field_ref: Some(ObjectFieldSelector {
-                        field_path: "metadata.name".into(),
-                        api_version: Some("v1".into()),
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            // The run's user has no home in the image; a writable one for tools that want it.
-            EnvVar {
-                name: "HOME".into(),
-                value: Some("/tmp".into()),
-                ..Default::default()
-            },
-        ]),
-        security_context: Some(container_security_context()),
+        env: Some(env),
+        security_context: Some(calrissian_security_context(s)),
         resources: Some(ResourceRequirements {
             requests: Some(quantity_map(&s.calrissian_cpu, &s.calrissian_memory)),
             limits: Some(quantity_map(&s.calrissian_cpu_limit, &s.calrissian_memory)),
             ..Default::default()
         }),
+        // Calrissian gives its step pods the claims mounted in the pod's first container.
         volume_mounts: Some(vec![
             mount("workflow-input", "/workflow-input", true),
-            workdir.clone(),
+            mount("workdir", WORKDIR, false),
             mount("pod-env-vars", "/pod-env-vars", true),
         ]),
         ..Default::default()
     };
-    // Calrissian finds the volumes to give its step pods in the mounts of the pod's *first
-    // regular container*, so the report container mounts the working volume at the same path.
-    let report = Container {
-        name: REPORT_CONTAINER.into(),
-        image: Some(s.reporter_image.clone()),
-        image_pull_policy: Some("IfNotPresent".into()),
-        command: Some(vec!["sh".into(), "-c".into(), REPORT_SCRIPT.into()]),
-        env: Some(vec![
-            EnvVar {
-                name: "AQ_RESULTS_URL".into(),
-                value: Some(results_url(&req.callback_url, req.pipeline_id, req.run_id)),
-                ..Default::default()
-            },
-            EnvVar {
-                name: "AQ_CALLBACK_TOKEN".into(),
-                value_from: Some(EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector {
-                        name: name.clone(),
-                        key: TOKEN_KEY.into(),
-                        optional: None,
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        ]),
-        resources: Some(ResourceRequirements {
-            requests: Some(quantity_map("50m", "32Mi")),
-            limits: Some(quantity_map("200m", "64Mi")),
-            ..Default::default()
-        }),
-        volume_mounts: Some(vec![workdir]),
-        security_context: Some(container_security_context()),
-        ..Default::default()
-    };
-    let mut init_containers = Vec::with_capacity(2);
-    if s.workdir_chown {
-        init_containers.push(workdir_container(s));
-    }
-    init_containers.push(calrissian);
     let volumes = vec![
         Volume {
             name: "workflow-input".into(),
@@ -579,8 +523,7 @@ pub fn job(req: &LaunchRequest, s: &RunSettings) -> Job {
                         .image_pull_secret
                         .as_ref()
                         .map(|n| vec![LocalObjectReference { name: n.clone() }]),
-                    init_containers: Some(init_containers),
-                    containers: vec![report],
+                    containers: vec![calrissian],
                     volumes: Some(volumes),
                     ..Default::default()
                 }),
@@ -662,22 +605,30 @@ mod tests {
         // Calrissian deletes its step pods on SIGTERM but then never exits: the grace period
         // is all a cancelled pod lives on (it was 120 s; a real node showed it).
         assert_eq!(pod.termination_grace_period_seconds, Some(30));
-        let init = &pod.init_containers.as_ref().unwrap()[0];
-        assert_eq!(init.image.as_deref(), Some("terradue/calrissian:0.14.0"));
+        assert!(pod.init_containers.is_none());
+        assert_eq!(pod.containers.len(), 1);
+        let cal = &pod.containers[0];
+        assert_eq!(cal.name, CALRISSIAN_CONTAINER);
+        assert_eq!(cal.image.as_deref(), Some("terradue/calrissian:0.14.0"));
         // Its log's tail is the failed run's reason (status::failure_detail).
         assert_eq!(
-            init.termination_message_policy.as_deref(),
+            cal.termination_message_policy.as_deref(),
             Some("FallbackToLogsOnError")
         );
-        let args = init.args.clone().unwrap();
+        // The launcher, then Calrissian's arguments.
+        let command = cal.command.clone().unwrap();
+        assert_eq!(&command[..3], ["python3", "-c", LAUNCH_SCRIPT]);
+        assert!(cal.args.is_none());
+        let args = &command[3..];
+        assert_eq!(args, calrissian_args(&s));
         assert!(!args.contains(&"--debug".to_string()));
         let pos = args.iter().position(|a| a == "--max-ram").unwrap();
         assert_eq!(args[pos + 1], "2Gi");
         assert_eq!(args.last().unwrap(), "/workflow-input/params.yml");
-        let limits = init.resources.clone().unwrap().limits.unwrap();
+        let limits = cal.resources.clone().unwrap().limits.unwrap();
         assert_eq!(limits["memory"].0, "256Mi");
         // Reserved: a quarter of a core; allowed: a whole one for its CPU-bound bursts.
-        let requests = init.resources.clone().unwrap().requests.unwrap();
+        let requests = cal.resources.clone().unwrap().requests.unwrap();
         assert_eq!(
             (requests["cpu"].0.as_str(), limits["cpu"].0.as_str()),
             ("250m", "1")
@@ -686,20 +637,26 @@ mod tests {
         let pos = args.iter().position(|a| a == "--pod-labels").unwrap();
         assert_eq!(args[pos + 1], format!("/workflow-input/{POD_LABELS_KEY}"));
         // Calrissian reads volumes from the first regular container: it must mount the workdir.
-        let report = &pod.containers[0];
-        assert_eq!(report.name, REPORT_CONTAINER);
-        let m = &report.volume_mounts.as_ref().unwrap()[0];
+        let m = &cal.volume_mounts.as_ref().unwrap()[1];
         assert_eq!(
             (m.name.as_str(), m.mount_path.as_str()),
             ("workdir", WORKDIR)
         );
-        let env = report.env.as_ref().unwrap();
+        // Where the results go; the token is read from the step pods' environment file, in
+        // no variable.
+        let env = cal.env.as_ref().unwrap();
+        let var = |n: &str| env.iter().find(|e| e.name == n);
         assert_eq!(
-            env[0].value.as_deref(),
+            var("AQ_RESULTS_URL").unwrap().value.as_deref(),
             Some("http://svc:80/api/pipelines/17/runs/42/results/")
         );
-        let token_ref = env[1].value_from.as_ref().unwrap().secret_key_ref.as_ref();
-        assert_eq!(token_ref.unwrap().name, "aq-run-42");
+        assert!(var("AQ_RUN_AS").is_none());
+        assert!(env.iter().all(|e| {
+            e.value_from
+                .as_ref()
+                .is_none_or(|v| v.secret_key_ref.is_none())
+        }));
+        assert!(LAUNCH_SCRIPT.contains("/pod-env-vars/pod_env_vars.json"));
         // Every volume source is an object of this run.
         // Nothing runs as root; no container may gain privileges or keep a capability.
         let psc = pod.security_context.as_ref().unwrap();
@@ -713,15 +670,12 @@ mod tests {
             "RuntimeDefault"
         );
         assert_eq!(pod.automount_service_account_token, Some(true));
-        assert_eq!(pod.init_containers.as_ref().unwrap().len(), 1);
-        for c in [init, report] {
-            let sc = c.security_context.as_ref().unwrap();
-            assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
-            let caps = sc.capabilities.as_ref().unwrap();
-            assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
-            assert!(caps.add.is_none());
-            assert!(sc.run_as_user.is_none() && sc.privileged.is_none());
-        }
+        let sc = cal.security_context.as_ref().unwrap();
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        let caps = sc.capabilities.as_ref().unwrap();
+        assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
+        assert!(caps.add.is_none());
+        assert!(sc.run_as_user.is_none() && sc.privileged.is_none());
         let vols = pod.volumes.unwrap();
         assert_eq!(vols[0].config_map.as_ref().unwrap().name, "aq-run-42");
         assert_eq!(
@@ -793,22 +747,25 @@ mod tests {
         .unwrap();
         let s = RunSettings::from_config(&c);
         let pod = job(&request(), &s).spec.unwrap().template.spec.unwrap();
-        let inits = pod.init_containers.unwrap();
-        assert_eq!(
-            inits.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
-            [WORKDIR_CONTAINER, CALRISSIAN_CONTAINER]
-        );
-        let chown = &inits[0];
-        assert_eq!(
-            chown.command.as_ref().unwrap()[2],
-            "chmod 0770 /calrissian && chown 2000:3000 /calrissian"
-        );
-        let sc = chown.security_context.as_ref().unwrap();
-        assert_eq!(sc.run_as_user, Some(0));
+        assert!(pod.init_containers.is_none());
+        let cal = &pod.containers[0];
+        let sc = cal.security_context.as_ref().unwrap();
+        assert_eq!((sc.run_as_user, sc.run_as_non_root), (Some(0), Some(false)));
         assert_eq!(sc.allow_privilege_escalation, Some(false));
         let caps = sc.capabilities.as_ref().unwrap();
         assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));
-        assert_eq!(caps.add.as_deref(), Some(&["CHOWN".to_string()][..]));
+        assert_eq!(
+            caps.add.as_deref(),
+            Some(&["CHOWN".to_string(), "SETUID".into(), "SETGID".into()][..])
+        );
+        // The user the launcher becomes before Calrissian starts.
+        let run_as = cal
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|e| e.name == "AQ_RUN_AS");
+        assert_eq!(run_as.unwrap().value.as_deref(), Some("2000:3000"));
         let psc = pod.security_context.unwrap();
         assert_eq!(
             (psc.run_as_user, psc.run_as_group, psc.fs_group),
@@ -816,19 +773,5 @@ mod tests {
         );
         // Root is not a choice.
         assert!(Config::from_iter([("AQBB_RUN_AS_USER".to_string(), "0".to_string())]).is_err());
-    }
-
-    #[test]
-    fn report_script_is_valid_sh() {
-        let out = std::process::Command::new("sh")
-            .args(["-n", "-c", REPORT_SCRIPT])
-            .output();
-        if let Ok(out) = out {
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
     }
 }

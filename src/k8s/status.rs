@@ -85,8 +85,8 @@ const DETAIL_MAX_CHARS: usize = 1500;
 /// What the pods of a failed Job say about the failure, for the run's `status_message`: the
 /// Calrissian container's termination message (the tail of its log, which the kubelet keeps
 /// thanks to `terminationMessagePolicy: FallbackToLogsOnError`) without its INFO lines, a
-/// container that never started (image not found, missing Secret), or the report container's
-/// refusal. `None` when the pods say nothing useful (they may be gone already).
+/// container that never started (image not found, missing Secret), or the launcher's
+/// failure to post the results. `None` when the pods say nothing useful (they may be gone already).
 pub fn failure_detail(pods: &[Pod]) -> Option<String> {
     let mut parts = Vec::new();
     for pod in pods {

@@ -551,7 +551,7 @@ async fn launch_as_the_service_account_creates_every_object_and_the_server_keeps
     assert_eq!(kept["spec"]["ttlSecondsAfterFinished"], 3 * 24 * 3600);
     assert_eq!(kept["spec"]["backoffLimit"], 0);
     assert_eq!(
-        kept["spec"]["template"]["spec"]["initContainers"][0]["name"],
+        kept["spec"]["template"]["spec"]["containers"][0]["name"],
         "calrissian"
     );
     // Non-root, no escalation, no capability, as the API server keeps it.
@@ -563,10 +563,13 @@ async fn launch_as_the_service_account_creates_every_object_and_the_server_keeps
         pod["securityContext"]["seccompProfile"]["type"],
         "RuntimeDefault"
     );
-    for c in [&pod["initContainers"][0], &pod["containers"][0]] {
-        assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
-        assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
-    }
+    assert_eq!(pod["initContainers"], Value::Null);
+    let cal = &pod["containers"][0];
+    assert_eq!(cal["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(
+        cal["securityContext"]["capabilities"]["drop"],
+        json!(["ALL"])
+    );
     let cm = c.api::<ConfigMap>().get(&name).await.unwrap();
     let sent_cm = serde_json::to_value(objects::config_map(&req, settings, &owner)).unwrap();
     assert_kept("configmap", &sent_cm, &serde_json::to_value(&cm).unwrap());
@@ -669,7 +672,7 @@ async fn runs_follow_their_jobs_through_events_and_reconcile_on_read() {
     // Calrissian's log as its termination message (FallbackToLogsOnError); the run's reason
     // carries it, read with the service's own ServiceAccount (pods: list).
     let failed_pod = |detail: &str| {
-        json!({"status": {"phase": "Failed", "initContainerStatuses": [{
+        json!({"status": {"phase": "Failed", "containerStatuses": [{
             "name": "calrissian", "ready": false, "restartCount": 0,
             "image": "calrissian", "imageID": "",
             "state": {"terminated": {"exitCode": 1, "reason": "Error", "message": format!(
@@ -802,6 +805,201 @@ async fn a_step_pod_that_cannot_pull_its_image_fails_the_run_on_read_and_stops_i
     // Terminal: a later read changes nothing.
     let (_, again) = app.get(&path, Some(&token)).await;
     assert_eq!(again["status_message"], body["status_message"]);
+    c.finish().await;
+}
+
+/// A stand-in for Calrissian (Calrissian itself needs a node; `scripts/e2e.sh` runs the real
+/// one with this launcher): prints "started", reports who it runs as, waits for SIGTERM when
+/// asked to, writes the files Calrissian writes, and exits with `STANDIN_EXIT`.
+const CALRISSIAN_STAND_IN: &str = r#"#!/bin/sh
+set -eu
+trap 'echo terminated > "$AQ_WORKDIR/signal"; kill $! 2>/dev/null; exit 143' TERM
+id -u > "$AQ_WORKDIR/uid"
+printf '%s\n' "$@" > "$AQ_WORKDIR/args"
+echo started
+if [ "${STANDIN_WAIT:-}" = 1 ]; then
+  sleep 300 >/dev/null 2>&1 &
+  wait
+fi
+printf '%s' "${STANDIN_OUTPUT:-}" > "$AQ_WORKDIR/output.json"
+printf '%s' "${STANDIN_USAGE:-}" > "$AQ_WORKDIR/report.json"
+exit "${STANDIN_EXIT:-0}"
+"#;
+
+/// The Job pod's launcher (`objects::LAUNCH_SCRIPT`) as the kubelet starts it, with the
+/// stand-in on its PATH and the pod's files under `dir`; returns its exit code and stderr.
+/// Root (as on CI) starts it as the root-started container of `AQBB_WORKDIR_CHOWN`.
+async fn launch(
+    dir: &std::path::Path,
+    results_url: &str,
+    env: &[(&str, &str)],
+    on_started: Option<i32>,
+) -> (i32, String) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let path = format!(
+        "{}:{}",
+        dir.join("bin").display(),
+        std::env::var("PATH").unwrap()
+    );
+    let mut cmd = tokio::process::Command::new("python3");
+    cmd.args([
+        "-c",
+        objects::LAUNCH_SCRIPT,
+        "--outdir",
+        "/calrissian/",
+        "wf.cwl",
+    ])
+    .env_clear()
+    .env("PATH", path)
+    .env("AQ_WORKDIR", dir.join("work"))
+    .env("AQ_POD_ENV_FILE", dir.join("pod_env_vars.json"))
+    .env("AQ_RESULTS_URL", results_url)
+    .envs(env.iter().copied())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("python3");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    if let Some(signal) = on_started {
+        // Once the stand-in runs: what the kubelet does to a cancelled run's pod.
+        assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("started"));
+        let pid = child.id().unwrap() as i32;
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+    while lines.next_line().await.unwrap().is_some() {}
+    let out = child.wait_with_output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_job_pods_launcher_posts_calrissians_results_or_passes_its_failure_on() {
+    if !cluster_configured() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let c = Cluster::start().await;
+    let launcher = Arc::new(c.service_launcher().await);
+    let (app, token, pipeline_id) = app_with(&c, launcher).await;
+    let run_id = start_run(&app, &token, pipeline_id).await["id"]
+        .as_i64()
+        .unwrap();
+    let other = start_run(&app, &token, pipeline_id).await["id"]
+        .as_i64()
+        .unwrap();
+    // The pod's files: the step pods' environment (with the token) from the run's real Secret.
+    let pod_env = |run: i64| {
+        let secrets = c.api::<Secret>();
+        async move {
+            let s = secrets.get(&objects::object_name(run)).await.unwrap();
+            s.data.unwrap()[objects::POD_ENV_KEY].0.clone()
+        }
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir(dir.join("bin")).unwrap();
+    std::fs::create_dir(dir.join("work")).unwrap();
+    let stand_in = dir.join("bin/calrissian");
+    std::fs::write(&stand_in, CALRISSIAN_STAND_IN).unwrap();
+    std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let env_file = dir.join("pod_env_vars.json");
+    std::fs::write(&env_file, pod_env(run_id).await).unwrap();
+    std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let url = app.url(&format!(
+        "/api/pipelines/{pipeline_id}/runs/{run_id}/results/"
+    ));
+    let root = unsafe { libc::geteuid() } == 0;
+    // As root, the container of AQBB_WORKDIR_CHOWN: it must become the run's user first.
+    let run_as: &[(&str, &str)] = if root {
+        &[("AQ_RUN_AS", "4242:4243")]
+    } else {
+        &[]
+    };
+    let with = |extra: &[(&'static str, &'static str)]| {
+        run_as.iter().chain(extra).copied().collect::<Vec<_>>()
+    };
+    if root {
+        let (code, err) = launch(dir, &url, &[], None).await;
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("Calrissian never runs as root"), "{err}");
+        assert!(!dir.join("work/args").exists());
+    }
+
+    // Calrissian fails: its exit code is the container's, nothing is posted.
+    let (code, err) = launch(dir, &url, &with(&[("STANDIN_EXIT", "3")]), None).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(stored_run(&app, run_id).await.output.is_none());
+    let args = std::fs::read_to_string(dir.join("work/args")).unwrap();
+    assert_eq!(args, "--outdir\n/calrissian/\nwf.cwl\n");
+    if root {
+        use std::os::unix::fs::MetadataExt;
+        let uid = std::fs::read_to_string(dir.join("work/uid")).unwrap();
+        assert_eq!(uid.trim(), "4242");
+        let meta = std::fs::metadata(dir.join("work")).unwrap();
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+            (4242, 4243, 0o770)
+        );
+    }
+
+    // Cancelled: SIGTERM reaches Calrissian (which deletes its step pods), nothing is posted.
+    let (code, err) = launch(
+        dir,
+        &url,
+        &with(&[("STANDIN_WAIT", "1")]),
+        Some(libc::SIGTERM),
+    )
+    .await;
+    assert_eq!(code, 143, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("work/signal")).unwrap(),
+        "terminated\n"
+    );
+    assert!(stored_run(&app, run_id).await.output.is_none());
+
+    // Another run's token: refused, said, the container fails; nothing stored.
+    std::fs::write(&env_file, pod_env(other).await).unwrap();
+    let output = r#"{"report": {"class": "File", "location": "file:///calrissian/ruff.json"}}"#;
+    let (code, err) = launch(dir, &url, &with(&[("STANDIN_OUTPUT", output)]), None).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("the service refused the results (403)"),
+        "{err}"
+    );
+    assert!(stored_run(&app, run_id).await.output.is_none());
+
+    // Success: output and usage report stored.
+    std::fs::write(&env_file, pod_env(run_id).await).unwrap();
+    let usage = r#"{"total_tasks": 2, "children": []}"#;
+    let (code, err) = launch(
+        dir,
+        &url,
+        &with(&[("STANDIN_OUTPUT", output), ("STANDIN_USAGE", usage)]),
+        None,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let run = stored_run(&app, run_id).await;
+    assert_eq!(run.output, Some(serde_json::from_str(output).unwrap()));
+    assert_eq!(
+        run.usage_report,
+        serde_json::from_str::<Value>(usage).unwrap()
+    );
+    // Not JSON: said, not posted.
+    let (code, err) = launch(
+        dir,
+        &app.url(&format!(
+            "/api/pipelines/{pipeline_id}/runs/{other}/results/"
+        )),
+        &with(&[("STANDIN_OUTPUT", "{oops")]),
+        None,
+    )
+    .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("output.json is not JSON"), "{err}");
     c.finish().await;
 }
 

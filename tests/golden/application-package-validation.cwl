@@ -83,6 +83,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: alpine/git:v2.47.2
+    ResourceRequirement:
+      coresMin: 0.25
+      ramMin: 128
   requirements:
     NetworkAccess:
       networkAccess: true
@@ -167,6 +170,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: alpine:3.21
+    ResourceRequirement:
+      coresMin: 0.25
+      ramMin: 128
   requirements:
     InlineJavascriptRequirement: {}
   inputs:
@@ -204,6 +210,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: aq-local/tools:1
+    ResourceRequirement:
+      coresMin: 0.5
+      ramMin: 256
   requirements:
     InitialWorkDirRequirement:
       listing:
@@ -297,6 +306,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: python:3.13-alpine
+    ResourceRequirement:
+      coresMin: 0.25
+      ramMin: 128
   requirements:
     NetworkAccess:
       networkAccess: true

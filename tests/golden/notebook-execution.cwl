@@ -89,6 +89,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: alpine/git:v2.47.2
+    ResourceRequirement:
+      coresMin: 0.25
+      ramMin: 128
   requirements:
     NetworkAccess:
       networkAccess: true
@@ -175,6 +178,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: alpine:3.21
+    ResourceRequirement:
+      coresMin: 0.25
+      ramMin: 128
   requirements:
     InlineJavascriptRequirement: {}
   inputs:
@@ -215,6 +221,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: aq-local/tools:1
+    ResourceRequirement:
+      coresMin: 0.5
+      ramMin: 512
   requirements:
     InitialWorkDirRequirement:
       listing:
@@ -407,6 +416,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: python:3.13-alpine
+    ResourceRequirement:
+      coresMin: 0.25
+      ramMin: 128
   requirements:
     NetworkAccess:
       networkAccess: true

@@ -139,6 +139,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: alpine/git:v2.47.2
+    ResourceRequirement:
+      coresMin: 0.25
+      ramMin: 128
   requirements:
     NetworkAccess:
       networkAccess: true
@@ -220,6 +223,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: python:3.13-alpine
+    ResourceRequirement:
+      coresMin: 0.25
+      ramMin: 128
   requirements:
     InlineJavascriptRequirement: {}
     InitialWorkDirRequirement:
@@ -350,6 +356,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: python:3.13-alpine
+    ResourceRequirement:
+      coresMin: 0.25
+      ramMin: 128
   requirements:
     NetworkAccess:
       networkAccess: true
@@ -608,6 +617,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: ghcr.io/astral-sh/ruff:0.8.6-alpine
+    ResourceRequirement:
+      coresMin: 0.25
+      ramMin: 128
   inputs:
     source_directory: Directory
     regex: string
@@ -702,6 +714,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: alpine:3.21
+    ResourceRequirement:
+      coresMin: 0.25
+      ramMin: 128
   requirements:
     InlineJavascriptRequirement: {}
   inputs:
@@ -742,6 +757,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: aq-local/tools:1
+    ResourceRequirement:
+      coresMin: 0.5
+      ramMin: 512
   requirements:
     InitialWorkDirRequirement:
       listing:

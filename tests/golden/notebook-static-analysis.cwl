@@ -107,6 +107,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: alpine/git:v2.47.2
+    ResourceRequirement:
+      coresMin: 0.25
+      ramMin: 128
   requirements:
     NetworkAccess:
       networkAccess: true
@@ -188,6 +191,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: python:3.13-alpine
+    ResourceRequirement:
+      coresMin: 0.25
+      ramMin: 128
   requirements:
     InlineJavascriptRequirement: {}
     InitialWorkDirRequirement:
@@ -318,6 +324,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: python:3.13-alpine
+    ResourceRequirement:
+      coresMin: 0.25
+      ramMin: 128
   requirements:
     NetworkAccess:
       networkAccess: true
@@ -576,6 +585,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: ghcr.io/astral-sh/ruff:0.8.6-alpine
+    ResourceRequirement:
+      coresMin: 0.25
+      ramMin: 128
   inputs:
     source_directory: Directory
     regex: string

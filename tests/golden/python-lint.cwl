@@ -77,6 +77,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: alpine/git:v2.47.2
+    ResourceRequirement:
+      coresMin: 0.25
+      ramMin: 128
   requirements:
     NetworkAccess:
       networkAccess: true
@@ -154,6 +157,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: ghcr.io/astral-sh/ruff:0.8.6-alpine
+    ResourceRequirement:
+      coresMin: 0.25
+      ramMin: 128
   inputs:
     source_directory: Directory
     regex: string
@@ -210,6 +216,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: python:3.13-alpine
+    ResourceRequirement:
+      coresMin: 0.25
+      ramMin: 128
   requirements:
     NetworkAccess:
       networkAccess: true

@@ -131,6 +131,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: alpine/git:v2.47.2
+    ResourceRequirement:
+      coresMin: 0.25
+      ramMin: 128
   requirements:
     NetworkAccess:
       networkAccess: true
@@ -206,6 +209,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: aq-local/tools:1
+    ResourceRequirement:
+      coresMin: 0.5
+      ramMin: 256
   inputs:
     source_directory: Directory
     regex: string
@@ -256,6 +262,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: python:3.13-alpine
+    ResourceRequirement:
+      coresMin: 0.25
+      ramMin: 128
   requirements:
     NetworkAccess:
       networkAccess: true
@@ -514,6 +523,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: aq-local/tools:1
+    ResourceRequirement:
+      coresMin: 0.5
+      ramMin: 256
   inputs:
     source_directory: Directory
     regex: string
@@ -597,6 +609,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: aq-local/tools:1
+    ResourceRequirement:
+      coresMin: 0.5
+      ramMin: 256
   requirements:
     InlineJavascriptRequirement: {}
   inputs:
@@ -690,6 +705,9 @@ $graph:
   hints:
     DockerRequirement:
       dockerPull: ghcr.io/astral-sh/ruff:0.8.6-alpine
+    ResourceRequirement:
+      coresMin: 0.25
+      ramMin: 128
   inputs:
     source_directory: Directory
     regex: string

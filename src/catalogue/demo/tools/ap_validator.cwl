@@ -12,6 +12,9 @@
   hints:
     DockerRequirement:
       dockerPull: aq-local/tools:1
+    ResourceRequirement:
+      coresMin: 0.5
+      ramMin: 256
   requirements:
     InitialWorkDirRequirement:
       listing:

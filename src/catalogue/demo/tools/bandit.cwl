@@ -8,6 +8,9 @@
   hints:
     DockerRequirement:
       dockerPull: aq-local/tools:1
+    ResourceRequirement:
+      coresMin: 0.5
+      ramMin: 256
   inputs:
     source_directory: Directory
     regex: string

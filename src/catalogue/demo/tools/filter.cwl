@@ -7,6 +7,9 @@
   hints:
     DockerRequirement:
       dockerPull: alpine:3.21
+    ResourceRequirement:
+      coresMin: 0.25
+      ramMin: 128
   requirements:
     InlineJavascriptRequirement: {}
   inputs:

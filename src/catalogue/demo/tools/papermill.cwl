@@ -15,6 +15,9 @@
   hints:
     DockerRequirement:
       dockerPull: aq-local/tools:1
+    ResourceRequirement:
+      coresMin: 0.5
+      ramMin: 512
   requirements:
     InitialWorkDirRequirement:
       listing:

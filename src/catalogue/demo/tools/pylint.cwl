@@ -10,6 +10,9 @@
   hints:
     DockerRequirement:
       dockerPull: aq-local/tools:1
+    ResourceRequirement:
+      coresMin: 0.5
+      ramMin: 256
   requirements:
     InlineJavascriptRequirement: {}
   inputs:

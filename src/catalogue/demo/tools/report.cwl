@@ -15,6 +15,9 @@
   hints:
     DockerRequirement:
       dockerPull: python:3.13-alpine
+    ResourceRequirement:
+      coresMin: 0.25
+      ramMin: 128
   requirements:
     NetworkAccess:
       networkAccess: true

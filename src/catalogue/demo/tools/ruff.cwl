@@ -8,6 +8,9 @@
   hints:
     DockerRequirement:
       dockerPull: ghcr.io/astral-sh/ruff:0.8.6-alpine
+    ResourceRequirement:
+      coresMin: 0.25
+      ramMin: 128
   inputs:
     source_directory: Directory
     regex: string
