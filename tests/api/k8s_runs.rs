@@ -813,7 +813,8 @@ async fn a_step_pod_that_cannot_pull_its_image_fails_the_run_on_read_and_stops_i
 /// asked to, writes the files Calrissian writes, and exits with `STANDIN_EXIT`.
 const CALRISSIAN_STAND_IN: &str = r#"#!/bin/sh
 set -eu
-trap 'echo terminated > "$AQ_WORKDIR/signal"; kill $! 2>/dev/null; exit 143' TERM
+# A signal may come before the sleep exists: then there is nothing to stop.
+trap 'echo terminated > "$AQ_WORKDIR/signal"; [ -z "${!:-}" ] || kill "$!" 2>/dev/null; exit 143' TERM
 id -u > "$AQ_WORKDIR/uid"
 printf '%s\n' "$@" > "$AQ_WORKDIR/args"
 echo started

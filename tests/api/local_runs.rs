@@ -695,10 +695,11 @@ async fn tools_that_need_images_fail_clearly_without_a_container_engine() {
         .await
         .unwrap()
         .unwrap();
-    let definition = clone.definition.replace(
-        "  hints:\n    DockerRequirement:\n      dockerPull: alpine/git:v2.47.2\n  requirements:\n",
-        "  requirements:\n    DockerRequirement:\n      dockerPull: alpine/git:v2.47.2\n",
-    );
+    let docker = "    DockerRequirement:\n      dockerPull: alpine/git:v2.47.2\n";
+    let definition = clone
+        .definition
+        .replace(&format!("  hints:\n{docker}"), "  hints:\n")
+        .replace("  requirements:\n", &format!("  requirements:\n{docker}"));
     assert_ne!(definition, clone.definition);
     let mut active: command_line_tool::ActiveModel = clone.into();
     active.definition = Set(definition);
