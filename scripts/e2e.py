@@ -38,7 +38,7 @@ DB_URL = os.environ.get("E2E_DATABASE_URL", "sqlite:///data/aq.db")
 RETENTION_SECS = 5
 # Runs per demo pipeline for the p50 of event -> succeeded.
 REPEAT = int(os.environ.get("AQ_E2E_REPEAT", "5"))
-PIPELINES = [n.strip() for n in os.environ.get("AQ_E2E_PIPELINES", "Python lint,Notebook static analysis").split(",") if n.strip()]
+PIPELINES = [n.strip() for n in os.environ.get("AQ_E2E_PIPELINES", "Python lint,Notebook static analysis,Notebook pipeline").split(",") if n.strip()]
 # Every other demo pipeline runs once (AQ_E2E_ONCE=0 skips them).
 ONCE = os.environ.get("AQ_E2E_ONCE", "1") != "0"
 # The reference's catalogue (a Django fixture file) imported and run after the demo stages
