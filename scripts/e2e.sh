@@ -11,7 +11,8 @@
 #   the reference's own catalogue (tests/fixtures/reference/backend.json) imported unchanged
 #   and each of its pipelines run, with its findings and time, those whose tool images cannot
 #   be had here failing at once with the image named (docs/fixtures.md); and every container
-#   a run started, as the node's kernel saw it, ran as a non-root user.
+#   a run started, as the node's kernel saw it, ran as a non-root user (the Job's own container,
+#   started as root to hand the node's hostPath volume over, is seen again as the run's user).
 #
 # Environment: AQ_E2E_REPEAT, AQ_E2E_PIPELINES, AQ_E2E_ONCE (scripts/e2e.py); AQ_E2E_FIXTURES
 # (a fixture file to import instead of the reference's, or 0 to skip that stage);
