@@ -243,9 +243,14 @@ class Relay(threading.Thread):
             self.proc.terminate()
 
 
-def proc_status(pid):
-    """The kernel's view of a live process: uids, gids, effective capabilities, NoNewPrivs."""
+def proc_status(pid, container=None):
+    """The kernel's view of a live process: uids, gids, effective capabilities, NoNewPrivs;
+    with `container`, only while the process is still that container's (a pid may be reused)."""
     try:
+        if container:
+            with open(f"/proc/{pid}/cgroup") as f:
+                if container not in f.read():
+                    return None
         with open(f"/proc/{pid}/status") as f:
             st = dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
         return {"uid": st["Uid"].split(), "gid": st["Gid"].split(), "cap_eff": st["CapEff"].strip(),
@@ -285,7 +290,7 @@ class ContainerWatch(threading.Thread):
         labels = c["Config"].get("Labels") or {}
         if labels.get("io.kubernetes.docker.type") == "podsandbox":
             return  # the pause container
-        rec = {"pod": labels.get("io.kubernetes.pod.name", "?"),
+        rec = {"id": c["Id"], "pod": labels.get("io.kubernetes.pod.name", "?"),
                "container": labels.get("io.kubernetes.container.name", "?"),
                "user": c["Config"].get("User") or "",
                "cap_drop": c["HostConfig"].get("CapDrop") or [],
@@ -302,10 +307,13 @@ class ContainerWatch(threading.Thread):
             if rec["pod"].startswith("aq-run-"):
                 self.jobs.append((pid, rec))
             else:
-                # A step pod exists, so its run's Calrissian has started: how its container's
-                # first process looks now (a container started as root must have dropped it).
+                # A step pod of run N exists, so run N's Calrissian has started: how its Job
+                # container's first process looks now (one started as root must have dropped it).
+                run = PODS.run_of(rec["pod"]) if PODS else None
                 for job_pid, job in self.jobs:
-                    later = proc_status(job_pid)
+                    if run is None or not job["pod"].startswith(f"aq-run-{run}-"):
+                        continue
+                    later = proc_status(job_pid, job["id"])
                     if later:
                         job["proc_later"] = later
 
@@ -350,6 +358,11 @@ class PodWatch(threading.Thread):
     def snapshot(self):
         with self.lock:
             return json.loads(json.dumps(self.pods))
+
+    def run_of(self, pod):
+        """The run id a pod's labels name (step pods carry it), or None."""
+        with self.lock:
+            return (self.pods.get(pod) or {}).get("labels", {}).get("application-quality.eoepca.org/run-id")
 
     def stop(self):
         if self.proc:

@@ -154,7 +154,7 @@ fn check_cwl(cwl: &str) -> serde_yaml::Value {
         let id = process["id"].as_str().unwrap();
         let class = process["class"].as_str().unwrap();
         assert!(
-            class == "Workflow" || class == "CommandLineTool",
+            ["Workflow", "CommandLineTool", "ExpressionTool"].contains(&class),
             "{id}: {class}"
         );
         assert!(process["inputs"].is_mapping(), "{id}: inputs");
