@@ -217,6 +217,11 @@ pub async fn run(config: Config, listener: TcpListener) -> anyhow::Result<()> {
             "EVENTS_TRUST_NETWORK=true with EVENTS_AUTH=off: CloudEvents are accepted from any peer without authentication, so whoever reaches this service can start runs as any user it names; use EVENTS_AUTH=oidc unless every sender on this network is trusted"
         );
     }
+    if config.kubernetes.aqbb_reporterimage.is_some() {
+        tracing::warn!(
+            "AQBB_REPORTERIMAGE is ignored: the run's pod has one container, whose launcher (in the Calrissian image) posts the results"
+        );
+    }
     let state = build_state(config).await?;
     tracing::info!(
         addr = %listener.local_addr()?,

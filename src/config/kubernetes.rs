@@ -35,6 +35,10 @@ pub struct KubernetesConfig {
     /// Calrissian container image.
     #[serde(default = "default_calrissian_image")]
     pub aqbb_calrissianimage: String,
+    /// No longer used: the Job's pod has one container, whose launcher posts the results. Read
+    /// only so that a deployment still setting it is told at start-up.
+    #[serde(default)]
+    pub aqbb_reporterimage: Option<String>,
     /// `--max-cores` given to Calrissian.
     #[serde(default = "default_maxcores")]
     pub aqbb_maxcores: String,
