@@ -66,16 +66,21 @@ def drop_root():
 
 def run_calrissian(args):
     child = None
+    early = []
 
     def forward(signum, _frame):
-        if child is not None:
+        if child is None:
+            early.append(signum)
+        else:
             child.send_signal(signum)
 
     # Before the child exists, so that a cancel arriving at once is not lost (PID 1 ignores
-    # signals it has no handler for).
+    # signals it has no handler for): Calrissian gets it as soon as it exists.
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     child = subprocess.Popen(["calrissian", *args])
+    for signum in early:
+        child.send_signal(signum)
     code = child.wait()
     return 128 - code if code < 0 else code
 
