@@ -454,9 +454,9 @@ node() {
     --address 127.0.0.1 --port "$SCHED_PORT" --secure-port 0 --leader-elect=false --v 1
   await kube-scheduler 60 curl -sf "http://127.0.0.1:$SCHED_PORT/healthz"
   mkdir -p "$STATE/kubelet"
-  # The API and event rates of today's kubelets (Kubernetes 1.27 raised the defaults from 5/10
-  # to 50/100 to speed up pod start-up): at 5 per second, status updates of a run's step pods
-  # wait behind each other's as soon as two start at once.
+  # The API and event rates of today's kubelets: Kubernetes 1.27 raised the defaults from 5/10
+  # to 50/100 because at 5 requests a second a kubelet starting several pods at once (status
+  # updates, volumes, events) throttles itself; a run's parallel step pods are such a case.
   launch kubelet "$BIN/kubelet" --kubeconfig "$STATE/kubelet.kubeconfig" --hostname-override "$NODE_NAME" \
     --container-runtime docker --docker-endpoint "unix://$DOCKER_SOCK" --pod-infra-container-image k8s.gcr.io/pause:3.2 \
     --root-dir "$STATE/kubelet" --cert-dir "$STATE/kubelet/pki" --node-ip "$NODE_IP" --address "$NODE_IP" \
