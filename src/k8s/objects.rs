@@ -656,7 +656,14 @@ mod tests {
                 .as_ref()
                 .is_none_or(|v| v.secret_key_ref.is_none())
         }));
-        assert!(LAUNCH_SCRIPT.contains("/pod-env-vars/pod_env_vars.json"));
+        // The launcher's default paths are where this pod mounts the volume and the Secret.
+        let env_mount = &cal.volume_mounts.as_ref().unwrap()[2];
+        assert_eq!(
+            (env_mount.name.as_str(), env_mount.mount_path.as_str()),
+            ("pod-env-vars", "/pod-env-vars")
+        );
+        assert!(LAUNCH_SCRIPT.contains(&format!("\"/pod-env-vars/{POD_ENV_KEY}\"")));
+        assert!(LAUNCH_SCRIPT.contains(&format!("\"{WORKDIR}\"")));
         // Every volume source is an object of this run.
         // Nothing runs as root; no container may gain privileges or keep a capability.
         let psc = pod.security_context.as_ref().unwrap();

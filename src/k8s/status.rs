@@ -86,19 +86,12 @@ const DETAIL_MAX_CHARS: usize = 1500;
 /// Calrissian container's termination message (the tail of its log, which the kubelet keeps
 /// thanks to `terminationMessagePolicy: FallbackToLogsOnError`) without its INFO lines, a
 /// container that never started (image not found, missing Secret), or the launcher's
-/// failure to post the results. `None` when the pods say nothing useful (they may be gone already).
+/// failure to post the results. `None` when the pods say nothing useful (they may be gone
+/// already).
 pub fn failure_detail(pods: &[Pod]) -> Option<String> {
     let mut parts = Vec::new();
     for pod in pods {
-        let Some(st) = pod.status.as_ref() else {
-            continue;
-        };
-        let all = st
-            .init_container_statuses
-            .iter()
-            .flatten()
-            .chain(st.container_statuses.iter().flatten());
-        for c in all {
+        for c in container_statuses(pod) {
             if let Some(d) = container_detail(c) {
                 parts.push(d);
             }
@@ -114,6 +107,14 @@ pub fn failure_detail(pods: &[Pod]) -> Option<String> {
         text = format!("…{}", text.chars().skip(skip + 1).collect::<String>());
     }
     Some(text)
+}
+
+/// Every container status of a pod, init containers first (none while it has no status).
+fn container_statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
+    let st = pod.status.as_ref();
+    let init = st.and_then(|s| s.init_container_statuses.as_ref());
+    let main = st.and_then(|s| s.container_statuses.as_ref());
+    init.into_iter().flatten().chain(main.into_iter().flatten())
 }
 
 fn container_detail(c: &ContainerStatus) -> Option<String> {
@@ -191,20 +192,12 @@ pub fn image_pull_failure(
     grace: chrono::Duration,
 ) -> Option<String> {
     for pod in pods {
-        let Some(st) = pod.status.as_ref() else {
-            continue;
-        };
         let created = pod
             .metadata
             .creation_timestamp
             .as_ref()
             .and_then(|t| to_chrono(&t.0));
-        let all = st
-            .init_container_statuses
-            .iter()
-            .flatten()
-            .chain(st.container_statuses.iter().flatten());
-        for c in all {
+        for c in container_statuses(pod) {
             let Some(w) = c.state.as_ref().and_then(|s| s.waiting.as_ref()) else {
                 continue;
             };

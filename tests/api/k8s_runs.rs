@@ -321,6 +321,13 @@ async fn start_run(app: &TestApp, token: &str, pipeline_id: i64) -> Value {
     body
 }
 
+/// Starts a run through the REST API; returns its id.
+async fn start_run_id(app: &TestApp, token: &str, pipeline_id: i64) -> i64 {
+    start_run(app, token, pipeline_id).await["id"]
+        .as_i64()
+        .expect("the run's id")
+}
+
 async fn stored_run(app: &TestApp, id: i64) -> pipeline_run::Model {
     pipeline_run::Entity::find_by_id(id)
         .one(&app.state.db)
@@ -636,15 +643,9 @@ async fn runs_follow_their_jobs_through_events_and_reconcile_on_read() {
     let c = Cluster::start().await;
     let launcher = Arc::new(c.service_launcher().await);
     let (app, token, pipeline_id) = app_with(&c, launcher).await;
-    let ok = start_run(&app, &token, pipeline_id).await["id"]
-        .as_i64()
-        .unwrap();
-    let bad = start_run(&app, &token, pipeline_id).await["id"]
-        .as_i64()
-        .unwrap();
-    let bad_event = start_run(&app, &token, pipeline_id).await["id"]
-        .as_i64()
-        .unwrap();
+    let ok = start_run_id(&app, &token, pipeline_id).await;
+    let bad = start_run_id(&app, &token, pipeline_id).await;
+    let bad_event = start_run_id(&app, &token, pipeline_id).await;
 
     // Success, seen through an ApiServerSource event.
     c.finish_pod(ok, "Succeeded").await;
@@ -742,9 +743,7 @@ async fn a_step_pod_that_cannot_pull_its_image_fails_the_run_on_read_and_stops_i
             .await,
     );
     let (app, token, pipeline_id) = app_with(&c, launcher).await;
-    let id = start_run(&app, &token, pipeline_id).await["id"]
-        .as_i64()
-        .unwrap();
+    let id = start_run_id(&app, &token, pipeline_id).await;
     let path = format!("/api/pipelines/{pipeline_id}/runs/{id}/");
     let cms: Api<ConfigMap> = c.api();
     let data = cms
@@ -884,12 +883,8 @@ async fn the_job_pods_launcher_posts_calrissians_results_or_passes_its_failure_o
     let c = Cluster::start().await;
     let launcher = Arc::new(c.service_launcher().await);
     let (app, token, pipeline_id) = app_with(&c, launcher).await;
-    let run_id = start_run(&app, &token, pipeline_id).await["id"]
-        .as_i64()
-        .unwrap();
-    let other = start_run(&app, &token, pipeline_id).await["id"]
-        .as_i64()
-        .unwrap();
+    let run_id = start_run_id(&app, &token, pipeline_id).await;
+    let other = start_run_id(&app, &token, pipeline_id).await;
     // The pod's files: the step pods' environment (with the token) from the run's real Secret.
     let pod_env = |run: i64| {
         let secrets = c.api::<Secret>();
@@ -1012,12 +1007,8 @@ async fn results_callback_stores_output_and_usage_once_with_the_run_token_only()
     let c = Cluster::start().await;
     let launcher = Arc::new(c.service_launcher().await);
     let (app, token, pipeline_id) = app_with(&c, launcher).await;
-    let run_id = start_run(&app, &token, pipeline_id).await["id"]
-        .as_i64()
-        .unwrap();
-    let other = start_run(&app, &token, pipeline_id).await["id"]
-        .as_i64()
-        .unwrap();
+    let run_id = start_run_id(&app, &token, pipeline_id).await;
+    let other = start_run_id(&app, &token, pipeline_id).await;
     let secret = c
         .api::<Secret>()
         .get(&objects::object_name(run_id))
@@ -1087,9 +1078,7 @@ async fn launching_twice_makes_one_job_and_cancel_removes_everything() {
     let c = Cluster::start().await;
     let launcher = Arc::new(c.service_launcher().await);
     let (app, token, pipeline_id) = app_with(&c, launcher.clone()).await;
-    let run_id = start_run(&app, &token, pipeline_id).await["id"]
-        .as_i64()
-        .unwrap();
+    let run_id = start_run_id(&app, &token, pipeline_id).await;
     let stored = stored_run(&app, run_id).await;
     let name = objects::object_name(run_id);
     let first_uid = c.api::<Job>().get(&name).await.unwrap().metadata.uid;
